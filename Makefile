@@ -1,0 +1,43 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both create .venv and install first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_CITIZENS ?= 3000
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/citycredit db upgrade
+	$(BIN)/citycredit demo seed --citizens $(DEMO_CITIZENS)
+	@echo
+	@echo "  City overview (中文):  http://$(HOST):$(PORT)/"
+	@echo "  City overview (English): http://$(HOST):$(PORT)/?lang=en"
+	@echo "  The citizen page, the admin and the API docs arrive with the next issues (see docs/ARCHITECTURE.md)."
+	@echo
+	$(BIN)/citycredit serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m tests.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/recompute.py
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""Database plumbing: declarative base, engines, sessions, and the few SQL constructs that differ by dialect.
+
+Domain code receives a :class:`~sqlalchemy.orm.Session` and may ``flush()`` but never ``commit()``: the
+caller that owns the unit of work (request wrapper, CLI command, job runner) commits once or rolls back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Integer, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys for tables that grow to
+# tens of millions of rows.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+# JSONB on PostgreSQL (comparable, indexable), JSON text on SQLite.
+JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text; we re-attach UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware one is required")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSONDoc,
+        list[dict[str, Any]]: JSONDoc,
+    }
+
+
+def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> Engine:
+    """Create an engine; ``schema`` puts a PostgreSQL connection on its own search path (tests, tenants)."""
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if url.startswith("postgresql"):
+        if schema:
+            kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # Several processes (server, scheduler, CLI) share the demo file; wait rather than fail on a lock.
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Commit once at the end, roll back on any error: the one place CLI commands and jobs commit."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# --- dialect-specific constructs -------------------------------------------------------------------
+
+
+class add_days(FunctionElement[dt.date]):  # noqa: N801 - reads like the SQL function it stands for
+    """``date + n days`` as a date, on PostgreSQL and SQLite."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_days, "postgresql")
+def _add_days_pg(element: add_days, compiler: Any, **kw: Any) -> str:
+    day, days = list(element.clauses)
+    return f"({compiler.process(day, **kw)} + {compiler.process(days, **kw)})"
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
+    day, days = list(element.clauses)
+    return f"date({compiler.process(day, **kw)}, '+' || {compiler.process(days, **kw)} || ' days')"
+
+
+class json_object_agg(FunctionElement[Any]):  # noqa: N801
+    """Aggregate key/value pairs into one JSON object per group."""
+
+    type = JSONDoc
+    inherit_cache = True
+
+
+@compiles(json_object_agg, "postgresql")
+def _json_agg_pg(element: json_object_agg, compiler: Any, **kw: Any) -> str:
+    return f"jsonb_object_agg({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_object_agg, "sqlite")
+def _json_agg_sqlite(element: json_object_agg, compiler: Any, **kw: Any) -> str:
+    return f"json_group_object({compiler.process(element.clauses, **kw)})"

@@ -1,0 +1,72 @@
+"""The demo city: sources, both reference models, a synthetic population ingested the real way."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from points_engine import operations
+from points_engine.models import Citizen, DataSource
+from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
+
+REFERENCE_MODELS = ("itemised-base1000.yaml", "weighted-dimensions.yaml")
+
+
+def reference_model_text(filename: str) -> str:
+    return (resources.files("points_engine") / "models" / "reference" / filename).read_text("utf-8")
+
+
+def ensure_sources(session: Session) -> int:
+    known = set(session.scalars(select(DataSource.code)))
+    added = 0
+    for spec in SOURCES:
+        if spec.code not in known:
+            operations.add_source(session, spec.code, spec.name_zh, spec.name_en)
+            added += 1
+    return added
+
+
+def ensure_reference_models(session: Session, *, actor: str) -> None:
+    """Load both reference models once; publish the itemised one if nothing is published yet."""
+    for filename in REFERENCE_MODELS:
+        text = reference_model_text(filename)
+        name = filename.removesuffix(".yaml")
+        try:
+            operations.find_version(session, name)
+        except operations.EngineError:
+            operations.load_model_version(session, text, filename)
+    try:
+        operations.published_model(session)
+    except operations.NoPublishedModel:
+        operations.publish_model_version(
+            session, operations.find_version(session, "itemised-base1000"), actor=actor
+        )
+
+
+@dataclass
+class DemoFiles:
+    records_csv: Path
+    rows: int
+    sample_ids: list[str]
+
+
+def write_demo_records(directory: Path, plan: CityPlan) -> DemoFiles:
+    path = directory / f"records-{plan.citizens}-{plan.seed}.csv"
+    rows = write_csv(path, generate_rows(plan))
+    return DemoFiles(path, rows, citizen_ids(plan)[1:4])
+
+
+def consent_most(session: Session) -> int:
+    """Nine citizens in ten consent in the demo; the tenth shows what an unscored citizen looks like."""
+    return operations.give_consent_bulk(
+        session, select(Citizen.id).where(Citizen.id % 10 != 0), channel="demo-import"
+    )
+
+
+def default_plan(citizens: int, seed: int, today: dt.date) -> CityPlan:
+    return CityPlan(citizens=citizens, seed=seed, today=today)

@@ -1,0 +1,397 @@
+"""Ingestion of records from sources (CSV or JSON Lines), row by row validated, in bulk written.
+
+Good rows land; every bad row is reported with its row number, field and reason; the same rows sent
+twice change nothing (a record is identified by its source and the source's own id); a changed row is an
+update whose previous content is kept as a revision. Work happens in chunks, each one transaction that
+the caller commits, so a crash leaves whole chunks behind and a rerun resumes idempotently.
+
+The ID number of a row is validated, hashed, and forgotten: it appears in no error, report or log.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from citycredit.db import utcnow
+from citycredit.idnumber import InvalidIdNumber, id_hash, parse_id_number
+from points_engine.models import (
+    Citizen,
+    DataSource,
+    IngestBatch,
+    Record,
+    RecordRevision,
+    RecordStatus,
+)
+from points_engine.operations import insert_ignore, mark_dirty, published_model
+from points_engine.scoring_model import ScoringModel
+
+FIELDS = (
+    "source",
+    "source_record_id",
+    "id_number",
+    "item_code",
+    "document_no",
+    "occurred_on",
+    "reported_on",
+    "status",
+)
+REQUIRED = FIELDS[:-1]
+# Sources report these; objections and expiry are the platform's own workflows.
+SOURCE_STATUSES = (RecordStatus.ACTIVE, RecordStatus.REPAIRED, RecordStatus.REVOKED)
+COMPARED = ("citizen_id", "item_code", "document_no", "occurred_on", "reported_on", "status")
+KEPT_ERRORS = 200
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    field: str
+    reason: str
+    source_record_id: str = ""
+
+
+@dataclass
+class IngestReport:
+    batch_id: int
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({e.row for e in self.errors})
+
+
+@dataclass(frozen=True)
+class _CleanRow:
+    row: int
+    source_id: int
+    source_record_id: str
+    id_hash: str
+    birth_date: dt.date
+    item_code: str
+    document_no: str
+    occurred_on: dt.date
+    reported_on: dt.date
+    status: str
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.source_id, self.source_record_id)
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(f"{path.name}: unknown format (expected .csv, .jsonl or .ndjson)")
+
+
+def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """Yield (row number, fields) or (row number, error). CSV rows count from 2, after the header."""
+    if fmt == "csv":
+        reader = csv.DictReader(stream)
+        missing = [f for f in REQUIRED if f not in (reader.fieldnames or [])]
+        if missing:
+            yield 1, RowError(1, ",".join(missing), "missing column(s) in the header")
+            return
+        for number, row in enumerate(reader, start=2):
+            if None in row:
+                yield number, RowError(number, "(row)", "more values than header columns")
+            else:
+                yield number, row
+        return
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RowError(number, "(line)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(value, dict):
+            yield number, RowError(number, "(line)", "each line must be a JSON object")
+            continue
+        yield number, {k: v if v is None else str(v) for k, v in value.items()}
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def _parse_date(raw: str) -> dt.date:
+    return dt.date.fromisoformat(raw)
+
+
+class _Validator:
+    def __init__(self, session: Session, key: bytes, model: ScoringModel, today: dt.date):
+        self.key = key
+        self.model = model
+        self.today = today
+        self.sources = {s.code: s.id for s in session.scalars(select(DataSource))}
+
+    def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
+        errors: list[RowError] = []
+        ref = str(raw.get("source_record_id") or "")[:128]
+
+        def err(field_name: str, reason: str) -> None:
+            errors.append(RowError(number, field_name, reason, ref))
+
+        values = {f: (str(raw.get(f) or "")).strip() for f in FIELDS}
+        for name in REQUIRED:
+            if not values[name]:
+                err(name, "missing")
+        source_id = self.sources.get(values["source"])
+        if values["source"] and source_id is None:
+            err("source", f"unknown source {values['source'][:64]!r}")
+        if len(values["source_record_id"]) > 128:
+            err("source_record_id", "longer than 128 characters")
+        if len(values["document_no"]) > 200:
+            err("document_no", "longer than 200 characters")
+        if values["item_code"] and values["item_code"] not in self.model.items:
+            err("item_code", f"unknown scoring item {values['item_code'][:64]!r}")
+        citizen = None
+        if values["id_number"]:
+            try:
+                citizen = parse_id_number(values["id_number"], today=self.today)
+            except InvalidIdNumber as exc:
+                err("id_number", f"invalid ID number: {exc}")
+        dates: dict[str, dt.date] = {}
+        for name in ("occurred_on", "reported_on"):
+            if not values[name]:
+                continue
+            try:
+                dates[name] = _parse_date(values[name])
+            except ValueError:
+                err(name, f"not a real date in YYYY-MM-DD form: {values[name][:32]!r}")
+                continue
+            if dates[name] > self.today:
+                err(name, f"in the future ({dates[name]} is after {self.today})")
+        if len(dates) == 2 and dates["reported_on"] < dates["occurred_on"]:
+            err("reported_on", "before occurred_on")
+        status = values["status"] or RecordStatus.ACTIVE.value
+        if status not in SOURCE_STATUSES:
+            err("status", f"must be one of {', '.join(SOURCE_STATUSES)}")
+        if errors:
+            return errors
+        assert citizen is not None and source_id is not None
+        return _CleanRow(
+            row=number,
+            source_id=source_id,
+            source_record_id=values["source_record_id"],
+            id_hash=id_hash(self.key, citizen),
+            birth_date=citizen.birth_date,
+            item_code=values["item_code"],
+            document_no=values["document_no"],
+            occurred_on=dates["occurred_on"],
+            reported_on=dates["reported_on"],
+            status=status,
+        )
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+def start_batch(session: Session, origin: str, fmt: str) -> IngestBatch:
+    batch = IngestBatch(origin=origin, format=fmt, status="running", errors=[])
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def ingest_rows(
+    session: Session,
+    rows: Iterable[tuple[int, dict[str, Any] | RowError]],
+    *,
+    key: bytes,
+    batch: IngestBatch,
+    today: dt.date,
+    chunk_size: int = 5000,
+) -> Iterator[IngestReport]:
+    """Validate and write rows chunk by chunk; yields the running report after each chunk.
+
+    The caller commits after each yield. Citizens whose records changed are marked dirty; the caller
+    drains them (recomputes their scores) when the input ends.
+    """
+    version, model = published_model(session)
+    validator = _Validator(session, key, model, today)
+    report = IngestReport(batch_id=batch.id)
+    chunk: list[_CleanRow] = []
+    keys: set[tuple[int, str]] = set()
+
+    def flush_chunk() -> IngestReport:
+        _write_chunk(session, chunk, model, batch, report)
+        chunk.clear()
+        keys.clear()
+        _save_progress(batch, report)
+        session.flush()
+        return report
+
+    for number, raw in rows:
+        report.rows += 1
+        if isinstance(raw, RowError):
+            report.errors.append(raw)
+            continue
+        checked = validator.check(number, raw)
+        if isinstance(checked, list):
+            report.errors.extend(checked)
+            continue
+        if checked.key in keys:
+            # The same record twice in one chunk: write what came first, then the later version.
+            yield flush_chunk()
+        chunk.append(checked)
+        keys.add(checked.key)
+        if len(chunk) >= chunk_size:
+            yield flush_chunk()
+    yield flush_chunk()
+
+
+def finish_batch(batch: IngestBatch, report: IngestReport, report_path: str | None) -> None:
+    _save_progress(batch, report)
+    batch.status = "completed"
+    batch.finished_at = utcnow()
+    batch.report_path = report_path
+
+
+def _save_progress(batch: IngestBatch, report: IngestReport) -> None:
+    batch.rows_total = report.rows
+    batch.inserted = report.inserted
+    batch.updated = report.updated
+    batch.unchanged = report.unchanged
+    batch.rejected = report.rejected
+    batch.errors = [e.__dict__ for e in report.errors[:KEPT_ERRORS]]
+
+
+def _write_chunk(
+    session: Session,
+    chunk: list[_CleanRow],
+    model: ScoringModel,
+    batch: IngestBatch,
+    report: IngestReport,
+) -> None:
+    if not chunk:
+        return
+    now = utcnow()
+    hashes = {row.id_hash: row.birth_date for row in chunk}
+    insert_ignore(
+        session,
+        Citizen,
+        [
+            {"id_hash": h, "birth_date": b, "consent_given": False, "created_at": now}
+            for h, b in hashes.items()
+        ],
+    )
+    citizen_of = dict(
+        session.execute(select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))).tuples().all()
+    )
+    by_source: dict[int, list[str]] = {}
+    for row in chunk:
+        by_source.setdefault(row.source_id, []).append(row.source_record_id)
+    existing = {}
+    for source_id, ids in by_source.items():
+        for rec in session.execute(
+            select(
+                Record.id,
+                Record.source_id,
+                Record.source_record_id,
+                Record.citizen_id,
+                Record.item_code,
+                Record.document_no,
+                Record.occurred_on,
+                Record.reported_on,
+                Record.status,
+                Record.revision,
+            ).where(Record.source_id == source_id, Record.source_record_id.in_(ids))
+        ):
+            existing[(rec.source_id, rec.source_record_id)] = rec
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    revisions: list[RecordRevision] = []
+    dirty: set[int] = set()
+    for row in chunk:
+        values = {
+            "citizen_id": citizen_of[row.id_hash],
+            "item_code": row.item_code,
+            "document_no": row.document_no,
+            "occurred_on": row.occurred_on,
+            "reported_on": row.reported_on,
+            "status": row.status,
+        }
+        expires_on = row.occurred_on + dt.timedelta(days=model.items[row.item_code].validity_days)
+        old = existing.get(row.key)
+        if old is None:
+            inserts.append(
+                {
+                    **values,
+                    "source_id": row.source_id,
+                    "source_record_id": row.source_record_id,
+                    "expires_on": expires_on,
+                    "revision": 1,
+                    "batch_id": batch.id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            dirty.add(values["citizen_id"])
+            continue
+        if all(getattr(old, name) == values[name] for name in COMPARED):
+            report.unchanged += 1
+            continue
+        revisions.append(
+            RecordRevision(
+                record_id=old.id,
+                revision=old.revision,
+                content={name: _jsonable(getattr(old, name)) for name in COMPARED},
+                replaced_at=now,
+                replaced_by_batch_id=batch.id,
+            )
+        )
+        updates.append(
+            {
+                **values,
+                "id": old.id,
+                "expires_on": expires_on,
+                "revision": old.revision + 1,
+                "batch_id": batch.id,
+                "updated_at": now,
+            }
+        )
+        dirty.update((old.citizen_id, values["citizen_id"]))
+    if inserts:
+        session.execute(Record.__table__.insert(), inserts)
+    if updates:
+        session.execute(update(Record), updates)
+    session.add_all(revisions)
+    mark_dirty(session, dirty)
+    report.inserted += len(inserts)
+    report.updated += len(updates)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def write_report_file(path: Path, errors: list[RowError]) -> None:
+    """The per-row error report: row, field, reason and the source's record id (never the ID number)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "field", "reason", "source_record_id"])
+    for e in errors:
+        writer.writerow([e.row, e.field, e.reason, e.source_record_id])
+    path.write_text(buffer.getvalue(), encoding="utf-8")

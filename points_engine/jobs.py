@@ -1,0 +1,38 @@
+"""Scheduled jobs of the points engine, registered with the platform scheduler (``citycredit scheduler``)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from citycredit.jobs import JobContext, JobSpec
+from points_engine import operations
+
+log = logging.getLogger(__name__)
+
+
+def expire_due_records(session: Session, ctx: JobContext) -> None:
+    """Records past their validity become archive and the affected scores are recomputed."""
+    expired, result = operations.expire_records(session, today=ctx.today())
+    log.info(
+        "expiry: %d record(s) expired, %d score(s) changed",
+        expired,
+        result.changed if result else 0,
+    )
+
+
+def drain_dirty_scores(session: Session, ctx: JobContext) -> None:
+    """Catch up on scores an interrupted ingest left to recompute."""
+    try:
+        result = operations.drain_dirty(session, as_of=ctx.today())
+    except operations.NoPublishedModel:
+        return
+    if result.citizens:
+        log.info("dirty scores: %d recomputed, %d changed", result.citizens, result.changed)
+
+
+JOBS = (
+    JobSpec("points.expire_records", expire_due_records, "cron", {"hour": 0, "minute": 5}),
+    JobSpec("points.drain_dirty_scores", drain_dirty_scores, "interval", {"minutes": 1}),
+)

@@ -1,0 +1,263 @@
+"""Database models of the points engine.
+
+This package also holds the reference scoring-model files (``reference/*.yaml``): "models" are both the
+tables below and the scoring models the city publishes; the issue asked for the files here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from citycredit.db import Base, BigIntPK, JSONDoc, utcnow
+
+BigFK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class RecordStatus(enum.StrEnum):
+    ACTIVE = "active"
+    UNDER_OBJECTION = "under_objection"
+    REPAIRED = "repaired"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class ModelStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    RETIRED = "retired"
+
+
+def _in(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class DataSource(Base):
+    """A department that reports records: a court, the tax bureau, the water company, a volunteer federation."""
+
+    __tablename__ = "data_source"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Citizen(Base):
+    """A person known to the platform by a keyed hash of the ID number; the number itself is never stored."""
+
+    __tablename__ = "citizen"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Kept because scenario rules need age (≥ 18); derived from the ID number, nothing else of it is kept.
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    consent_given: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    consent_changed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    consent_events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="citizen", order_by="ConsentEvent.id"
+    )
+
+
+class ConsentEvent(Base):
+    """Every consent given or withdrawn, kept so the citizen can see the history."""
+
+    __tablename__ = "consent_event"
+    __table_args__ = (CheckConstraint("action IN ('given', 'withdrawn')", name="action"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    citizen: Mapped[Citizen] = relationship(back_populates="consent_events")
+
+
+class ScoringModelVersion(Base):
+    """One loaded scoring-model file; exactly one version is published at a time."""
+
+    __tablename__ = "scoring_model_version"
+    __table_args__ = (
+        CheckConstraint(_in("status", ModelStatus), name="status"),
+        CheckConstraint("kind IN ('itemised', 'weighted')", name="kind"),
+        UniqueConstraint("name", "version"),
+        Index(
+            "uq_scoring_model_version_one_published",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'published'"),
+            postgresql_where=text("status = 'published'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.DRAFT)
+    source_text: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    loaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[dt.datetime | None]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+class ScoringItem(Base):
+    """An item of a model version, flattened so that set-based SQL can join records to their rules."""
+
+    __tablename__ = "scoring_item"
+    __table_args__ = (UniqueConstraint("model_version_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("scoring_model_version.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    dimension: Mapped[str] = mapped_column(String(64))
+    points: Mapped[int] = mapped_column(Integer)
+    repaired_points: Mapped[int] = mapped_column(Integer)
+    validity_days: Mapped[int] = mapped_column(Integer)
+    yearly_cap: Mapped[int | None] = mapped_column(Integer)
+    direct_tier_rank: Mapped[int | None] = mapped_column(Integer)
+    overlap_group: Mapped[str | None] = mapped_column(String(64))
+    repeat_multiplier: Mapped[int | None] = mapped_column(Integer)
+    needs_ordering: Mapped[bool] = mapped_column(Boolean)
+
+
+class IngestBatch(Base):
+    """One ingestion run (a file from the CLI, later a request from the records API) and its report."""
+
+    __tablename__ = "ingest_batch"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'completed', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(500))
+    format: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # The first rejected rows (row, field, reason); the full list goes to the report file.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    report_path: Mapped[str | None] = mapped_column(String(1000))
+
+
+class Record(Base):
+    """A lawful public credit record about a citizen, as reported by a source. Never deleted by the engine."""
+
+    __tablename__ = "record"
+    __table_args__ = (
+        UniqueConstraint("source_id", "source_record_id"),
+        CheckConstraint(_in("status", RecordStatus), name="status"),
+        CheckConstraint("reported_on >= occurred_on", name="reported_after_occurred"),
+        Index("ix_record_status_expires_on", "status", "expires_on"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("data_source.id"))
+    source_record_id: Mapped[str] = mapped_column(String(128))
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    item_code: Mapped[str] = mapped_column(String(64))
+    document_no: Mapped[str] = mapped_column(String(200))
+    occurred_on: Mapped[dt.date] = mapped_column(Date)
+    reported_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default=RecordStatus.ACTIVE)
+    # Computed from the published model's validity rules; recomputed when another model is published.
+    expires_on: Mapped[dt.date | None] = mapped_column(Date)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    source: Mapped[DataSource] = relationship()
+
+
+class RecordRevision(Base):
+    """The previous content of a record each time a source sends a changed version of it."""
+
+    __tablename__ = "record_revision"
+    __table_args__ = (UniqueConstraint("record_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigFK, ForeignKey("record.id"))
+    revision: Mapped[int] = mapped_column(Integer)
+    content: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    replaced_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    replaced_by_batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"))
+
+
+class ScoreSnapshot(Base):
+    """A computed score; a new snapshot is written only when the result changes, so history stays small."""
+
+    __tablename__ = "score_snapshot"
+    __table_args__ = (
+        Index(
+            "uq_score_snapshot_current",
+            "citizen_id",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+        Index("ix_score_snapshot_citizen_id", "citizen_id", "computed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("scoring_model_version.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    tier_code: Mapped[str] = mapped_column(String(64))
+    tier_rank: Mapped[int] = mapped_column(Integer)
+    common_tier: Mapped[int] = mapped_column(Integer)
+    direct_tier: Mapped[bool] = mapped_column(Boolean)
+    breakdown: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ScoreWork(Base):
+    """Scratch rows of one scoring run (recompute or what-if), deleted when the run ends."""
+
+    __tablename__ = "score_work"
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    citizen_id: Mapped[int] = mapped_column(BigFK, primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    tier_rank: Mapped[int] = mapped_column(Integer)
+    direct_tier: Mapped[bool] = mapped_column(Boolean)
+    breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+class ScoreDirty(Base):
+    """Citizens whose records changed and whose score must be recomputed (drained at once, or by the job)."""
+
+    __tablename__ = "score_dirty"
+
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), primary_key=True)

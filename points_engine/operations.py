@@ -1,0 +1,312 @@
+"""Writes of the points engine: sources, citizens and consent, model versions, scoring runs, expiry.
+
+Functions here flush but never commit; the caller owns the unit of work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Select, delete, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from citycredit.audit import audit
+from citycredit.db import add_days, utcnow
+from citycredit.idnumber import CitizenId, id_hash
+from points_engine import scoring
+from points_engine.models import (
+    Citizen,
+    ConsentEvent,
+    DataSource,
+    ModelStatus,
+    Record,
+    RecordStatus,
+    ScoreDirty,
+    ScoreSnapshot,
+    ScoringItem,
+    ScoringModelVersion,
+)
+from points_engine.scoring_model import ScoringModel, parse_model
+
+
+class EngineError(Exception):
+    """An operation that cannot be done as asked; the message is meant for the operator."""
+
+
+class NoPublishedModel(EngineError):
+    def __init__(self) -> None:
+        super().__init__(
+            "no scoring model is published yet: load one with `citycredit model load FILE` "
+            "and publish it with `citycredit model publish NAME@vN`"
+        )
+
+
+def insert_ignore(session: Session, table: type, rows: list[dict[str, object]]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING, for rows that another process may have inserted first."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(table).on_conflict_do_nothing(), rows)
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+def add_source(session: Session, code: str, name_zh: str, name_en: str) -> DataSource:
+    if session.scalar(select(DataSource).where(DataSource.code == code)) is not None:
+        raise EngineError(f"data source {code!r} already exists")
+    source = DataSource(code=code, name_zh=name_zh, name_en=name_en)
+    session.add(source)
+    session.flush()
+    return source
+
+
+# --- citizens and consent -------------------------------------------------------------------------
+
+
+def get_or_create_citizen(session: Session, key: bytes, citizen_id: CitizenId) -> Citizen:
+    digest = id_hash(key, citizen_id)
+    insert_ignore(
+        session, Citizen, [{"id_hash": digest, "birth_date": citizen_id.birth_date, "created_at": utcnow()}]
+    )
+    citizen = session.scalar(select(Citizen).where(Citizen.id_hash == digest))
+    assert citizen is not None
+    return citizen
+
+
+def give_consent(
+    session: Session, citizen: Citizen, *, channel: str, as_of: dt.date
+) -> scoring.RunResult | None:
+    """Record consent and score the citizen at once. Giving consent twice changes nothing."""
+    if citizen.consent_given:
+        return None
+    citizen.consent_given = True
+    citizen.consent_changed_at = utcnow()
+    session.add(ConsentEvent(citizen=citizen, action="given", channel=channel))
+    session.flush()
+    version, model = published_model(session)
+    return scoring.recompute(session, model, version, as_of=as_of, scope=scoring.citizen_ids([citizen.id]))
+
+
+def withdraw_consent(session: Session, citizen: Citizen, *, channel: str) -> None:
+    """Withdraw consent: the citizen is no longer scored and every score computed for them is erased.
+
+    Records stay: they are lawful public records held by their sources, not products of consent.
+    """
+    if not citizen.consent_given:
+        return
+    citizen.consent_given = False
+    citizen.consent_changed_at = utcnow()
+    session.add(ConsentEvent(citizen=citizen, action="withdrawn", channel=channel))
+    session.execute(delete(ScoreSnapshot).where(ScoreSnapshot.citizen_id == citizen.id))
+    session.execute(delete(ScoreDirty).where(ScoreDirty.citizen_id == citizen.id))
+    session.flush()
+
+
+# --- model versions -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _parse_cached(source_text: str, sha256: str) -> ScoringModel:
+    return parse_model(source_text, sha256)
+
+
+def model_of(version: ScoringModelVersion) -> ScoringModel:
+    """The parsed model of a stored version (cached: versions are immutable)."""
+    return _parse_cached(version.source_text, version.source_sha256)
+
+
+def published_model(session: Session) -> tuple[ScoringModelVersion, ScoringModel]:
+    version = session.scalar(
+        select(ScoringModelVersion).where(ScoringModelVersion.status == ModelStatus.PUBLISHED)
+    )
+    if version is None:
+        raise NoPublishedModel()
+    return version, model_of(version)
+
+
+def find_version(session: Session, label: str) -> ScoringModelVersion:
+    """Look up ``NAME@vN`` (or ``NAME`` for its latest version)."""
+    name, _, number = label.partition("@v")
+    query = select(ScoringModelVersion).where(ScoringModelVersion.name == name)
+    if number:
+        if not number.isdigit():
+            raise EngineError(f"bad version label {label!r}: expected NAME@vN")
+        query = query.where(ScoringModelVersion.version == int(number))
+    version = session.scalar(query.order_by(ScoringModelVersion.version.desc()).limit(1))
+    if version is None:
+        raise EngineError(f"no scoring model version {label!r}")
+    return version
+
+
+def load_model_version(session: Session, text: str, filename: str) -> ScoringModelVersion:
+    """Validate a model file and store it as the next draft version of its name."""
+    model = parse_model(text, filename)
+    latest = session.scalar(
+        select(func.max(ScoringModelVersion.version)).where(ScoringModelVersion.name == model.name)
+    )
+    version = ScoringModelVersion(
+        name=model.name,
+        version=(latest or 0) + 1,
+        kind=model.kind,
+        status=ModelStatus.DRAFT,
+        source_text=text,
+        source_sha256=model.source_sha256,
+        definition=model.definition,
+    )
+    session.add(version)
+    session.flush()
+    session.add_all(
+        ScoringItem(
+            model_version_id=version.id,
+            code=item.code,
+            dimension=item.dimension,
+            points=item.points,
+            repaired_points=item.repaired_points,
+            validity_days=item.validity_days,
+            yearly_cap=item.yearly_cap,
+            direct_tier_rank=model.tier(item.direct_tier).rank if item.direct_tier else None,
+            overlap_group=item.overlap_group,
+            repeat_multiplier=item.repeat_multiplier,
+            needs_ordering=item.needs_ordering,
+        )
+        for item in model.items.values()
+    )
+    session.flush()
+    return version
+
+
+def publish_model_version(session: Session, version: ScoringModelVersion, *, actor: str) -> None:
+    """Make ``version`` the one used for scoring and re-derive every record's expiry date from it.
+
+    Scores are not recomputed here: the caller runs :func:`recompute_all` (with progress) next.
+    """
+    if version.status == ModelStatus.PUBLISHED:
+        raise EngineError(f"{version.label} is already published")
+    session.execute(
+        update(ScoringModelVersion)
+        .where(ScoringModelVersion.status == ModelStatus.PUBLISHED)
+        .values(status=ModelStatus.RETIRED)
+    )
+    session.flush()
+    version.status = ModelStatus.PUBLISHED
+    version.published_at = utcnow()
+    session.flush()
+    validity = (
+        select(add_days(Record.occurred_on, ScoringItem.validity_days))
+        .where(ScoringItem.model_version_id == version.id, ScoringItem.code == Record.item_code)
+        .scalar_subquery()
+    )
+    session.execute(update(Record).values(expires_on=validity))
+    audit(session, actor=actor, action="model.publish", model=version.label)
+
+
+# --- scoring runs ---------------------------------------------------------------------------------
+
+Progress = Callable[[int], None]
+
+
+def mark_dirty(session: Session, citizen_ids: Iterable[int]) -> None:
+    insert_ignore(session, ScoreDirty, [{"citizen_id": cid} for cid in set(citizen_ids)])
+
+
+def mark_dirty_where(session: Session, citizen_select: Select[Any]) -> None:
+    """Mark the citizens a query returns (set-based; the query must have a WHERE clause for SQLite)."""
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        module.insert(ScoreDirty).from_select(["citizen_id"], citizen_select).on_conflict_do_nothing()
+    )
+
+
+def drain_dirty(session: Session, *, as_of: dt.date) -> scoring.RunResult:
+    """Recompute every citizen marked dirty, then clear the marks (same transaction)."""
+    version, model = published_model(session)
+    result = scoring.recompute(session, model, version, as_of=as_of, scope=scoring.dirty_citizens)
+    session.execute(delete(ScoreDirty))
+    return result
+
+
+@dataclass
+class RecomputeSummary:
+    citizens: int = 0
+    changed: int = 0
+
+
+def recompute_all(
+    session: Session,
+    *,
+    as_of: dt.date,
+    chunk_size: int = 50_000,
+    progress: Progress | None = None,
+    commit: Callable[[], None] | None = None,
+) -> RecomputeSummary:
+    """Recompute every consenting citizen with the published model, one citizen-id range at a time.
+
+    ``commit`` (given by the CLI) ends each range's transaction so a city-scale run holds no long locks
+    and survives interruption: a rerun recomputes only what it has to.
+    """
+    version, model = published_model(session)
+    summary = RecomputeSummary()
+    for low, high in list(scoring.citizen_id_ranges(session, chunk_size)):
+        result = scoring.recompute(
+            session, model, version, as_of=as_of, scope=scoring.id_range(low, high)
+        )
+        summary.citizens += result.citizens
+        summary.changed += result.changed
+        if commit is not None:
+            commit()
+        if progress is not None:
+            progress(high - low + 1)
+    session.execute(delete(ScoreDirty))
+    return summary
+
+
+def expire_records(session: Session, *, today: dt.date) -> tuple[int, scoring.RunResult | None]:
+    """Daily job: records past their validity become archive (``expired``); affected scores update."""
+    due = (
+        Record.status.in_(
+            [RecordStatus.ACTIVE, RecordStatus.UNDER_OBJECTION, RecordStatus.REPAIRED]
+        ),
+        Record.expires_on <= today,
+    )
+    mark_dirty_where(session, select(Record.citizen_id).where(*due).distinct())
+    expired = session.execute(
+        update(Record).where(*due).values(status=RecordStatus.EXPIRED, updated_at=utcnow())
+    ).rowcount
+    if not expired:
+        return 0, None
+    return expired, drain_dirty(session, as_of=today)
+
+
+def give_consent_bulk(session: Session, citizen_select: Select[Any], *, channel: str) -> int:
+    """Record consent for many citizens at once (consents migrated from the city app); set-based.
+
+    Scores are not computed here: the caller recomputes (``recompute_all``) afterwards.
+    """
+    now = utcnow()
+    target = select(Citizen.id).where(
+        Citizen.id.in_(citizen_select), Citizen.consent_given.is_(False)
+    )
+    session.execute(
+        ConsentEvent.__table__.insert().from_select(
+            ["citizen_id", "action", "channel", "at"],
+            select(
+                target.subquery().c.id,
+                literal("given"),
+                literal(channel),
+                literal(now, type_=ConsentEvent.at.type),
+            ),
+        )
+    )
+    changed = session.execute(
+        update(Citizen)
+        .where(Citizen.id.in_(citizen_select), Citizen.consent_given.is_(False))
+        .values(consent_given=True, consent_changed_at=now)
+    ).rowcount
+    return changed or 0

@@ -1,0 +1,288 @@
+"""Reads of the points engine. Every read of one citizen's personal data is audited here.
+
+The CLI, the API and the citizen page call these functions; none of them formats for a screen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from citycredit.audit import audit
+from citycredit.idnumber import CitizenId, id_hash
+from points_engine import scoring
+from points_engine.models import (
+    Citizen,
+    DataSource,
+    Record,
+    ScoreSnapshot,
+    ScoreWork,
+    ScoringModelVersion,
+)
+from points_engine.operations import EngineError, model_of, published_model
+from points_engine.rules import RecordFact, dimension_values, evaluate
+from points_engine.scoring_model import ScoringModel
+
+
+def find_citizen(session: Session, key: bytes, citizen_id: CitizenId) -> Citizen | None:
+    return session.scalar(select(Citizen).where(Citizen.id_hash == id_hash(key, citizen_id)))
+
+
+def current_snapshot(session: Session, citizen_pk: int) -> ScoreSnapshot | None:
+    return session.scalar(
+        select(ScoreSnapshot).where(
+            ScoreSnapshot.citizen_id == citizen_pk, ScoreSnapshot.is_current.is_(True)
+        )
+    )
+
+
+# --- explanation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExplainedRecord:
+    record_id: int
+    source_code: str
+    source_name_zh: str
+    item_code: str
+    item_name_zh: str
+    item_name_en: str
+    dimension: str | None
+    catalogue_category: str | None
+    legal_basis: str | None
+    document_no: str
+    occurred_on: dt.date
+    expires_on: dt.date | None
+    status: str
+    base_points: int
+    points: int
+    counted: bool
+    reasons: list[str]
+    direct_tier: str | None
+
+
+@dataclass
+class ExplainedDimension:
+    code: str
+    name_zh: str
+    name_en: str
+    value: int
+
+
+@dataclass
+class Explanation:
+    consent_given: bool
+    model_label: str | None = None
+    model_kind: str | None = None
+    score: int | None = None
+    tier_code: str | None = None
+    tier_name_zh: str | None = None
+    tier_name_en: str | None = None
+    common_tier: int | None = None
+    direct_tier: bool = False
+    computed_at: dt.datetime | None = None
+    as_of: dt.date | None = None
+    base_score: int | None = None
+    dimensions: list[ExplainedDimension] = field(default_factory=list)
+    records: list[ExplainedRecord] = field(default_factory=list)
+
+
+def explain(
+    session: Session, citizen: Citizen, *, as_of: dt.date, actor: str, purpose: str
+) -> Explanation:
+    """Why the citizen has their score: every record, the points it gave, and why (PIPL art. 24)."""
+    audit(session, actor=actor, action="citizen.explain", citizen_id=citizen.id, purpose=purpose)
+    if not citizen.consent_given:
+        return Explanation(consent_given=False)
+    version, model = published_model(session)
+    rows = session.execute(
+        select(Record, DataSource.code, DataSource.name_zh)
+        .join(DataSource, DataSource.id == Record.source_id)
+        .where(Record.citizen_id == citizen.id)
+    ).all()
+    facts = [RecordFact(r.id, r.item_code, r.status, r.occurred_on) for r, _, _ in rows]
+    evaluation = evaluate(model, facts, as_of)
+    by_id = {r.id: (r, code, name) for r, code, name in rows}
+    snapshot = current_snapshot(session, citizen.id)
+    explained = []
+    for con in evaluation.contributions:
+        record, source_code, source_name = by_id[con.record_id]
+        item = model.items.get(con.item_code)
+        explained.append(
+            ExplainedRecord(
+                record_id=record.id,
+                source_code=source_code,
+                source_name_zh=source_name,
+                item_code=con.item_code,
+                item_name_zh=item.name_zh if item else con.item_code,
+                item_name_en=item.name_en if item else con.item_code,
+                dimension=item.dimension if item else None,
+                catalogue_category=item.catalogue_category if item else None,
+                legal_basis=item.legal_basis if item else None,
+                document_no=record.document_no,
+                occurred_on=record.occurred_on,
+                expires_on=con.expires_on,
+                status=record.status,
+                base_points=con.base_points,
+                points=con.points,
+                counted=con.counted,
+                reasons=con.reasons,
+                direct_tier=con.direct_tier,
+            )
+        )
+    explained.sort(key=lambda e: (not e.counted, e.occurred_on), reverse=False)
+    values = dimension_values(model, evaluation.dimensions)
+    return Explanation(
+        consent_given=True,
+        model_label=version.label,
+        model_kind=model.kind,
+        score=evaluation.score,
+        tier_code=evaluation.tier.code,
+        tier_name_zh=evaluation.tier.name_zh,
+        tier_name_en=evaluation.tier.name_en,
+        common_tier=evaluation.tier.common_tier,
+        direct_tier=evaluation.direct_tier,
+        computed_at=snapshot.computed_at if snapshot else None,
+        as_of=as_of,
+        base_score=model.base_score if model.kind == "itemised" else None,
+        dimensions=[
+            ExplainedDimension(d.code, d.name_zh, d.name_en, values[d.code]) for d in model.dimensions
+        ],
+        records=explained,
+    )
+
+
+# --- population views -----------------------------------------------------------------------------
+
+
+@dataclass
+class TierCount:
+    tier_code: str
+    name_zh: str
+    name_en: str
+    common_tier: int
+    citizens: int
+
+
+def tier_distribution(session: Session) -> list[TierCount]:
+    """How many consenting citizens hold each tier of the published model (aggregate, not personal)."""
+    version, model = published_model(session)
+    counts = dict(
+        session.execute(
+            select(ScoreSnapshot.tier_code, func.count())
+            .where(
+                ScoreSnapshot.is_current.is_(True),
+                ScoreSnapshot.model_version_id == version.id,
+            )
+            .group_by(ScoreSnapshot.tier_code)
+        )
+        .tuples()
+        .all()
+    )
+    return [
+        TierCount(t.code, t.name_zh, t.name_en, t.common_tier, counts.get(t.code, 0))
+        for t in model.tiers
+    ]
+
+
+@dataclass
+class CityStats:
+    citizens: int
+    consenting: int
+    records: int
+    sources: int
+    model_label: str | None
+
+
+def city_stats(session: Session) -> CityStats:
+    version = session.scalar(
+        select(ScoringModelVersion).where(ScoringModelVersion.status == "published")
+    )
+    return CityStats(
+        citizens=session.scalar(select(func.count()).select_from(Citizen)) or 0,
+        consenting=session.scalar(
+            select(func.count()).select_from(Citizen).where(Citizen.consent_given.is_(True))
+        )
+        or 0,
+        records=session.scalar(select(func.count()).select_from(Record)) or 0,
+        sources=session.scalar(select(func.count()).select_from(DataSource)) or 0,
+        model_label=version.label if version else None,
+    )
+
+
+# --- what-if --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Mover:
+    citizen_id: int
+    old_score: int | None
+    new_score: int
+    old_tier: str | None
+    new_tier: str
+
+
+@dataclass
+class WhatIfReport:
+    draft_label: str
+    published_label: str
+    citizens: int
+    moved: int
+    # (published tier code or None when unscored, draft tier code) -> citizens
+    transitions: dict[tuple[str | None, str], int]
+    biggest_movers: list[Mover]
+
+
+def what_if(
+    session: Session,
+    draft: ScoringModelVersion,
+    *,
+    as_of: dt.date,
+    actor: str,
+    movers: int = 20,
+) -> WhatIfReport:
+    """Score everyone with ``draft`` without publishing it; compare with their current scores."""
+    published, _ = published_model(session)
+    if draft.id == published.id:
+        raise EngineError(f"{draft.label} is the published version; compare a draft with it")
+    model: ScoringModel = model_of(draft)
+    run_id = scoring.compute_into_work(session, model, draft.id, as_of=as_of)
+    w = ScoreWork
+    s = ScoreSnapshot
+    pairs = session.execute(
+        select(s.tier_code, w.tier_rank, func.count())
+        .select_from(w)
+        .outerjoin(s, (s.citizen_id == w.citizen_id) & s.is_current.is_(True))
+        .where(w.run_id == run_id)
+        .group_by(s.tier_code, w.tier_rank)
+    ).all()
+    transitions: Counter[tuple[str | None, str]] = Counter()
+    for old_code, new_rank, count in pairs:
+        transitions[(old_code, model.tiers[new_rank].code)] += count
+    delta = func.abs(w.score - func.coalesce(s.score, 0))
+    top = session.execute(
+        select(w.citizen_id, s.score, w.score, s.tier_code, w.tier_rank)
+        .select_from(w)
+        .outerjoin(s, (s.citizen_id == w.citizen_id) & s.is_current.is_(True))
+        .where(w.run_id == run_id)
+        .order_by(delta.desc(), w.citizen_id)
+        .limit(movers)
+    ).all()
+    session.execute(delete(w).where(w.run_id == run_id))
+    audit(session, actor=actor, action="model.what_if", draft=draft.label, published=published.label)
+    moved = sum(n for (old, new), n in transitions.items() if old != new)
+    return WhatIfReport(
+        draft_label=draft.label,
+        published_label=published.label,
+        citizens=sum(transitions.values()),
+        moved=moved,
+        transitions=dict(transitions),
+        biggest_movers=[
+            Mover(cid, old, new, old_tier, model.tiers[rank].code)
+            for cid, old, new, old_tier, rank in top
+        ],
+    )

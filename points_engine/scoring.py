@@ -1,0 +1,382 @@
+"""Set-based scoring: the rules of ``points_engine.rules`` as SQL, for one citizen or millions.
+
+The database does the work: records are joined to their model version's items, the ordered rules
+(overlap, repeat, yearly cap) run as window functions over only the records of items that need them,
+and the results are aggregated per dimension and per citizen into ``score_work``. Applying a run writes a
+new snapshot only for citizens whose result changed. The same statements serve the incremental path
+(a few citizens after an ingest), the full recompute (citizen-id ranges, with progress) and what-if runs
+against a draft model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    extract,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from citycredit.db import JSONDoc, add_days, json_object_agg, utcnow
+from points_engine.models import (
+    Citizen,
+    RecordStatus,
+    ScoreDirty,
+    ScoreSnapshot,
+    ScoreWork,
+    ScoringItem,
+    ScoringModelVersion,
+)
+from points_engine.models import Record as RecordRow
+from points_engine.rules import COUNTING_STATUSES, HISTORY_STATUSES
+from points_engine.scoring_model import ScoringModel
+
+# A scope narrows a run to some citizens, given the column that holds the citizen id.
+Scope = Callable[[Any], ColumnElement[bool]]
+
+_r = RecordRow.__table__
+_i = ScoringItem.__table__
+_c = Citizen.__table__
+_w = ScoreWork.__table__
+_s = ScoreSnapshot.__table__
+
+
+def everyone(_column: Any) -> ColumnElement[bool]:
+    return literal(True)
+
+
+def citizen_ids(ids: Iterable[int]) -> Scope:
+    frozen = sorted(set(ids))
+    return lambda column: column.in_(frozen)
+
+
+def id_range(low: int, high: int) -> Scope:
+    return lambda column: column.between(low, high)
+
+
+def dirty_citizens(column: Any) -> ColumnElement[bool]:
+    return column.in_(select(ScoreDirty.citizen_id))
+
+
+def _clamp(value: Any, low: Any, high: Any) -> Any:
+    """Portable clamp (GREATEST/LEAST are not in SQLite); a None bound means unbounded."""
+    whens = []
+    if high is not None:
+        whens.append((value > high, high))
+    if low is not None:
+        whens.append((value < low, low))
+    return case(*whens, else_=value) if whens else value
+
+
+def _contribution_rows(model_version_id: int, as_of: dt.date, scope: Scope) -> Select[Any]:
+    """(citizen_id, dimension, points, direct_rank) for every counting record in scope."""
+    joined = _r.join(_i, and_(_i.c.model_version_id == model_version_id, _i.c.code == _r.c.item_code))
+    expires = add_days(_r.c.occurred_on, _i.c.validity_days)
+    repaired = _r.c.status == RecordStatus.REPAIRED.value
+    points = case((repaired, _i.c.repaired_points), else_=_i.c.points)
+    direct = case((repaired, None), else_=_i.c.direct_tier_rank)
+
+    def counting(status: Any, pts: Any, exp: Any) -> ColumnElement[bool]:
+        return and_(
+            status.in_([s.value for s in COUNTING_STATUSES]),
+            exp > as_of,
+            or_(status != RecordStatus.UNDER_OBJECTION.value, pts >= 0),
+        )
+
+    simple = (
+        select(
+            _r.c.citizen_id,
+            _i.c.dimension,
+            points.label("points"),
+            direct.label("direct_rank"),
+        )
+        .select_from(joined)
+        .where(
+            scope(_r.c.citizen_id),
+            _i.c.needs_ordering.is_(False),
+            counting(_r.c.status, points, expires),
+        )
+    )
+
+    # Ordered items: overlap, then repeat, then counting filter and yearly cap, each a window step.
+    history = (
+        select(
+            _r.c.id.label("record_id"),
+            _r.c.citizen_id,
+            _r.c.item_code,
+            _r.c.status,
+            _r.c.occurred_on,
+            _i.c.dimension,
+            _i.c.overlap_group,
+            _i.c.repeat_multiplier,
+            _i.c.yearly_cap,
+            expires.label("expires_on"),
+            points.label("points"),
+            direct.label("direct_rank"),
+            func.row_number()
+            .over(
+                partition_by=(_r.c.citizen_id, _i.c.overlap_group, _r.c.occurred_on),
+                order_by=(func.abs(points).desc(), _r.c.id),
+            )
+            .label("act_rank"),
+        )
+        .select_from(joined)
+        .where(
+            scope(_r.c.citizen_id),
+            _i.c.needs_ordering.is_(True),
+            _r.c.status.in_([s.value for s in HISTORY_STATUSES]),
+        )
+        .subquery("history")
+    )
+    h = history.c
+    prior_expiry = func.lag(h.expires_on).over(
+        partition_by=(h.citizen_id, h.item_code), order_by=(h.occurred_on, h.record_id)
+    )
+    repeats = (
+        select(
+            h.record_id,
+            h.citizen_id,
+            h.item_code,
+            h.status,
+            h.occurred_on,
+            h.dimension,
+            h.yearly_cap,
+            h.expires_on,
+            h.direct_rank,
+            h.points.label("base_points"),
+            case(
+                (
+                    and_(h.repeat_multiplier.is_not(None), prior_expiry > h.occurred_on),
+                    h.points * h.repeat_multiplier,
+                ),
+                else_=h.points,
+            ).label("points"),
+        )
+        .where(or_(h.overlap_group.is_(None), h.act_rank == 1))
+        .subquery("repeats")
+    )
+    k = repeats.c
+    running = func.sum(k.points).over(
+        partition_by=(k.citizen_id, k.item_code, extract("year", k.occurred_on)),
+        order_by=(k.occurred_on, k.record_id),
+        rows=(None, 0),
+    )
+    cap = k.yearly_cap
+    capped = case(
+        (cap.is_(None), k.points),
+        else_=_clamp(running, -cap, cap) - _clamp(running - k.points, -cap, cap),
+    )
+    ordered = select(
+        k.citizen_id, k.dimension, capped.label("points"), k.direct_rank.label("direct_rank")
+    ).where(counting(k.status, k.base_points, k.expires_on))
+    return simple.union_all(ordered)
+
+
+def _scoring_select(
+    model: ScoringModel, model_version_id: int, as_of: dt.date, scope: Scope, run_id: str
+) -> Select[Any]:
+    rows = _contribution_rows(model_version_id, as_of, scope).subquery("rows")
+    # Cast sums back to integers: PostgreSQL's SUM(bigint) is numeric, which would change division.
+    total = cast(func.sum(rows.c.points), BigInteger)
+    per_dim = (
+        select(
+            rows.c.citizen_id,
+            rows.c.dimension,
+            total.label("total"),
+            func.max(rows.c.direct_rank).label("direct_rank"),
+        )
+        .group_by(rows.c.citizen_id, rows.c.dimension)
+        .subquery("per_dim")
+    )
+    d = per_dim.c
+    if model.kind == "itemised":
+        value = case(
+            *[
+                (d.dimension == dim.code, _clamp(d.total, dim.cap_min, dim.cap_max))
+                for dim in model.dimensions
+            ],
+            else_=d.total,
+        )
+        adjustment = value
+        constant: Any = literal(model.base_score)
+    else:
+        top = model.dimension_max
+        value = case(
+            *[
+                (d.dimension == dim.code, _clamp(dim.base + d.total, 0, top))
+                for dim in model.dimensions
+            ],
+            else_=0,
+        )
+        weight_of = case(
+            *[(d.dimension == dim.code, dim.weight) for dim in model.dimensions], else_=0
+        )
+        base_of = case(*[(d.dimension == dim.code, dim.base) for dim in model.dimensions], else_=0)
+        adjustment = weight_of * (value - base_of)
+        constant = literal(sum(dim.weight * dim.base for dim in model.dimensions))
+    per_citizen = (
+        select(
+            d.citizen_id,
+            cast(func.sum(adjustment), BigInteger).label("adjustment"),
+            json_object_agg(d.dimension, value).label("breakdown"),
+            func.max(d.direct_rank).label("direct_rank"),
+        )
+        .group_by(d.citizen_id)
+        .subquery("per_citizen")
+    )
+    p = per_citizen.c
+    raw = constant + func.coalesce(p.adjustment, 0)
+    if model.kind == "itemised":
+        score: Any = _clamp(raw, model.score_min, model.score_max)
+    else:
+        top = model.dimension_max
+        # Integer round-half-up of raw * max / (100 * top): identical in SQL and Python.
+        score = (raw * model.score_max + 50 * top) // (100 * top)
+    tiers = model.tiers
+    score_rank = case(
+        *[(score >= tier.min_score, tier.rank) for tier in tiers[:-1]], else_=tiers[-1].rank
+    )
+    return (
+        select(
+            literal(run_id).label("run_id"),
+            _c.c.id.label("citizen_id"),
+            score.label("score"),
+            func.coalesce(p.direct_rank, score_rank).label("tier_rank"),
+            p.direct_rank.is_not(None).label("direct_tier"),
+            p.breakdown,
+        )
+        .select_from(_c.outerjoin(per_citizen, p.citizen_id == _c.c.id))
+        .where(_c.c.consent_given.is_(True), scope(_c.c.id))
+    )
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    citizens: int
+    changed: int
+
+
+def compute_into_work(
+    session: Session,
+    model: ScoringModel,
+    model_version_id: int,
+    *,
+    as_of: dt.date,
+    scope: Scope = everyone,
+    run_id: str | None = None,
+) -> str:
+    """Score every consenting citizen in ``scope`` into ``score_work`` rows of a (new) run id."""
+    run_id = run_id or str(uuid.uuid4())
+    query = _scoring_select(model, model_version_id, as_of, scope, run_id)
+    session.execute(
+        insert(_w).from_select(
+            ["run_id", "citizen_id", "score", "tier_rank", "direct_tier", "breakdown"], query
+        )
+    )
+    return run_id
+
+
+def apply_work(
+    session: Session, model: ScoringModel, model_version_id: int, run_id: str
+) -> RunResult:
+    """Turn a run's work rows into snapshots where the result changed, then drop the work rows."""
+    now = utcnow()
+    w = _w.c
+    same_current = exists().where(
+        _s.c.citizen_id == w.citizen_id,
+        _s.c.is_current.is_(True),
+        _s.c.model_version_id == model_version_id,
+        _s.c.score == w.score,
+        _s.c.tier_rank == w.tier_rank,
+        _s.c.direct_tier == w.direct_tier,
+        type_coerce(_s.c.breakdown, Text).is_not_distinct_from(type_coerce(w.breakdown, Text)),
+    )
+    changed_ids = select(w.citizen_id).where(w.run_id == run_id, ~same_current)
+    session.execute(
+        update(_s)
+        .where(_s.c.is_current.is_(True), _s.c.citizen_id.in_(changed_ids))
+        .values(is_current=False)
+    )
+    tier_code = case(*[(w.tier_rank == t.rank, t.code) for t in model.tiers])
+    common = case(*[(w.tier_rank == t.rank, t.common_tier) for t in model.tiers])
+    has_current = exists().where(_s.c.citizen_id == w.citizen_id, _s.c.is_current.is_(True))
+    inserted = session.execute(
+        insert(_s).from_select(
+            [
+                "citizen_id",
+                "model_version_id",
+                "score",
+                "tier_code",
+                "tier_rank",
+                "common_tier",
+                "direct_tier",
+                "breakdown",
+                "computed_at",
+                "is_current",
+            ],
+            select(
+                w.citizen_id,
+                literal(model_version_id),
+                w.score,
+                tier_code,
+                w.tier_rank,
+                common,
+                w.direct_tier,
+                func.coalesce(w.breakdown, literal({}, type_=JSONDoc)),
+                literal(now, type_=ScoreSnapshot.computed_at.type),
+                literal(True),
+            ).where(w.run_id == run_id, ~has_current),
+        )
+    )
+    citizens = session.execute(
+        select(func.count()).select_from(_w).where(w.run_id == run_id)
+    ).scalar_one()
+    session.execute(delete(_w).where(w.run_id == run_id))
+    return RunResult(run_id, citizens, inserted.rowcount or 0)
+
+
+def recompute(
+    session: Session,
+    model: ScoringModel,
+    version: ScoringModelVersion,
+    *,
+    as_of: dt.date,
+    scope: Scope = everyone,
+) -> RunResult:
+    """Score the citizens in ``scope`` and store what changed (the incremental path)."""
+    run_id = compute_into_work(session, model, version.id, as_of=as_of, scope=scope)
+    return apply_work(session, model, version.id, run_id)
+
+
+def citizen_id_ranges(session: Session, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """Consecutive id ranges of consenting citizens, about ``chunk_size`` citizens each."""
+    low, high = session.execute(
+        select(func.min(_c.c.id), func.max(_c.c.id)).where(_c.c.consent_given.is_(True))
+    ).one()
+    if low is None:
+        return
+    start = low
+    while start <= high:
+        yield start, start + chunk_size - 1
+        start += chunk_size
