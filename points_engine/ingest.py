@@ -298,7 +298,7 @@ def _write_chunk(
         ],
     )
     citizen_of = dict(
-        session.execute(select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))).tuples().all()
+        session.execute(select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))).all()
     )
     by_source: dict[int, list[str]] = {}
     for row in chunk:

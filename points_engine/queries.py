@@ -179,9 +179,7 @@ def tier_distribution(session: Session) -> list[TierCount]:
                 ScoreSnapshot.model_version_id == version.id,
             )
             .group_by(ScoreSnapshot.tier_code)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     return [
         TierCount(t.code, t.name_zh, t.name_en, t.common_tier, counts.get(t.code, 0))

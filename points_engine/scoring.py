@@ -263,7 +263,7 @@ def _scoring_select(
             score.label("score"),
             func.coalesce(p.direct_rank, score_rank).label("tier_rank"),
             p.direct_rank.is_not(None).label("direct_tier"),
-            p.breakdown,
+            func.coalesce(p.breakdown, literal({}, type_=JSONDoc)).label("breakdown"),
         )
         .select_from(_c.outerjoin(per_citizen, p.citizen_id == _c.c.id))
         .where(_c.c.consent_given.is_(True), scope(_c.c.id))
@@ -321,7 +321,11 @@ def apply_work(
     tier_code = case(*[(w.tier_rank == t.rank, t.code) for t in model.tiers])
     common = case(*[(w.tier_rank == t.rank, t.common_tier) for t in model.tiers])
     has_current = exists().where(_s.c.citizen_id == w.citizen_id, _s.c.is_current.is_(True))
-    inserted = session.execute(
+    # Counted beforehand: drivers disagree on rowcount for INSERT … SELECT (psycopg reports -1).
+    changed = session.execute(
+        select(func.count()).select_from(_w).where(w.run_id == run_id, ~has_current)
+    ).scalar_one()
+    session.execute(
         insert(_s).from_select(
             [
                 "citizen_id",
@@ -343,7 +347,7 @@ def apply_work(
                 w.tier_rank,
                 common,
                 w.direct_tier,
-                func.coalesce(w.breakdown, literal({}, type_=JSONDoc)),
+                w.breakdown,
                 literal(now, type_=ScoreSnapshot.computed_at.type),
                 literal(True),
             ).where(w.run_id == run_id, ~has_current),
@@ -353,7 +357,7 @@ def apply_work(
         select(func.count()).select_from(_w).where(w.run_id == run_id)
     ).scalar_one()
     session.execute(delete(_w).where(w.run_id == run_id))
-    return RunResult(run_id, citizens, inserted.rowcount or 0)
+    return RunResult(run_id, citizens, changed)
 
 
 def recompute(

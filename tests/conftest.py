@@ -1,0 +1,62 @@
+"""Fixtures: every database test runs on SQLite and on the real PostgreSQL.
+
+Warehouse-style: each backend is created and migrated once per session; each test runs inside a
+transaction that is rolled back, with operations' own commits turned into savepoints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from tests.databases import TestDatabase, postgresql_unavailable
+
+KEY = bytes(range(32))
+TODAY = dt.date(2026, 6, 30)
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def _require(kind: str) -> None:
+    if kind != "postgresql":
+        return
+    reason = postgresql_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CITYCREDIT_REQUIRE_POSTGRESQL") == "1":
+        pytest.fail(f"PostgreSQL is required here but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+    _require(request.param)
+    db = TestDatabase(request.param, tmp_path_factory.mktemp("db"))
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def session(database: TestDatabase) -> Iterator[Session]:
+    connection = database.engine.connect()
+    transaction = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """A database of its own, for tests that run real processes (the CLI) against it."""
+    _require(request.param)
+    db = TestDatabase(request.param, tmp_path)
+    yield db
+    db.drop()

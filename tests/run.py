@@ -1,0 +1,31 @@
+"""`make test`: say plainly which suites run and which are skipped (and why), then run pytest."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.databases import PG_URL, postgresql_unavailable
+
+
+def main() -> int:
+    reason = postgresql_unavailable()
+    required = os.environ.get("CITYCREDIT_REQUIRE_POSTGRESQL") == "1"
+    print("=" * 78)
+    print("suites: unit (no database), integration on SQLite", end="")
+    if reason is None:
+        print(f", integration on PostgreSQL ({PG_URL})")
+    elif required:
+        print(f"\nPostgreSQL is required here (CITYCREDIT_REQUIRE_POSTGRESQL=1) but {reason}")
+        return 1
+    else:
+        print(f"\nSKIPPED: every PostgreSQL suite, because {reason}.")
+        print("  Start PostgreSQL or set CITYCREDIT_TEST_PG_URL to run them.")
+    print("=" * 78, flush=True)
+    return int(pytest.main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
