@@ -431,3 +431,7 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
             if len(samples) == 3:
                 break
     click.echo("try:  " + "\n      ".join(f".venv/bin/citycredit explain {n}" for n in samples))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.databases import TestDatabase, postgresql_unavailable
+from tests.databases import ScratchDatabase, postgresql_unavailable
 
 KEY = bytes(range(32))
 TODAY = dt.date(2026, 6, 30)
@@ -33,15 +33,15 @@ def _require(kind: str) -> None:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabase]:
     _require(request.param)
-    db = TestDatabase(request.param, tmp_path_factory.mktemp("db"))
+    db = ScratchDatabase(request.param, tmp_path_factory.mktemp("db"))
     yield db
     db.drop()
 
 
 @pytest.fixture
-def session(database: TestDatabase) -> Iterator[Session]:
+def session(database: ScratchDatabase) -> Iterator[Session]:
     connection = database.engine.connect()
     transaction = connection.begin()
     session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
@@ -54,9 +54,9 @@ def session(database: TestDatabase) -> Iterator[Session]:
 
 
 @pytest.fixture(params=BACKENDS)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScratchDatabase]:
     """A database of its own, for tests that run real processes (the CLI) against it."""
     _require(request.param)
-    db = TestDatabase(request.param, tmp_path)
+    db = ScratchDatabase(request.param, tmp_path)
     yield db
     db.drop()

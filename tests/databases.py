@@ -30,7 +30,7 @@ def postgresql_unavailable() -> str | None:
     return None
 
 
-class TestDatabase:
+class ScratchDatabase:
     """One migrated database; ``url`` is what a separate process (the CLI) would be given."""
 
     def __init__(self, kind: str, tmp: Path):

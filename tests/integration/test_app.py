@@ -1,0 +1,27 @@
+"""The overview page shows the city's aggregate figures, in Chinese by default and in English."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from citycredit import create_app
+from citycredit.db import unit_of_work
+from citycredit.demo import ensure_reference_models, ensure_sources
+from tests.databases import ScratchDatabase
+
+
+def test_overview_page_in_both_languages(fresh_database: ScratchDatabase, tmp_path: Path) -> None:
+    app = create_app(
+        {"database_url": fresh_database.url, "id_hash_key": b"k" * 32, "instance_dir": tmp_path}
+    )
+    platform = app.extensions["citycredit"]
+    with unit_of_work(platform.sessions) as session:
+        ensure_sources(session)
+        ensure_reference_models(session, actor="test")
+    client = app.test_client()
+    zh = client.get("/").get_data(as_text=True)
+    assert "当前评分模型" in zh and "itemised-base1000@v1" in zh and "AAA级（诚信模范）" in zh
+    en = client.get("/?lang=en").get_data(as_text=True)
+    assert "Published scoring model" in en and "AAA (exemplary)" in en
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    platform.engine.dispose()

@@ -1,0 +1,104 @@
+"""The operator's CLI as a real process: ingest with bad rows, then a re-ingest that changes nothing."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from citycredit.db import Base
+from citycredit.demo import reference_model_text
+from tests import factories
+from tests.databases import ScratchDatabase
+
+CLI = [sys.executable, "-m", "citycredit.cli"]
+
+
+def run(db: ScratchDatabase, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CITYCREDIT_DATABASE_URL": db.url,
+        "CITYCREDIT_ID_HASH_KEY": "ab" * 32,
+        "CITYCREDIT_INSTANCE_DIR": str(tmp / "instance"),
+    }
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def counts(db: ScratchDatabase) -> tuple[int, int, int]:
+    with db.engine.connect() as c:
+        return tuple(  # type: ignore[return-value]
+            c.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+            for t in ("record", "citizen", "record_revision")
+        )
+
+
+def test_ingest_reports_bad_rows_and_a_reingest_changes_nothing(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    db = fresh_database
+    model = tmp_path / "model.yaml"
+    model.write_text(reference_model_text("itemised-base1000.yaml"), encoding="utf-8")
+    assert run(db, tmp_path, "sources", "add", "court", "市中级人民法院", "Court").returncode == 0
+    loaded = run(db, tmp_path, "model", "load", str(model))
+    assert "itemised-base1000@v1" in loaded.stdout, loaded.stderr
+    assert run(db, tmp_path, "model", "publish", "itemised-base1000@v1").returncode == 0
+
+    good = [factories.id_number() for _ in range(3)]
+    rows = [
+        ["court", "x1", good[0], "COURT_DISHONEST", "（2026）鄂02执1号", "2026-01-05", "2026-01-06", "active"],
+        ["court", "x2", good[1], "ADMIN_PENALTY", "罚字2号", "2026-02-01", "2026-02-03", "active"],
+        ["court", "x3", good[2][:17] + ("1" if good[2][17] != "1" else "2"), "ADMIN_PENALTY", "罚3", "2026-02-01", "2026-02-03", "active"],
+        ["court", "x4", good[2], "ADMIN_PENALTY", "罚4", "2026-13-01", "2026-02-03", "active"],
+    ]
+    data = tmp_path / "records.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "source_record_id", "id_number", "item_code", "document_no", "occurred_on", "reported_on", "status"])
+        writer.writerows(rows)
+
+    first = run(db, tmp_path, "ingest", str(data))
+    assert first.returncode == 0, first.stderr
+    assert "4 rows: 2 new, 0 updated, 0 unchanged, 2 rejected" in first.stdout
+    assert "row 4: id_number: invalid ID number: check digit does not match" in first.stderr
+    assert "row 5: occurred_on: not a real date" in first.stderr
+    report_text = (tmp_path / "records.csv.report.csv").read_text("utf-8")
+    report = list(csv.DictReader(report_text.splitlines()))
+    assert [(r["row"], r["field"]) for r in report] == [("4", "id_number"), ("5", "occurred_on")]
+    # The ID number is never echoed: not on screen, not in the report.
+    everything = first.stdout + first.stderr + report_text
+    assert all(number not in everything for number in good)
+    before = counts(db)
+
+    again = run(db, tmp_path, "ingest", str(data))
+    assert "4 rows: 0 new, 0 updated, 2 unchanged, 2 rejected" in again.stdout
+    assert counts(db) == before == (2, 2, 0)
+
+    explained = run(db, tmp_path, "consent", "give", good[0])
+    assert explained.returncode == 0, explained.stderr
+    out = run(db, tmp_path, "explain", good[0], "--lang", "en").stdout
+    assert "Tier: D (needs improvement) (D) (set directly by a severe record)" in out
+    assert "Score: 900" in out
+
+
+def test_bad_model_file_gets_line_precise_errors(fresh_database: ScratchDatabase, tmp_path: Path) -> None:
+    model = tmp_path / "bad.yaml"
+    model.write_text(
+        reference_model_text("itemised-base1000.yaml").replace("    points: -50\n", "    points: lots\n"),
+        encoding="utf-8",
+    )
+    result = run(fresh_database, tmp_path, "model", "load", str(model))
+    assert result.returncode == 1
+    assert "items.7.points: Not a valid integer." in result.stderr
+    assert f"{model}:line " in result.stderr
+
+
+def test_migrations_match_the_models(fresh_database: ScratchDatabase) -> None:
+    with fresh_database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []

@@ -1,0 +1,209 @@
+"""Consent, ingestion, expiry, explanation and what-if, as operators and citizens see them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from citycredit.audit import AuditEvent
+from citycredit.demo import reference_model_text
+from points_engine import ingest, operations, queries
+from points_engine.models import Record, RecordRevision, ScoreDirty, ScoreSnapshot
+from tests import factories
+from tests.conftest import KEY
+from tests.rule_cases import AS_OF, ITEMISED
+
+HEADER = "source,source_record_id,id_number,item_code,document_no,occurred_on,reported_on,status\n"
+
+
+def run_ingest(session: Session, text: str, fmt: str = "csv") -> ingest.IngestReport:
+    batch = ingest.start_batch(session, "test", fmt)
+    report = None
+    for report in ingest.ingest_rows(
+        session, ingest.read_rows(io.StringIO(text), fmt), key=KEY, batch=batch, today=AS_OF
+    ):
+        pass
+    assert report is not None
+    operations.drain_dirty(session, as_of=AS_OF)
+    return report
+
+
+def setup(session: Session) -> None:
+    factories.source(session, "court")
+    factories.published(session, ITEMISED)
+
+
+def score_of(session: Session, number: str) -> int | None:
+    from citycredit.idnumber import parse_id_number
+
+    person = queries.find_citizen(session, KEY, parse_id_number(number))
+    assert person is not None
+    snap = queries.current_snapshot(session, person.id)
+    return snap.score if snap else None
+
+
+def test_good_rows_land_and_each_bad_row_is_reported_with_row_field_and_reason(session: Session) -> None:
+    setup(session)
+    good = factories.id_number()
+    bad_id = good[:17] + ("0" if good[17] != "0" else "1")
+    text = HEADER + (
+        f"court,a1,{good},FINE,文书1,2026-01-01,2026-01-02,active\n"
+        f"court,a2,{bad_id},FINE,文书2,2026-01-01,2026-01-02,active\n"
+        f"court,a3,{good},JAYWALKING,文书3,2026-01-01,2026-01-02,active\n"
+        f"tax,a4,{good},FINE,文书4,2026-01-01,2026-01-02,active\n"
+        f"court,a5,{good},FINE,,2099-01-01,2026-01-02,active\n"
+        f"court,a6,{good},BIG_FINE,文书6,2026-02-01,2026-02-01,\n"
+    )
+    report = run_ingest(session, text)
+    assert (report.rows, report.inserted, report.rejected) == (6, 2, 4)
+    found = {(e.row, e.field) for e in report.errors}
+    assert found == {
+        (3, "id_number"),
+        (4, "item_code"),
+        (5, "source"),
+        (6, "document_no"),
+        (6, "occurred_on"),
+        (6, "reported_on"),
+    }
+    assert all(bad_id not in e.reason and good not in e.reason for e in report.errors)
+    # Ingested records update the citizen's score at once (consent given first).
+    person = queries.find_citizen(session, KEY, __import__("citycredit.idnumber").idnumber.parse_id_number(good))
+    assert person is not None
+    operations.give_consent(session, person, channel="test", as_of=AS_OF)
+    assert score_of(session, good) == 1000 - 5 - 20
+
+
+def test_reingesting_the_same_rows_changes_nothing(session: Session) -> None:
+    setup(session)
+    number = factories.id_number()
+    text = HEADER + f"court,b1,{number},FINE,文书,2026-01-01,2026-01-02,active\n"
+    first = run_ingest(session, text)
+    records = session.scalar(select(func.count()).select_from(Record))
+    second = run_ingest(session, text)
+    assert (first.inserted, second.inserted, second.updated, second.unchanged) == (1, 0, 0, 1)
+    assert session.scalar(select(func.count()).select_from(Record)) == records
+
+
+def test_a_changed_row_is_an_update_kept_in_history_and_rescored(session: Session) -> None:
+    setup(session)
+    number = factories.id_number()
+    person = factories.citizen(session, number=number)
+    run_ingest(session, HEADER + f"court,c1,{number},BIG_FINE,文书,2026-01-01,2026-01-02,active\n")
+    assert score_of(session, number) == 980
+    report = run_ingest(
+        session, HEADER + f"court,c1,{number},BIG_FINE,文书,2026-01-01,2026-01-02,revoked\n"
+    )
+    assert (report.inserted, report.updated) == (0, 1)
+    assert score_of(session, number) == 1000
+    revision = session.scalar(select(RecordRevision))
+    assert revision is not None and revision.content["status"] == "active"
+    record = session.scalar(select(Record).where(Record.citizen_id == person.id))
+    assert record is not None and (record.revision, record.status) == (2, "revoked")
+
+
+def test_the_same_record_twice_in_one_file_is_written_then_updated(session: Session) -> None:
+    setup(session)
+    number = factories.id_number()
+    text = HEADER + (
+        f"court,d1,{number},FINE,文书,2026-01-01,2026-01-02,active\n"
+        f"court,d1,{number},FINE,文书,2026-01-01,2026-01-02,revoked\n"
+    )
+    report = run_ingest(session, text)
+    assert (report.inserted, report.updated) == (1, 1)
+
+
+def test_json_lines_with_a_broken_line(session: Session) -> None:
+    setup(session)
+    number = factories.id_number()
+    text = (
+        '{"source": "court", "source_record_id": "e1", "id_number": "%s", "item_code": "FINE", '
+        '"document_no": "文书", "occurred_on": "2026-01-01", "reported_on": "2026-01-01"}\n'
+        "{not json\n" % number
+    )
+    report = run_ingest(session, text, "jsonl")
+    assert report.inserted == 1
+    assert [(e.row, e.field) for e in report.errors] == [(2, "(line)")]
+
+
+def test_consent_withdrawal_erases_scores_and_stops_scoring(session: Session) -> None:
+    setup(session)
+    person = factories.citizen(session, consent=False)
+    factories.record(session, person, "FINE", "2026-01-01")
+    assert operations.give_consent(session, person, channel="app", as_of=AS_OF) is not None
+    assert queries.current_snapshot(session, person.id) is not None
+    operations.withdraw_consent(session, person, channel="app")
+    assert session.scalar(
+        select(func.count()).select_from(ScoreSnapshot).where(ScoreSnapshot.citizen_id == person.id)
+    ) == 0
+    operations.recompute_all(session, as_of=AS_OF)
+    assert queries.current_snapshot(session, person.id) is None
+    assert [e.action for e in person.consent_events] == ["given", "withdrawn"]
+
+
+def test_expiry_job_archives_records_and_updates_scores(session: Session) -> None:
+    setup(session)
+    person = factories.citizen(session)
+    record = factories.record(session, person, "BIG_FINE", "2025-01-10")  # valid 730 days
+    record.expires_on = dt.date(2027, 1, 10)
+    operations.recompute_all(session, as_of=AS_OF)
+    assert queries.current_snapshot(session, person.id).score == 980  # type: ignore[union-attr]
+    expired, result = operations.expire_records(session, today=dt.date(2027, 1, 10))
+    assert expired == 1 and result is not None and result.changed == 1
+    assert record.status == "expired" or session.get(Record, record.id).status == "expired"  # type: ignore[union-attr]
+    snap = queries.current_snapshot(session, person.id)
+    assert snap is not None and snap.score == 1000
+    assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
+    # The old score stays in history.
+    assert session.scalar(
+        select(func.count()).select_from(ScoreSnapshot).where(ScoreSnapshot.citizen_id == person.id)
+    ) == 2
+
+
+def test_explanation_accounts_for_every_point_and_is_audited(session: Session) -> None:
+    setup(session)
+    person = factories.citizen(session)
+    factories.record(session, person, "FINE", "2026-03-01")
+    factories.record(session, person, "BIG_FINE", "2026-03-01")
+    factories.record(session, person, "AWARD", "2026-01-01")
+    factories.record(session, person, "AWARD", "2026-02-01")
+    operations.recompute_all(session, as_of=AS_OF)
+    explanation = queries.explain(session, person, as_of=AS_OF, actor="tester", purpose="test")
+    snap = queries.current_snapshot(session, person.id)
+    assert snap is not None and explanation.score == snap.score == 1000 - 20 + 15
+    assert sum(r.points for r in explanation.records) == explanation.score - 1000
+    reasons = sorted(reason for r in explanation.records for reason in r.reasons)
+    assert reasons == ["capped", "overlapped"]
+    assert all(r.legal_basis for r in explanation.records)
+    event = session.scalar(select(AuditEvent).where(AuditEvent.citizen_id == person.id))
+    assert event is not None and (event.actor, event.action) == ("tester", "citizen.explain")
+
+
+def test_what_if_compares_a_draft_without_publishing_it(session: Session) -> None:
+    setup(session)
+    people = [factories.citizen(session) for _ in range(3)]
+    factories.record(session, people[0], "BIG_FINE", "2026-03-01")
+    operations.recompute_all(session, as_of=AS_OF)
+    harsher = ITEMISED.replace(
+        "points: -20, overlap_group: act", "points: -60, validity_days: 730, overlap_group: act"
+    ).replace("cap: {min: -50}", "cap: {min: -100}")
+    draft = operations.load_model_version(session, harsher, "harsher.yaml")
+    report = queries.what_if(session, draft, as_of=AS_OF, actor="tester")
+    assert report.citizens == 3 and report.moved == 1
+    assert report.transitions[("B", "C")] == 1 and report.transitions[("A", "A")] == 2
+    assert report.biggest_movers[0].citizen_id == people[0].id
+    assert (report.biggest_movers[0].old_score, report.biggest_movers[0].new_score) == (980, 940)
+    assert draft.status == "draft"
+    assert queries.current_snapshot(session, people[0].id).score == 980  # type: ignore[union-attr]
+
+
+def test_publishing_a_model_rederives_expiry_dates(session: Session) -> None:
+    setup(session)
+    person = factories.citizen(session)
+    record = factories.record(session, person, "VOLUNTEER_SERVICE", "2026-01-01")
+    version = operations.load_model_version(session, reference_model_text("itemised-base1000.yaml"), "ref")
+    operations.publish_model_version(session, version, actor="test")
+    session.refresh(record)
+    assert record.expires_on == dt.date(2027, 1, 1)
