@@ -90,7 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--schema", default="bench_recompute")
-    parser.add_argument("--large", action="store_true", help="1,000,000 citizens / ~20,000,000 records")
+    parser.add_argument(
+        "--large", action="store_true", help="1,000,000 citizens / ~20,000,000 records"
+    )
     parser.add_argument("--citizens", type=int, default=100_000)
     parser.add_argument("--records-per-citizen", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=20261123)
@@ -193,7 +195,9 @@ def baseline_loads(engine: Engine, path: Path, chunk_size: int, figures: Figures
                 for row in bare_rows(path):
                     copy.write_row(row)
             conn.commit()
-        figures.counts["bare_record_rows"] = conn.execute("SELECT count(*) FROM bare_record").fetchone()[0]
+        figures.counts["bare_record_rows"] = conn.execute(
+            "SELECT count(*) FROM bare_record"
+        ).fetchone()[0]
         conn.execute("TRUNCATE bare_record")
         conn.commit()
         # Same transaction size as our ingest: one commit per chunk of rows.
@@ -239,10 +243,14 @@ def baseline_aggregate(engine: Engine, version_id: int, figures: Figures) -> Non
             figures.seconds[f"baseline_group_by_ctas_{attempt}"] = time.perf_counter() - start
         connection.rollback()
     for name in ("fetch", "ctas"):
-        log(f"baseline GROUP BY ({name}, warm): {figures.seconds[f'baseline_group_by_{name}_warm']:.3f} s")
+        log(
+            f"baseline GROUP BY ({name}, warm): {figures.seconds[f'baseline_group_by_{name}_warm']:.3f} s"
+        )
 
 
-def recompute_all(sessions: sessionmaker[Session], as_of: dt.date, chunk_size: int) -> tuple[int, int]:
+def recompute_all(
+    sessions: sessionmaker[Session], as_of: dt.date, chunk_size: int
+) -> tuple[int, int]:
     """One full recompute as the CLI runs it (a commit per citizen-id range); (citizens, changed)."""
     session = sessions()
     try:
@@ -277,21 +285,59 @@ def report(figures: Figures) -> str:
         *(line(name, f"{value:,}") for name, value in c.items()),
         "",
         "ingest",
-        line("ours: rows, one commit per chunk", f"{s['ingest_rows']:.2f} s", f"{r['ingest_rows_per_s']:,.0f} rows/s"),
+        line(
+            "ours: rows, one commit per chunk",
+            f"{s['ingest_rows']:.2f} s",
+            f"{r['ingest_rows_per_s']:,.0f} rows/s",
+        ),
         line("ours: drain dirty after the file", f"{s['ingest_drain_dirty']:.2f} s"),
-        line("ours: total (as `citycredit ingest`)", f"{s['ingest_total']:.2f} s", f"{r['ingest_total_rows_per_s']:,.0f} rows/s"),
-        line("baseline: executemany, commit per chunk", f"{s['baseline_executemany']:.2f} s", f"{r['baseline_executemany_rows_per_s']:,.0f} rows/s"),
-        line("baseline: COPY FROM STDIN", f"{s['baseline_copy']:.2f} s", f"{r['baseline_copy_rows_per_s']:,.0f} rows/s"),
-        line("ratio ours total / executemany  (target <= 3)", f"{q['ingest_vs_executemany']:.2f}x", verdict(q['ingest_vs_executemany'])),
+        line(
+            "ours: total (as `citycredit ingest`)",
+            f"{s['ingest_total']:.2f} s",
+            f"{r['ingest_total_rows_per_s']:,.0f} rows/s",
+        ),
+        line(
+            "baseline: executemany, commit per chunk",
+            f"{s['baseline_executemany']:.2f} s",
+            f"{r['baseline_executemany_rows_per_s']:,.0f} rows/s",
+        ),
+        line(
+            "baseline: COPY FROM STDIN",
+            f"{s['baseline_copy']:.2f} s",
+            f"{r['baseline_copy_rows_per_s']:,.0f} rows/s",
+        ),
+        line(
+            "ratio ours total / executemany  (target <= 3)",
+            f"{q['ingest_vs_executemany']:.2f}x",
+            verdict(q["ingest_vs_executemany"]),
+        ),
         line("ratio ours total / COPY  (for reference)", f"{q['ingest_vs_copy']:.2f}x"),
         "",
         "recompute",
-        line("full recompute, first run (writes all)", f"{s['recompute_first']:.2f} s", f"{r['recompute_first_citizens_per_s']:,.0f} citizens/s"),
+        line(
+            "full recompute, first run (writes all)",
+            f"{s['recompute_first']:.2f} s",
+            f"{r['recompute_first_citizens_per_s']:,.0f} citizens/s",
+        ),
         line("full recompute, second run (no change)", f"{s['recompute_unchanged']:.2f} s"),
-        line("baseline: GROUP BY, warm, all rows fetched", f"{s['baseline_group_by_fetch_warm']:.3f} s"),
-        line("baseline: GROUP BY, warm, CREATE TEMP TABLE AS", f"{s['baseline_group_by_ctas_warm']:.3f} s"),
-        line("ratio first run / GROUP BY fetched  (target <= 3)", f"{q['recompute_vs_group_by_fetch']:.1f}x", verdict(q['recompute_vs_group_by_fetch'])),
-        line("ratio second run / GROUP BY fetched", f"{q['recompute_unchanged_vs_group_by_fetch']:.1f}x", verdict(q['recompute_unchanged_vs_group_by_fetch'])),
+        line(
+            "baseline: GROUP BY, warm, all rows fetched",
+            f"{s['baseline_group_by_fetch_warm']:.3f} s",
+        ),
+        line(
+            "baseline: GROUP BY, warm, CREATE TEMP TABLE AS",
+            f"{s['baseline_group_by_ctas_warm']:.3f} s",
+        ),
+        line(
+            "ratio first run / GROUP BY fetched  (target <= 3)",
+            f"{q['recompute_vs_group_by_fetch']:.1f}x",
+            verdict(q["recompute_vs_group_by_fetch"]),
+        ),
+        line(
+            "ratio second run / GROUP BY fetched",
+            f"{q['recompute_unchanged_vs_group_by_fetch']:.1f}x",
+            verdict(q["recompute_unchanged_vs_group_by_fetch"]),
+        ),
         line("ratio first run / GROUP BY as CTAS", f"{q['recompute_vs_group_by_ctas']:.1f}x"),
         "",
         *(f"note: {note}" for note in figures.notes.values()),
@@ -311,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_count=os.cpu_count() or 0,
         citizens_planned=args.citizens,
     )
-    plan = CityPlan(citizens=args.citizens, records_per_citizen=args.records_per_citizen, seed=args.seed)
+    plan = CityPlan(
+        citizens=args.citizens, records_per_citizen=args.records_per_citizen, seed=args.seed
+    )
     today = plan.today
     path, figures.csv_rows = records_csv(plan)
     log(f"{path}: {figures.csv_rows:,} rows")
@@ -326,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         session.commit()
 
     summary = ingest_like_cli(sessions, path, today, args.ingest_chunk_size, figures)
-    figures.seconds["ingest_total"] = figures.seconds["ingest_rows"] + figures.seconds["ingest_drain_dirty"]
+    figures.seconds["ingest_total"] = (
+        figures.seconds["ingest_rows"] + figures.seconds["ingest_drain_dirty"]
+    )
     figures.counts.update(
         rows_read=summary.rows,
         records_inserted=summary.inserted,

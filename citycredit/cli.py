@@ -133,7 +133,9 @@ def model_load(ctx: Context, file: Path) -> None:
 def model_list(ctx: Context) -> None:
     with ctx.session() as session:
         for v in session.scalars(
-            select(ScoringModelVersion).order_by(ScoringModelVersion.name, ScoringModelVersion.version)
+            select(ScoringModelVersion).order_by(
+                ScoringModelVersion.name, ScoringModelVersion.version
+            )
         ):
             click.echo(f"{v.label:32} {v.kind:9} {v.status:10} loaded {v.loaded_at:%Y-%m-%d %H:%M}")
 
@@ -154,11 +156,15 @@ def model_whatif(ctx: Context, label: str, movers: int) -> None:
         f"{report.moved} would change tier"
     )
     click.echo(f"\n{'now':>12} {'draft':>12} {'citizens':>10}")
-    for (old, new), count in sorted(report.transitions.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+    for (old, new), count in sorted(
+        report.transitions.items(), key=lambda kv: (-kv[1], str(kv[0]))
+    ):
         click.echo(f"{old or '(unscored)':>12} {new:>12} {count:>10}")
-    click.echo(f"\nbiggest movers (citizen #, score now -> draft):")
+    click.echo("\nbiggest movers (citizen #, score now -> draft):")
     for m in report.biggest_movers:
-        click.echo(f"  #{m.citizen_id:<8} {m.old_score!s:>5} {m.old_tier or '-':>4} -> {m.new_score:>5} {m.new_tier}")
+        click.echo(
+            f"  #{m.citizen_id:<8} {m.old_score!s:>5} {m.old_tier or '-':>4} -> {m.new_score:>5} {m.new_tier}"
+        )
 
 
 @model.command("publish")
@@ -385,8 +391,16 @@ def serve(host: str, port: int, workers: int) -> None:
     os.execvp(
         sys.executable,
         [
-            sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--access-logfile", "-", "citycredit.wsgi:app",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            "-",
+            "citycredit.wsgi:app",
         ],
     )
 

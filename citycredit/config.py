@@ -54,7 +54,9 @@ def _instance_key(instance_dir: Path, name: str) -> bytes:
 def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from the environment, then apply ``overrides`` (tests and callers win)."""
     env = dict(os.environ if env is None else env)
-    instance_dir = Path(overrides.pop("instance_dir", env.get("CITYCREDIT_INSTANCE_DIR", DEFAULT_INSTANCE_DIR)))
+    instance_dir = Path(
+        overrides.pop("instance_dir", env.get("CITYCREDIT_INSTANCE_DIR", DEFAULT_INSTANCE_DIR))
+    )
     database_url = overrides.pop("database_url", None) or env.get("CITYCREDIT_DATABASE_URL")
     if not database_url:
         instance_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         try:
             id_hash_key = bytes.fromhex(env["CITYCREDIT_ID_HASH_KEY"])
         except ValueError as exc:
-            raise ConfigError("CITYCREDIT_ID_HASH_KEY must be hex (64 hex digits recommended)") from exc
+            raise ConfigError(
+                "CITYCREDIT_ID_HASH_KEY must be hex (64 hex digits recommended)"
+            ) from exc
     else:
         id_hash_key = _instance_key(instance_dir, "id_hash.key")
     if len(id_hash_key) < 16:

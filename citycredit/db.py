@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -61,7 +61,7 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UTCDateTime(),
         dict[str, Any]: JSONDoc,
         list[dict[str, Any]]: JSONDoc,
@@ -111,7 +111,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
 # --- dialect-specific constructs -------------------------------------------------------------------
 
 
-class add_days(FunctionElement[dt.date]):  # noqa: N801 - reads like the SQL function it stands for
+class add_days(FunctionElement[dt.date]):
     """``date + n days`` as a date, on PostgreSQL and SQLite."""
 
     type = Date()
@@ -130,7 +130,7 @@ def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(day, **kw)}, '+' || {compiler.process(days, **kw)} || ' days')"
 
 
-class json_object_agg(FunctionElement[Any]):  # noqa: N801
+class json_object_agg(FunctionElement[Any]):
     """Aggregate key/value pairs into one JSON object per group."""
 
     type = JSONDoc

@@ -10,8 +10,14 @@ REASONS = {
     "revoked": ("已被来源单位撤销", "revoked by its source"),
     "repaired": ("已信用修复，按修复后分值计", "credit repaired: counts at the repaired value"),
     "under_objection": ("异议处理中，暂停扣分", "under objection: deduction suspended"),
-    "under_objection_counted": ("异议处理中（加分项照常计入）", "under objection (awards keep counting)"),
-    "overlapped": ("同一行为已按最高扣分计入一次", "same act already counted once, at its largest deduction"),
+    "under_objection_counted": (
+        "异议处理中（加分项照常计入）",
+        "under objection (awards keep counting)",
+    ),
+    "overlapped": (
+        "同一行为已按最高扣分计入一次",
+        "same act already counted once, at its largest deduction",
+    ),
     "capped": ("已达该项目年度上限", "yearly cap of this item reached"),
 }
 
@@ -19,7 +25,11 @@ REASONS = {
 def reason_text(reason: str, lang: str) -> str:
     if reason.startswith("repeat_x"):
         factor = reason.removeprefix("repeat_x")
-        return f"有效期内重复发生，按{factor}倍计" if lang == "zh" else f"repeat within validity: ×{factor}"
+        return (
+            f"有效期内重复发生，按{factor}倍计"
+            if lang == "zh"
+            else f"repeat within validity: ×{factor}"
+        )
     zh, en = REASONS.get(reason, (reason, reason))
     return zh if lang == "zh" else en
 
@@ -44,16 +54,21 @@ def render_explanation(e: Explanation, lang: str = "zh") -> str:
     lines.append("")
     lines.append("维度：" if zh else "Dimensions:")
     for d in e.dimensions:
-        lines.append(f"  {d.name_zh if zh else d.name_en}: {d.value:+d}" if e.base_score is not None
-                     else f"  {d.name_zh if zh else d.name_en}: {d.value}")
+        lines.append(
+            f"  {d.name_zh if zh else d.name_en}: {d.value:+d}"
+            if e.base_score is not None
+            else f"  {d.name_zh if zh else d.name_en}: {d.value}"
+        )
     lines.append("")
     lines.append("记录：" if zh else "Records:")
     if not e.records:
         lines.append("  （无）" if zh else "  (none)")
     for r in e.records:
         counted = f"{r.points:+d}" if r.counted else ("不计" if zh else "0")
-        why = "；".join(reason_text(x, lang) for x in r.reasons) if zh else "; ".join(
-            reason_text(x, lang) for x in r.reasons
+        why = (
+            "；".join(reason_text(x, lang) for x in r.reasons)
+            if zh
+            else "; ".join(reason_text(x, lang) for x in r.reasons)
         )
         lines.append(
             f"  {r.occurred_on} {r.item_name_zh if zh else r.item_name_en} [{r.source_name_zh}] "

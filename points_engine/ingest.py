@@ -124,7 +124,10 @@ def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, 
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, RowError(number, "(line)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+            yield (
+                number,
+                RowError(number, "(line)", f"not valid JSON: {exc.msg} at column {exc.colno}"),
+            )
             continue
         if not isinstance(value, dict):
             yield number, RowError(number, "(line)", "each line must be a JSON object")
@@ -229,7 +232,7 @@ def ingest_rows(
     The caller commits after each yield. Citizens whose records changed are marked dirty; the caller
     drains them (recomputes their scores) when the input ends.
     """
-    version, model = published_model(session)
+    _, model = published_model(session)
     validator = _Validator(session, key, model, today)
     report = IngestReport(batch_id=batch.id)
     chunk: list[_CleanRow] = []
@@ -298,7 +301,9 @@ def _write_chunk(
         ],
     )
     citizen_of = dict(
-        session.execute(select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))).all()
+        session.execute(
+            select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))
+        ).all()
     )
     by_source: dict[int, list[str]] = {}
     for row in chunk:

@@ -73,7 +73,9 @@ def add_source(session: Session, code: str, name_zh: str, name_en: str) -> DataS
 def get_or_create_citizen(session: Session, key: bytes, citizen_id: CitizenId) -> Citizen:
     digest = id_hash(key, citizen_id)
     insert_ignore(
-        session, Citizen, [{"id_hash": digest, "birth_date": citizen_id.birth_date, "created_at": utcnow()}]
+        session,
+        Citizen,
+        [{"id_hash": digest, "birth_date": citizen_id.birth_date, "created_at": utcnow()}],
     )
     citizen = session.scalar(select(Citizen).where(Citizen.id_hash == digest))
     assert citizen is not None
@@ -91,7 +93,9 @@ def give_consent(
     session.add(ConsentEvent(citizen=citizen, action="given", channel=channel))
     session.flush()
     version, model = published_model(session)
-    return scoring.recompute(session, model, version, as_of=as_of, scope=scoring.citizen_ids([citizen.id]))
+    return scoring.recompute(
+        session, model, version, as_of=as_of, scope=scoring.citizen_ids([citizen.id])
+    )
 
 
 def withdraw_consent(session: Session, citizen: Citizen, *, channel: str) -> None:
@@ -220,7 +224,9 @@ def mark_dirty_where(session: Session, citizen_select: Select[Any]) -> None:
     """Mark the citizens a query returns (set-based; the query must have a WHERE clause for SQLite)."""
     module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
-        module.insert(ScoreDirty).from_select(["citizen_id"], citizen_select).on_conflict_do_nothing()
+        module.insert(ScoreDirty)
+        .from_select(["citizen_id"], citizen_select)
+        .on_conflict_do_nothing()
     )
 
 

@@ -150,7 +150,8 @@ def explain(
         as_of=as_of,
         base_score=model.base_score if model.kind == "itemised" else None,
         dimensions=[
-            ExplainedDimension(d.code, d.name_zh, d.name_en, values[d.code]) for d in model.dimensions
+            ExplainedDimension(d.code, d.name_zh, d.name_en, values[d.code])
+            for d in model.dimensions
         ],
         records=explained,
     )
@@ -271,7 +272,9 @@ def what_if(
         .limit(movers)
     ).all()
     session.execute(delete(w).where(w.run_id == run_id))
-    audit(session, actor=actor, action="model.what_if", draft=draft.label, published=published.label)
+    audit(
+        session, actor=actor, action="model.what_if", draft=draft.label, published=published.label
+    )
     moved = sum(n for (old, new), n in transitions.items() if old != new)
     return WhatIfReport(
         draft_label=draft.label,

@@ -64,7 +64,9 @@ class Evaluation:
     score: int
     tier: Tier
     direct_tier: bool
-    dimensions: dict[str, int]  # dimension code -> capped total (itemised) or dimension score (weighted)
+    dimensions: dict[
+        str, int
+    ]  # dimension code -> capped total (itemised) or dimension score (weighted)
     contributions: list[Contribution]
 
 
@@ -85,7 +87,12 @@ def evaluate(model: ScoringModel, facts: list[RecordFact], as_of: dt.date) -> Ev
         if item is None:
             contributions.append(
                 Contribution(
-                    fact.record_id, fact.item_code, fact.status, fact.occurred_on, None, 0,
+                    fact.record_id,
+                    fact.item_code,
+                    fact.status,
+                    fact.occurred_on,
+                    None,
+                    0,
                     reasons=["unknown_item"],
                 )
             )
@@ -126,10 +133,7 @@ def evaluate(model: ScoringModel, facts: list[RecordFact], as_of: dt.date) -> Ev
             direct_rank = rank if direct_rank is None else max(direct_rank, rank)
 
     dimensions, score = score_from_totals(model, totals)
-    if direct_rank is not None:
-        tier = model.tiers[direct_rank]
-    else:
-        tier = model.tier_for_score(score)
+    tier = model.tiers[direct_rank] if direct_rank is not None else model.tier_for_score(score)
     return Evaluation(score, tier, direct_rank is not None, dimensions, contributions)
 
 
@@ -204,7 +208,9 @@ def score_from_totals(model: ScoringModel, totals: dict[str, int]) -> tuple[dict
         for code, total in totals.items():
             dim = model.dimension(code)
             dimensions[code] = _clamp(total, dim.cap_min, dim.cap_max)
-        score = _clamp(model.base_score + sum(dimensions.values()), model.score_min, model.score_max)
+        score = _clamp(
+            model.base_score + sum(dimensions.values()), model.score_min, model.score_max
+        )
         return dimensions, score
     top = model.dimension_max
     numerator = 0

@@ -90,7 +90,9 @@ def _clamp(value: Any, low: Any, high: Any) -> Any:
 
 def _contribution_rows(model_version_id: int, as_of: dt.date, scope: Scope) -> Select[Any]:
     """(citizen_id, dimension, points, direct_rank) for every counting record in scope."""
-    joined = _r.join(_i, and_(_i.c.model_version_id == model_version_id, _i.c.code == _r.c.item_code))
+    joined = _r.join(
+        _i, and_(_i.c.model_version_id == model_version_id, _i.c.code == _r.c.item_code)
+    )
     expires = add_days(_r.c.occurred_on, _i.c.validity_days)
     repaired = _r.c.status == RecordStatus.REPAIRED.value
     points = case((repaired, _i.c.repaired_points), else_=_i.c.points)

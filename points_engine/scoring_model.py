@@ -171,7 +171,9 @@ class ItemSchema(_Strict):
     dimension = fields.String(required=True)
     catalogue_category = fields.String(required=True, validate=validate.Length(min=2, max=200))
     legal_basis = fields.String(required=True, validate=validate.Length(min=4, max=500))
-    points = fields.Integer(strict=True, required=True, validate=validate.Range(min=-1000, max=1000))
+    points = fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=-1000, max=1000)
+    )
     validity_days = fields.Integer(
         strict=True, load_default=None, validate=validate.Range(min=1, max=36500)
     )
@@ -231,7 +233,9 @@ class ModelFileError(ValueError):
         )
 
 
-def _line_map(node: yaml.Node, path: Path, out: dict[Path, int], dupes: list[ModelFileProblem]) -> None:
+def _line_map(
+    node: yaml.Node, path: Path, out: dict[Path, int], dupes: list[ModelFileProblem]
+) -> None:
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -239,13 +243,13 @@ def _line_map(node: yaml.Node, path: Path, out: dict[Path, int], dupes: list[Mod
             key = key_node.value
             if key in seen:
                 dupes.append(
-                    ModelFileProblem(path + (key,), key_node.start_mark.line + 1, "duplicate key")
+                    ModelFileProblem((*path, key), key_node.start_mark.line + 1, "duplicate key")
                 )
             seen.add(key)
-            _line_map(value_node, path + (key,), out, dupes)
+            _line_map(value_node, (*path, key), out, dupes)
     elif isinstance(node, yaml.SequenceNode):
         for index, child in enumerate(node.value):
-            _line_map(child, path + (index,), out, dupes)
+            _line_map(child, (*path, index), out, dupes)
 
 
 def _line_for(lines: dict[Path, int], path: Path) -> int | None:
@@ -254,7 +258,7 @@ def _line_for(lines: dict[Path, int], path: Path) -> int | None:
         if probe in lines:
             return lines[probe]
         probe = probe[:-1]
-    return lines.get((), None)
+    return lines.get(())
 
 
 def _flatten(messages: Any, path: Path = ()) -> list[tuple[Path, str]]:
@@ -267,7 +271,7 @@ def _flatten(messages: Any, path: Path = ()) -> list[tuple[Path, str]]:
             if key == "_schema":
                 out.extend(_flatten(value, path))
             else:
-                out.extend(_flatten(value, path + (sub,)))
+                out.extend(_flatten(value, (*path, sub)))
         return out
     if isinstance(messages, list):
         return [(path, str(m)) for m in messages]
@@ -286,7 +290,8 @@ def parse_model(text: str, filename: str = "<model>") -> ScoringModel:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ModelFileError(
-            filename, [ModelFileProblem((), line, f"not valid YAML/JSON: {getattr(exc, 'problem', exc)}")]
+            filename,
+            [ModelFileProblem((), line, f"not valid YAML/JSON: {getattr(exc, 'problem', exc)}")],
         ) from None
     if root is None or not isinstance(data, dict):
         raise ModelFileError(filename, [ModelFileProblem((), 1, "the file must be a mapping")])
@@ -331,14 +336,18 @@ def _check_semantics(d: dict[str, Any]) -> list[tuple[Path, str]]:
         for i, dim in enumerate(d["dimensions"]):
             for key in ("base", "weight"):
                 if dim[key] is not None:
-                    out.append((("dimensions", i, key), "only weighted models have dimension " + key))
+                    out.append(
+                        (("dimensions", i, key), "only weighted models have dimension " + key)
+                    )
     else:
         if d["dimension_max"] is None:
             out.append((("dimension_max",), "required for a weighted model"))
         if lo != 0:
             out.append((("score_range", "min"), "a weighted model's score range starts at 0"))
         if d["base_score"] is not None:
-            out.append((("base_score",), "a weighted model has per-dimension bases, not base_score"))
+            out.append(
+                (("base_score",), "a weighted model has per-dimension bases, not base_score")
+            )
         total = 0
         for i, dim in enumerate(d["dimensions"]):
             if dim["weight"] is None:
@@ -350,18 +359,25 @@ def _check_semantics(d: dict[str, Any]) -> list[tuple[Path, str]]:
             elif d["dimension_max"] is not None and not 0 <= dim["base"] <= d["dimension_max"]:
                 out.append((("dimensions", i, "base"), "must lie within 0..dimension_max"))
             if dim["cap"] is not None:
-                out.append((("dimensions", i, "cap"), "a weighted dimension is bounded by dimension_max"))
+                out.append(
+                    (("dimensions", i, "cap"), "a weighted dimension is bounded by dimension_max")
+                )
         if total != 100 and all(dim["weight"] is not None for dim in d["dimensions"]):
             out.append((("dimensions",), f"weights must sum to 100, they sum to {total}"))
 
     previous = None
     for i, tier in enumerate(d["tiers"]):
         if previous is not None and tier["min_score"] >= previous:
-            out.append((("tiers", i, "min_score"), "tiers are listed best first with falling min_score"))
+            out.append(
+                (("tiers", i, "min_score"), "tiers are listed best first with falling min_score")
+            )
         previous = tier["min_score"]
     if d["tiers"] and d["tiers"][-1]["min_score"] > lo:
         out.append(
-            (("tiers", len(d["tiers"]) - 1, "min_score"), f"the last tier must start at {lo} or below")
+            (
+                ("tiers", len(d["tiers"]) - 1, "min_score"),
+                f"the last tier must start at {lo} or below",
+            )
         )
     levels = [t["common_tier"] for t in d["tiers"]]
     if levels != sorted(levels, reverse=True):
@@ -370,7 +386,9 @@ def _check_semantics(d: dict[str, Any]) -> list[tuple[Path, str]]:
     rules = d["validity"]
     for i in range(1, len(rules)):
         if rules[i]["max_abs_points"] <= rules[i - 1]["max_abs_points"]:
-            out.append((("validity", i, "max_abs_points"), "rules must be in rising max_abs_points"))
+            out.append(
+                (("validity", i, "max_abs_points"), "rules must be in rising max_abs_points")
+            )
 
     dim_codes = {dim["code"] for dim in d["dimensions"]}
     tier_codes = {t["code"] for t in d["tiers"]}

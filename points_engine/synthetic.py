@@ -29,7 +29,9 @@ class SourceSpec:
 
 
 SOURCES: tuple[SourceSpec, ...] = (
-    SourceSpec("volunteer", "市志愿服务联合会", "Volunteer Federation", (("VOLUNTEER_SERVICE", 30),)),
+    SourceSpec(
+        "volunteer", "市志愿服务联合会", "Volunteer Federation", (("VOLUNTEER_SERVICE", 30),)
+    ),
     SourceSpec("blood", "市中心血站", "Central Blood Station", (("BLOOD_DONATION", 8),)),
     SourceSpec("charity", "市慈善总会", "Charity Federation", (("CHARITY_DONATION", 10),)),
     SourceSpec(
@@ -43,7 +45,9 @@ SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("power", "国网黄石供电公司", "Power Supply Company", (("UTILITY_ARREARS", 5),)),
     SourceSpec("gas", "市燃气公司", "Gas Company", (("UTILITY_ARREARS", 3),)),
     SourceSpec("tax", "国家税务总局黄石市税务局", "Tax Bureau", (("TAX_ARREARS", 2),)),
-    SourceSpec("housing_fund", "市住房公积金中心", "Housing Provident Fund Centre", (("OVERDUE_LOAN", 4),)),
+    SourceSpec(
+        "housing_fund", "市住房公积金中心", "Housing Provident Fund Centre", (("OVERDUE_LOAN", 4),)
+    ),
     SourceSpec(
         "traffic_police",
         "市公安局交通警察支队",
@@ -125,7 +129,9 @@ def generate_rows(plan: CityPlan) -> Iterator[dict[str, str]]:
     serial = 0
     for number in ids:
         # A skewed count: most people have a few records, some have many.
-        count = min(int(rng.expovariate(1 / plan.records_per_citizen)), int(plan.records_per_citizen * 8))
+        count = min(
+            int(rng.expovariate(1 / plan.records_per_citizen)), int(plan.records_per_citizen * 8)
+        )
         for _ in range(count):
             serial += 1
             source, item = rng.choices(pairs, weights)[0]
@@ -134,7 +140,9 @@ def generate_rows(plan: CityPlan) -> Iterator[dict[str, str]]:
             if item == "DRUNK_DRIVING" and rng.random() < 0.7:
                 # The same act also fined as a traffic offence: the overlap rule counts it once.
                 serial += 1
-                rows.append(_row(rng, serial, source, "TRAFFIC_PENALTY", number, occurred, plan.today))
+                rows.append(
+                    _row(rng, serial, source, "TRAFFIC_PENALTY", number, occurred, plan.today)
+                )
             for row in rows:
                 if rng.random() < plan.bad_row_share:
                     _spoil(rng, row, plan.today)

@@ -33,7 +33,9 @@ def _require(kind: str) -> None:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabase]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScratchDatabase]:
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path_factory.mktemp("db"))
     yield db
@@ -44,7 +46,9 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def session(database: ScratchDatabase) -> Iterator[Session]:
     connection = database.engine.connect()
     transaction = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     try:
         yield session
     finally:

@@ -69,7 +69,9 @@ class Citizen(Base):
     id_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # Kept because scenario rules need age (≥ 18); derived from the ID number, nothing else of it is kept.
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
-    consent_given: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    consent_given: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     consent_changed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

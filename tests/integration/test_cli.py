@@ -51,15 +51,44 @@ def test_ingest_reports_bad_rows_and_a_reingest_changes_nothing(
 
     good = [factories.id_number() for _ in range(3)]
     rows = [
-        ["court", "x1", good[0], "COURT_DISHONEST", "（2026）鄂02执1号", "2026-01-05", "2026-01-06", "active"],
+        [
+            "court",
+            "x1",
+            good[0],
+            "COURT_DISHONEST",
+            "（2026）鄂02执1号",
+            "2026-01-05",
+            "2026-01-06",
+            "active",
+        ],
         ["court", "x2", good[1], "ADMIN_PENALTY", "罚字2号", "2026-02-01", "2026-02-03", "active"],
-        ["court", "x3", good[2][:17] + ("1" if good[2][17] != "1" else "2"), "ADMIN_PENALTY", "罚3", "2026-02-01", "2026-02-03", "active"],
+        [
+            "court",
+            "x3",
+            good[2][:17] + ("1" if good[2][17] != "1" else "2"),
+            "ADMIN_PENALTY",
+            "罚3",
+            "2026-02-01",
+            "2026-02-03",
+            "active",
+        ],
         ["court", "x4", good[2], "ADMIN_PENALTY", "罚4", "2026-13-01", "2026-02-03", "active"],
     ]
     data = tmp_path / "records.csv"
     with data.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["source", "source_record_id", "id_number", "item_code", "document_no", "occurred_on", "reported_on", "status"])
+        writer.writerow(
+            [
+                "source",
+                "source_record_id",
+                "id_number",
+                "item_code",
+                "document_no",
+                "occurred_on",
+                "reported_on",
+                "status",
+            ]
+        )
         writer.writerows(rows)
 
     first = run(db, tmp_path, "ingest", str(data))
@@ -86,10 +115,14 @@ def test_ingest_reports_bad_rows_and_a_reingest_changes_nothing(
     assert "Score: 900" in out
 
 
-def test_bad_model_file_gets_line_precise_errors(fresh_database: ScratchDatabase, tmp_path: Path) -> None:
+def test_bad_model_file_gets_line_precise_errors(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
     model = tmp_path / "bad.yaml"
     model.write_text(
-        reference_model_text("itemised-base1000.yaml").replace("    points: -50\n", "    points: lots\n"),
+        reference_model_text("itemised-base1000.yaml").replace(
+            "    points: -50\n", "    points: lots\n"
+        ),
         encoding="utf-8",
     )
     result = run(fresh_database, tmp_path, "model", "load", str(model))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,12 +22,9 @@ HEADER = "source,source_record_id,id_number,item_code,document_no,occurred_on,re
 
 def run_ingest(session: Session, text: str, fmt: str = "csv") -> ingest.IngestReport:
     batch = ingest.start_batch(session, "test", fmt)
-    report = None
-    for report in ingest.ingest_rows(
+    *_, report = ingest.ingest_rows(
         session, ingest.read_rows(io.StringIO(text), fmt), key=KEY, batch=batch, today=AS_OF
-    ):
-        pass
-    assert report is not None
+    )
     operations.drain_dirty(session, as_of=AS_OF)
     return report
 
@@ -45,7 +43,9 @@ def score_of(session: Session, number: str) -> int | None:
     return snap.score if snap else None
 
 
-def test_good_rows_land_and_each_bad_row_is_reported_with_row_field_and_reason(session: Session) -> None:
+def test_good_rows_land_and_each_bad_row_is_reported_with_row_field_and_reason(
+    session: Session,
+) -> None:
     setup(session)
     good = factories.id_number()
     bad_id = good[:17] + ("0" if good[17] != "0" else "1")
@@ -70,7 +70,9 @@ def test_good_rows_land_and_each_bad_row_is_reported_with_row_field_and_reason(s
     }
     assert all(bad_id not in e.reason and good not in e.reason for e in report.errors)
     # Ingested records update the citizen's score at once (consent given first).
-    person = queries.find_citizen(session, KEY, __import__("citycredit.idnumber").idnumber.parse_id_number(good))
+    person = queries.find_citizen(
+        session, KEY, __import__("citycredit.idnumber").idnumber.parse_id_number(good)
+    )
     assert person is not None
     operations.give_consent(session, person, channel="test", as_of=AS_OF)
     assert score_of(session, good) == 1000 - 5 - 20
@@ -119,9 +121,18 @@ def test_json_lines_with_a_broken_line(session: Session) -> None:
     setup(session)
     number = factories.id_number()
     text = (
-        '{"source": "court", "source_record_id": "e1", "id_number": "%s", "item_code": "FINE", '
-        '"document_no": "文书", "occurred_on": "2026-01-01", "reported_on": "2026-01-01"}\n'
-        "{not json\n" % number
+        json.dumps(
+            {
+                "source": "court",
+                "source_record_id": "e1",
+                "id_number": number,
+                "item_code": "FINE",
+                "document_no": "文书",
+                "occurred_on": "2026-01-01",
+                "reported_on": "2026-01-01",
+            }
+        )
+        + "\n{not json\n"
     )
     report = run_ingest(session, text, "jsonl")
     assert report.inserted == 1
@@ -135,9 +146,14 @@ def test_consent_withdrawal_erases_scores_and_stops_scoring(session: Session) ->
     assert operations.give_consent(session, person, channel="app", as_of=AS_OF) is not None
     assert queries.current_snapshot(session, person.id) is not None
     operations.withdraw_consent(session, person, channel="app")
-    assert session.scalar(
-        select(func.count()).select_from(ScoreSnapshot).where(ScoreSnapshot.citizen_id == person.id)
-    ) == 0
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(ScoreSnapshot)
+            .where(ScoreSnapshot.citizen_id == person.id)
+        )
+        == 0
+    )
     operations.recompute_all(session, as_of=AS_OF)
     assert queries.current_snapshot(session, person.id) is None
     assert [e.action for e in person.consent_events] == ["given", "withdrawn"]
@@ -157,9 +173,14 @@ def test_expiry_job_archives_records_and_updates_scores(session: Session) -> Non
     assert snap is not None and snap.score == 1000
     assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
     # The old score stays in history.
-    assert session.scalar(
-        select(func.count()).select_from(ScoreSnapshot).where(ScoreSnapshot.citizen_id == person.id)
-    ) == 2
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(ScoreSnapshot)
+            .where(ScoreSnapshot.citizen_id == person.id)
+        )
+        == 2
+    )
 
 
 def test_explanation_accounts_for_every_point_and_is_audited(session: Session) -> None:
@@ -203,7 +224,9 @@ def test_publishing_a_model_rederives_expiry_dates(session: Session) -> None:
     setup(session)
     person = factories.citizen(session)
     record = factories.record(session, person, "VOLUNTEER_SERVICE", "2026-01-01")
-    version = operations.load_model_version(session, reference_model_text("itemised-base1000.yaml"), "ref")
+    version = operations.load_model_version(
+        session, reference_model_text("itemised-base1000.yaml"), "ref"
+    )
     operations.publish_model_version(session, version, actor="test")
     session.refresh(record)
     assert record.expires_on == dt.date(2027, 1, 1)

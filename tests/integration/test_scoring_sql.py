@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.demo import ensure_reference_models, ensure_sources
 from points_engine import operations, scoring
-from points_engine.ingest import ingest_rows, read_rows, start_batch
+from points_engine.ingest import ingest_rows, start_batch
 from points_engine.models import Citizen, Record, ScoreSnapshot
 from points_engine.queries import current_snapshot
 from points_engine.rules import RecordFact, evaluate
@@ -52,7 +52,9 @@ def _assert_sql_equals_rules(session: Session) -> int:
         facts.setdefault(r.citizen_id, []).append(
             RecordFact(r.id, r.item_code, r.status, r.occurred_on)
         )
-    snapshots = session.scalars(select(ScoreSnapshot).where(ScoreSnapshot.is_current.is_(True))).all()
+    snapshots = session.scalars(
+        select(ScoreSnapshot).where(ScoreSnapshot.is_current.is_(True))
+    ).all()
     mismatches = []
     for snap in snapshots:
         expected = evaluate(model, facts.get(snap.citizen_id, []), AS_OF)
@@ -94,6 +96,11 @@ def test_citizens_without_consent_have_no_score(session: Session) -> None:
     operations.recompute_all(session, as_of=AS_OF)
     unscored = session.scalars(select(Citizen.id).where(Citizen.consent_given.is_(False))).all()
     assert unscored
-    assert session.scalar(
-        select(func.count()).select_from(ScoreSnapshot).where(ScoreSnapshot.citizen_id.in_(unscored))
-    ) == 0
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(ScoreSnapshot)
+            .where(ScoreSnapshot.citizen_id.in_(unscored))
+        )
+        == 0
+    )

@@ -27,7 +27,9 @@ def test_the_standards_example_is_valid_and_its_birth_date_is_read() -> None:
         ("110105209912310021", "out of range"),
     ],
 )
-def test_invalid_numbers_are_refused_with_a_reason_that_does_not_echo_them(raw: str, reason: str) -> None:
+def test_invalid_numbers_are_refused_with_a_reason_that_does_not_echo_them(
+    raw: str, reason: str
+) -> None:
     with pytest.raises(InvalidIdNumber) as info:
         parse_id_number(raw, today=dt.date(2026, 11, 23))
     assert reason in str(info.value)

@@ -15,7 +15,11 @@ def facts(case: Case) -> list[RecordFact]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_rule_case(case: Case) -> None:
     result = evaluate(model(case.model), facts(case), AS_OF)
-    assert (result.score, result.tier.code, result.direct_tier) == (case.score, case.tier, case.direct)
+    assert (result.score, result.tier.code, result.direct_tier) == (
+        case.score,
+        case.tier,
+        case.direct,
+    )
     by_id = {c.record_id: c for c in result.contributions}
     for index, (points, reasons) in case.expect.items():
         con = by_id[index + 1]
