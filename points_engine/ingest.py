@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from citycredit.db import utcnow
@@ -330,7 +330,7 @@ def _write_chunk(
     revisions: list[RecordRevision] = []
     dirty: set[int] = set()
     for row in chunk:
-        values = {
+        values: dict[str, Any] = {
             "citizen_id": citizen_of[row.id_hash],
             "item_code": row.item_code,
             "document_no": row.document_no,
@@ -379,7 +379,7 @@ def _write_chunk(
         )
         dirty.update((old.citizen_id, values["citizen_id"]))
     if inserts:
-        session.execute(Record.__table__.insert(), inserts)
+        session.execute(insert(Record), inserts)
     if updates:
         session.execute(update(Record), updates)
     session.add_all(revisions)

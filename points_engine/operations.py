@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, delete, func, literal, select, update
+from sqlalchemy import Select, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -282,7 +282,7 @@ def expire_records(session: Session, *, today: dt.date) -> tuple[int, scoring.Ru
         Record.expires_on <= today,
     )
     mark_dirty_where(session, select(Record.citizen_id).where(*due).distinct())
-    expired = session.execute(
+    expired = session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
         update(Record).where(*due).values(status=RecordStatus.EXPIRED, updated_at=utcnow())
     ).rowcount
     if not expired:
@@ -300,7 +300,7 @@ def give_consent_bulk(session: Session, citizen_select: Select[Any], *, channel:
         Citizen.id.in_(citizen_select), Citizen.consent_given.is_(False)
     )
     session.execute(
-        ConsentEvent.__table__.insert().from_select(
+        insert(ConsentEvent).from_select(
             ["citizen_id", "action", "channel", "at"],
             select(
                 target.subquery().c.id,
@@ -310,7 +310,7 @@ def give_consent_bulk(session: Session, citizen_select: Select[Any], *, channel:
             ),
         )
     )
-    changed = session.execute(
+    changed = session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
         update(Citizen)
         .where(Citizen.id.in_(citizen_select), Citizen.consent_given.is_(False))
         .values(consent_given=True, consent_changed_at=now)

@@ -15,10 +15,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from typing import cast as cast_type
 
 from sqlalchemy import (
     BigInteger,
+    CompoundSelect,
     Select,
+    Table,
     Text,
     and_,
     case,
@@ -54,11 +57,11 @@ from points_engine.scoring_model import ScoringModel
 # A scope narrows a run to some citizens, given the column that holds the citizen id.
 Scope = Callable[[Any], ColumnElement[bool]]
 
-_r = RecordRow.__table__
-_i = ScoringItem.__table__
-_c = Citizen.__table__
-_w = ScoreWork.__table__
-_s = ScoreSnapshot.__table__
+_r = cast_type(Table, RecordRow.__table__)
+_i = cast_type(Table, ScoringItem.__table__)
+_c = cast_type(Table, Citizen.__table__)
+_w = cast_type(Table, ScoreWork.__table__)
+_s = cast_type(Table, ScoreSnapshot.__table__)
 
 
 def everyone(_column: Any) -> ColumnElement[bool]:
@@ -88,7 +91,7 @@ def _clamp(value: Any, low: Any, high: Any) -> Any:
     return case(*whens, else_=value) if whens else value
 
 
-def _contribution_rows(model_version_id: int, as_of: dt.date, scope: Scope) -> Select[Any]:
+def _contribution_rows(model_version_id: int, as_of: dt.date, scope: Scope) -> CompoundSelect[Any]:
     """(citizen_id, dimension, points, direct_rank) for every counting record in scope."""
     joined = _r.join(
         _i, and_(_i.c.model_version_id == model_version_id, _i.c.code == _r.c.item_code)
@@ -211,6 +214,8 @@ def _scoring_select(
         .subquery("per_dim")
     )
     d = per_dim.c
+    value: ColumnElement[Any]
+    adjustment: ColumnElement[Any]
     if model.kind == "itemised":
         value = case(
             *[
