@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Iterator
+
+import pytest
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -230,3 +233,56 @@ def test_publishing_a_model_rederives_expiry_dates(session: Session) -> None:
     operations.publish_model_version(session, version, actor="test")
     session.refresh(record)
     assert record.expires_on == dt.date(2027, 1, 1)
+
+
+def test_an_interrupted_ingest_keeps_whole_chunks_and_a_rerun_completes_it(
+    session: Session,
+) -> None:
+    setup(session)
+    numbers = [factories.id_number() for _ in range(12)]
+    rows = [
+        (
+            n + 2,
+            dict(
+                zip(
+                    ingest.FIELDS,
+                    [
+                        "court",
+                        f"k{n}",
+                        numbers[n],
+                        "FINE",
+                        "文书",
+                        "2026-01-01",
+                        "2026-01-02",
+                        "active",
+                    ],
+                    strict=True,
+                )
+            ),
+        )
+        for n in range(12)
+    ]
+
+    def crashing() -> Iterator[tuple[int, dict[str, str]]]:
+        yield from rows[:8]
+        raise ConnectionResetError("the source's file share went away")
+
+    batch = ingest.start_batch(session, "test", "csv")
+    session.commit()
+    with pytest.raises(ConnectionResetError):
+        for _ in ingest.ingest_rows(
+            session, crashing(), key=KEY, batch=batch, today=AS_OF, chunk_size=5
+        ):
+            session.commit()
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Record)) == 5  # one whole chunk
+
+    batch = ingest.start_batch(session, "test", "csv")
+    *_, report = ingest.ingest_rows(
+        session, iter(rows), key=KEY, batch=batch, today=AS_OF, chunk_size=5
+    )
+    assert (report.inserted, report.unchanged) == (7, 5)
+    assert session.scalar(select(func.count()).select_from(Record)) == 12
+    # Every citizen touched by either run is rescored once the input ends.
+    operations.drain_dirty(session, as_of=AS_OF)
+    assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
