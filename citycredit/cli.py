@@ -26,6 +26,7 @@ from points_engine.models import DataSource, ScoringModelVersion
 from points_engine.scoring_model import ModelFileError
 
 ACTOR = "cli:" + (os.environ.get("USER") or "operator")
+EXIT_ROWS_REJECTED = 3
 
 
 class Context:
@@ -198,7 +199,10 @@ def _count_lines(path: Path) -> int:
 @click.option("--chunk-size", default=5000, show_default=True)
 @pass_ctx
 def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> None:
-    """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land."""
+    """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land.
+
+    Exit status: 0 when every row landed, 3 when some rows were rejected (see the report), 1 on failure.
+    """
     try:
         fmt = ingestion.detect_format(file)
     except ValueError as exc:
@@ -215,6 +219,8 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> No
         click.echo(f"  … {len(summary.errors) - 20} more", err=True)
     if summary.errors:
         click.echo(f"error report: {report_path}", err=True)
+        # Distinct from a failure (1): the good rows landed, but someone must look at the bad ones.
+        sys.exit(EXIT_ROWS_REJECTED)
 
 
 def _ingest_file(

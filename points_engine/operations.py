@@ -91,6 +91,7 @@ def give_consent(
     citizen.consent_given = True
     citizen.consent_changed_at = utcnow()
     session.add(ConsentEvent(citizen=citizen, action="given", channel=channel))
+    audit(session, actor=channel, action="consent.given", citizen_id=citizen.id)
     session.flush()
     version, model = published_model(session)
     return scoring.recompute(
@@ -108,6 +109,7 @@ def withdraw_consent(session: Session, citizen: Citizen, *, channel: str) -> Non
     citizen.consent_given = False
     citizen.consent_changed_at = utcnow()
     session.add(ConsentEvent(citizen=citizen, action="withdrawn", channel=channel))
+    audit(session, actor=channel, action="consent.withdrawn", citizen_id=citizen.id)
     session.execute(delete(ScoreSnapshot).where(ScoreSnapshot.citizen_id == citizen.id))
     session.execute(delete(ScoreDirty).where(ScoreDirty.citizen_id == citizen.id))
     session.flush()

@@ -92,7 +92,7 @@ def test_ingest_reports_bad_rows_and_a_reingest_changes_nothing(
         writer.writerows(rows)
 
     first = run(db, tmp_path, "ingest", str(data))
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 3, first.stderr  # rows rejected, the rest landed
     assert "4 rows: 2 new, 0 updated, 0 unchanged, 2 rejected" in first.stdout
     assert "row 4: id_number: invalid ID number: check digit does not match" in first.stderr
     assert "row 5: occurred_on: not a real date" in first.stderr

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
