@@ -141,6 +141,12 @@ def model_list(ctx: Context) -> None:
             click.echo(f"{v.label:32} {v.kind:9} {v.status:10} loaded {v.loaded_at:%Y-%m-%d %H:%M}")
 
 
+def _table(headings: tuple[str, str], counts: dict[Any, int]) -> None:
+    click.echo(f"\n{headings[0]:>12} {headings[1]:>12} {'citizens':>10}")
+    for (old, new), count in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        click.echo(f"{old or '(unscored)'!s:>12} {new!s:>12} {count:>10}")
+
+
 @model.command("whatif")
 @click.argument("label")
 @click.option("--movers", default=20, show_default=True, help="How many biggest movers to list.")
@@ -152,15 +158,14 @@ def model_whatif(ctx: Context, label: str, movers: int) -> None:
         report = queries.what_if(
             session, draft, as_of=ctx.platform.today(), actor=ACTOR, movers=movers
         )
+    basis = "tier" if report.basis == "tier" else "common-scale level (the tier tables differ)"
     click.echo(
         f"{report.draft_label} against {report.published_label}: {report.citizens} citizens, "
-        f"{report.moved} would change tier"
+        f"{report.moved} would change {basis}"
     )
-    click.echo(f"\n{'now':>12} {'draft':>12} {'citizens':>10}")
-    for (old, new), count in sorted(
-        report.transitions.items(), key=lambda kv: (-kv[1], str(kv[0]))
-    ):
-        click.echo(f"{old or '(unscored)':>12} {new:>12} {count:>10}")
+    _table(("now", "draft"), report.transitions)
+    if report.basis != "tier":
+        _table(("now level", "draft level"), report.common_transitions)
     click.echo("\nbiggest movers (citizen #, score now -> draft):")
     for m in report.biggest_movers:
         click.echo(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -230,9 +231,13 @@ class WhatIfReport:
     draft_label: str
     published_label: str
     citizens: int
+    # Tiers are compared by code when both versions share a tier table, else on the common scale.
+    basis: str
     moved: int
     # (published tier code or None when unscored, draft tier code) -> citizens
     transitions: dict[tuple[str | None, str], int]
+    # (published common level or None, draft common level) -> citizens
+    common_transitions: dict[tuple[int | None, int], int]
     biggest_movers: list[Mover]
 
 
@@ -245,7 +250,7 @@ def what_if(
     movers: int = 20,
 ) -> WhatIfReport:
     """Score everyone with ``draft`` without publishing it; compare with their current scores."""
-    published, _ = published_model(session)
+    published, current = published_model(session)
     if draft.id == published.id:
         raise EngineError(f"{draft.label} is the published version; compare a draft with it")
     model: ScoringModel = model_of(draft)
@@ -253,15 +258,18 @@ def what_if(
     w = ScoreWork
     s = ScoreSnapshot
     pairs = session.execute(
-        select(s.tier_code, w.tier_rank, func.count())
+        select(s.tier_code, s.common_tier, w.tier_rank, func.count())
         .select_from(w)
         .outerjoin(s, (s.citizen_id == w.citizen_id) & s.is_current.is_(True))
         .where(w.run_id == run_id)
-        .group_by(s.tier_code, w.tier_rank)
+        .group_by(s.tier_code, s.common_tier, w.tier_rank)
     ).all()
     transitions: Counter[tuple[str | None, str]] = Counter()
-    for old_code, new_rank, count in pairs:
+    common: Counter[tuple[int | None, int]] = Counter()
+    for old_code, old_level, new_rank, count in pairs:
         transitions[(old_code, model.tiers[new_rank].code)] += count
+        common[(old_level, model.tiers[new_rank].common_tier)] += count
+    same_table = [t.code for t in current.tiers] == [t.code for t in model.tiers]
     delta = func.abs(w.score - func.coalesce(s.score, 0))
     top = session.execute(
         select(w.citizen_id, s.score, w.score, s.tier_code, w.tier_rank)
@@ -275,13 +283,15 @@ def what_if(
     audit(
         session, actor=actor, action="model.what_if", draft=draft.label, published=published.label
     )
-    moved = sum(n for (old, new), n in transitions.items() if old != new)
+    compared: Counter[Any] = transitions if same_table else common
     return WhatIfReport(
         draft_label=draft.label,
         published_label=published.label,
         citizens=sum(transitions.values()),
-        moved=moved,
+        basis="tier" if same_table else "common_tier",
+        moved=sum(n for (old, new), n in compared.items() if old != new),
         transitions=dict(transitions),
+        common_transitions=dict(common),
         biggest_movers=[
             Mover(cid, old, new, old_tier, model.tiers[rank].code)
             for cid, old, new, old_tier, rank in top

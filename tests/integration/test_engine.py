@@ -214,7 +214,8 @@ def test_what_if_compares_a_draft_without_publishing_it(session: Session) -> Non
     ).replace("cap: {min: -50}", "cap: {min: -100}")
     draft = operations.load_model_version(session, harsher, "harsher.yaml")
     report = queries.what_if(session, draft, as_of=AS_OF, actor="tester")
-    assert report.citizens == 3 and report.moved == 1
+    assert (report.basis, report.citizens, report.moved) == ("tier", 3, 1)
+    assert report.common_transitions[(2, 1)] == 1  # B is level 2, C level 1
     assert report.transitions[("B", "C")] == 1 and report.transitions[("A", "A")] == 2
     assert report.biggest_movers[0].citizen_id == people[0].id
     assert (report.biggest_movers[0].old_score, report.biggest_movers[0].new_score) == (980, 940)
@@ -285,3 +286,18 @@ def test_an_interrupted_ingest_keeps_whole_chunks_and_a_rerun_completes_it(
     # Every citizen touched by either run is rescored once the input ends.
     operations.drain_dirty(session, as_of=AS_OF)
     assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
+
+
+def test_what_if_across_tier_tables_compares_on_the_common_scale(session: Session) -> None:
+    setup(session)
+    person = factories.citizen(session)
+    factories.record(session, person, "BIG_FINE", "2026-03-01")
+    operations.recompute_all(session, as_of=AS_OF)
+    other = operations.load_model_version(
+        session, reference_model_text("weighted-dimensions.yaml"), "weighted.yaml"
+    )
+    report = queries.what_if(session, other, as_of=AS_OF, actor="tester")
+    # B (level 2) under the test model; no records the weighted model knows: bases only, 710, GOOD (3).
+    assert report.basis == "common_tier"
+    assert report.transitions == {("B", "GOOD"): 1}
+    assert report.common_transitions == {(2, 3): 1} and report.moved == 1
