@@ -204,12 +204,13 @@ def publish_model_version(session: Session, version: ScoringModelVersion, *, act
     version.status = ModelStatus.PUBLISHED
     version.published_at = utcnow()
     session.flush()
-    validity = (
-        select(add_days(Record.occurred_on, ScoringItem.validity_days))
+    # UPDATE … FROM (PostgreSQL, SQLite ≥ 3.33): one pass over the records, no per-row subquery.
+    session.execute(
+        update(Record)
         .where(ScoringItem.model_version_id == version.id, ScoringItem.code == Record.item_code)
-        .scalar_subquery()
+        .values(expires_on=add_days(Record.occurred_on, ScoringItem.validity_days)),
+        execution_options={"synchronize_session": False},
     )
-    session.execute(update(Record).values(expires_on=validity))
     audit(session, actor=actor, action="model.publish", model=version.label)
 
 

@@ -135,7 +135,8 @@ def explain(
                 direct_tier=con.direct_tier,
             )
         )
-    explained.sort(key=lambda e: (not e.counted, e.occurred_on), reverse=False)
+    # What counts first, newest first: the order a citizen reads an explanation in.
+    explained.sort(key=lambda e: (not e.counted, -e.occurred_on.toordinal(), e.record_id))
     values = dimension_values(model, evaluation.dimensions)
     return Explanation(
         consent_given=True,

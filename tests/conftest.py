@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tests.databases import ScratchDatabase, postgresql_unavailable
@@ -55,6 +56,10 @@ def session(database: ScratchDatabase) -> Iterator[Session]:
         session.close()
         transaction.rollback()
         connection.close()
+    # A commit that escaped the test's transaction would silently couple tests: refuse it.
+    with database.engine.connect() as check:
+        leaked = check.execute(sa.text("SELECT count(*) FROM scoring_model_version")).scalar_one()
+    assert leaked == 0, "a test committed outside its transaction"
 
 
 @pytest.fixture(params=BACKENDS)
