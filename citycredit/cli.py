@@ -446,16 +446,10 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     click.echo(f"{consented} citizens consented to scoring")
     _recompute(ctx, 50_000)
     with ctx.session() as session:
-        samples = []
-        for number in demo_city.citizen_ids(plan):
-            citizen = queries.find_citizen(
-                session, ctx.platform.settings.id_hash_key, parse_id_number(number)
-            )
-            if citizen is not None and citizen.consent_given:
-                samples.append(number)
-            if len(samples) == 3:
-                break
-    click.echo("try:  " + "\n      ".join(f".venv/bin/citycredit explain {n}" for n in samples))
+        samples = demo_city.sample_citizens(session, ctx.platform.settings.id_hash_key, plan)
+    click.echo("try:")
+    for label, number in samples:
+        click.echo(f"  .venv/bin/citycredit explain {number}    # {label}")
 
 
 if __name__ == "__main__":

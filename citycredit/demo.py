@@ -10,8 +10,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from citycredit.idnumber import id_hash
 from points_engine import operations
-from points_engine.models import Citizen, DataSource
+from points_engine.models import Citizen, DataSource, ScoreSnapshot
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
 
 REFERENCE_MODELS = ("itemised-base1000.yaml", "weighted-dimensions.yaml")
@@ -70,3 +71,32 @@ def consent_most(session: Session) -> int:
 
 def default_plan(citizens: int, seed: int, today: dt.date) -> CityPlan:
     return CityPlan(citizens=citizens, seed=seed, today=today)
+
+
+def sample_citizens(session: Session, key: bytes, plan: CityPlan) -> list[tuple[str, str]]:
+    """A few demo ID numbers worth explaining: a top tier, a direct tier, deductions, no consent."""
+    wanted = {
+        "top tier": lambda s: s is not None and s.tier_rank == 0,
+        "tier set directly by a severe record": lambda s: s is not None and s.direct_tier,
+        "below the base score": lambda s: s is not None and not s.direct_tier and s.score < 1000,
+        "no consent, so no score": lambda s: s is None,
+    }
+    found: dict[str, str] = {}
+    for number in citizen_ids(plan):
+        row = session.execute(
+            select(Citizen, ScoreSnapshot)
+            .outerjoin(
+                ScoreSnapshot,
+                (ScoreSnapshot.citizen_id == Citizen.id) & ScoreSnapshot.is_current.is_(True),
+            )
+            .where(Citizen.id_hash == id_hash(key, number))
+        ).first()
+        if row is None:
+            continue
+        for label, matches in wanted.items():
+            if label not in found and matches(row[1]):
+                found[label] = number
+                break
+        if len(found) == len(wanted):
+            break
+    return [(label, found[label]) for label in wanted if label in found]

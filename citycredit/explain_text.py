@@ -18,6 +18,7 @@ REASONS = {
         "同一行为已按最高扣分计入一次",
         "same act already counted once, at its largest deduction",
     ),
+    "direct_tier": ("该记录直接决定信用等级", "this record sets the tier directly"),
     "capped": ("已达该项目年度上限", "yearly cap of this item reached"),
 }
 

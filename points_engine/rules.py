@@ -129,6 +129,7 @@ def evaluate(model: ScoringModel, facts: list[RecordFact], as_of: dt.date) -> Ev
         item = model.items[con.item_code]
         totals[item.dimension] += con.points
         if con.direct_tier is not None:
+            con.reasons.append("direct_tier")
             rank = model.tier(con.direct_tier).rank
             direct_rank = rank if direct_rank is None else max(direct_rank, rank)
 

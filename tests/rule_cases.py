@@ -155,6 +155,7 @@ CASES = (
         910,
         "D",
         direct=True,
+        expect={0: (-100, ["direct_tier"]), 1: (10, [])},
     ),
     Case(
         "repair lifts the direct tier and leaves a fixed deduction",
