@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -135,3 +136,37 @@ def test_migrations_match_the_models(fresh_database: ScratchDatabase) -> None:
     with fresh_database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_id_numbers_stay_out_of_the_logs_even_with_sql_echo(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    model = tmp_path / "model.yaml"
+    model.write_text(reference_model_text("itemised-base1000.yaml"), encoding="utf-8")
+    run(fresh_database, tmp_path, "sources", "add", "tax", "税务局", "Tax")
+    run(fresh_database, tmp_path, "model", "load", str(model))
+    run(fresh_database, tmp_path, "model", "publish", "itemised-base1000@v1")
+    number = factories.id_number()
+    data = tmp_path / "r.jsonl"
+    row = {
+        "source": "tax",
+        "source_record_id": "t1",
+        "id_number": number,
+        "item_code": "TAX_ARREARS",
+        "document_no": "黄税强1号",
+        "occurred_on": "2026-01-01",
+        "reported_on": "2026-01-02",
+    }
+    data.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    env_echo = {"CITYCREDIT_SQL_ECHO": "1"}
+    os.environ.update(env_echo)
+    try:
+        result = run(fresh_database, tmp_path, "-v", "ingest", str(data))
+        consent = run(fresh_database, tmp_path, "-v", "consent", "give", number)
+    finally:
+        for key in env_echo:
+            os.environ.pop(key)
+    assert result.returncode == 0 and consent.returncode == 0, result.stderr + consent.stderr
+    logged = result.stdout + result.stderr + consent.stdout + consent.stderr
+    assert "INSERT INTO record" in logged  # the SQL really was logged
+    assert number not in logged and number[6:14] + number[14:17] not in logged
