@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citycredit.idnumber import make_id_number
+from points_engine.ingest import FIELDS
 
 # Huangshi's districts and counties (黄石港区, 西塞山区, 下陆区, 铁山区, 阳新县, 大冶市).
 REGIONS = ("420202", "420203", "420204", "420205", "420222", "420281")
@@ -73,16 +74,7 @@ _DOC_PREFIX = {
     "market": "黄市监罚",
     "court": "（2025）鄂02执",
 }
-FIELDNAMES = (
-    "source",
-    "source_record_id",
-    "id_number",
-    "item_code",
-    "document_no",
-    "occurred_on",
-    "reported_on",
-    "status",
-)
+FIELDNAMES = FIELDS
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 
 from citycredit.db import Base
 from citycredit.demo import reference_model_text
+from points_engine.ingest import FIELDS
 from tests import factories
 from tests.databases import ScratchDatabase
 
@@ -78,18 +79,7 @@ def test_ingest_reports_bad_rows_and_a_reingest_changes_nothing(
     data = tmp_path / "records.csv"
     with data.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "source",
-                "source_record_id",
-                "id_number",
-                "item_code",
-                "document_no",
-                "occurred_on",
-                "reported_on",
-                "status",
-            ]
-        )
+        writer.writerow(FIELDS)
         writer.writerows(rows)
 
     first = run(db, tmp_path, "ingest", str(data))
