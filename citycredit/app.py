@@ -20,12 +20,20 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.extensions["citycredit"] = platform
     _init_unit_of_work(app, platform)
     _register_pages(app)
+    from citycredit.api import init_api
+
+    init_api(app)
     return app
 
 
 def platform_of(app: Flask) -> Platform:
     platform: Platform = app.extensions["citycredit"]
     return platform
+
+
+def roll_back_request() -> None:
+    """Make the request end in a rollback even though a handler turned the error into a response."""
+    g.rollback = True
 
 
 def db_session() -> Session:
@@ -45,7 +53,7 @@ def _init_unit_of_work(app: Flask, platform: Platform) -> None:
         if session is None:
             return
         try:
-            if error is None:
+            if error is None and not g.pop("rollback", False):
                 session.commit()
             else:
                 session.rollback()

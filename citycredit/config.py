@@ -22,12 +22,17 @@ class Settings:
 
     database_url: str
     id_hash_key: bytes
+    # Encrypts the stored private signing keys.
+    key_secret: bytes
+    # AES-GCM key of the per-token citizen pseudonym inside QR credit codes; 32 bytes.
+    token_key: bytes
     city_code: str = "demo"
     city_name: str = "示范市"
     timezone: str = "Asia/Shanghai"
     instance_dir: Path = DEFAULT_INSTANCE_DIR
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     sql_echo: bool = False
+    public_url: str = "http://127.0.0.1:5000"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -37,11 +42,19 @@ class Settings:
         return replace(self, **overrides)
 
 
+# Secrets: (setting, environment variable, instance file). Each is 32 random bytes, given as hex.
+SECRETS = (
+    ("id_hash_key", "CITYCREDIT_ID_HASH_KEY", "id_hash.key"),
+    ("key_secret", "CITYCREDIT_KEY_SECRET", "signing.secret"),
+    ("token_key", "CITYCREDIT_TOKEN_KEY", "token.key"),
+)
+
+
 def _instance_key(instance_dir: Path, name: str) -> bytes:
     """Read a per-instance secret, creating it on first use so a fresh demo needs no setup.
 
-    A production deployment sets CITYCREDIT_ID_HASH_KEY instead; the file fallback exists only so that
-    `make demo` works on a fresh clone and keeps the same pseudonyms across restarts.
+    A production deployment sets the environment variables instead; the file fallback exists so that
+    `make demo` works on a fresh clone and keeps the same pseudonyms and keys across restarts.
     """
     instance_dir.mkdir(parents=True, exist_ok=True)
     path = instance_dir / name
@@ -49,6 +62,24 @@ def _instance_key(instance_dir: Path, name: str) -> bytes:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return bytes.fromhex(path.read_text().strip())
+
+
+def _secret(
+    env: dict[str, str], overrides: dict[str, Any], instance_dir: Path, spec: tuple[str, str, str]
+) -> bytes:
+    setting, variable, filename = spec
+    if setting in overrides:
+        value: bytes = overrides.pop(setting)
+    elif env.get(variable):
+        try:
+            value = bytes.fromhex(env[variable])
+        except ValueError as exc:
+            raise ConfigError(f"{variable} must be hex (64 hex digits recommended)") from exc
+    else:
+        value = _instance_key(instance_dir, filename)
+    if len(value) < 16:
+        raise ConfigError(f"{variable} must be at least 16 bytes")
+    return value
 
 
 def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -61,27 +92,16 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     if not database_url:
         instance_dir.mkdir(parents=True, exist_ok=True)
         database_url = f"sqlite:///{(instance_dir / 'citycredit.sqlite3').resolve()}"
-    if "id_hash_key" in overrides:
-        id_hash_key = overrides.pop("id_hash_key")
-    elif env.get("CITYCREDIT_ID_HASH_KEY"):
-        try:
-            id_hash_key = bytes.fromhex(env["CITYCREDIT_ID_HASH_KEY"])
-        except ValueError as exc:
-            raise ConfigError(
-                "CITYCREDIT_ID_HASH_KEY must be hex (64 hex digits recommended)"
-            ) from exc
-    else:
-        id_hash_key = _instance_key(instance_dir, "id_hash.key")
-    if len(id_hash_key) < 16:
-        raise ConfigError("the ID hash key must be at least 16 bytes")
+    keys = {spec[0]: _secret(env, overrides, instance_dir, spec) for spec in SECRETS}
     settings = Settings(
         database_url=database_url,
-        id_hash_key=id_hash_key,
+        **keys,
         city_code=env.get("CITYCREDIT_CITY_CODE", "demo"),
         city_name=env.get("CITYCREDIT_CITY_NAME", "示范市"),
         timezone=env.get("CITYCREDIT_TIMEZONE", "Asia/Shanghai"),
         instance_dir=instance_dir,
         secret_key=env.get("CITYCREDIT_SECRET_KEY") or secrets.token_hex(32),
         sql_echo=env.get("CITYCREDIT_SQL_ECHO", "") == "1",
+        public_url=env.get("CITYCREDIT_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
     )
     return settings.with_overrides(**overrides)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from alembic import context
 
-import citycredit.audit  # noqa: F401 - registers its table on the metadata
+import citycredit.audit
+import citycredit.clients
+import citycredit.idempotency
+import citycredit.keys  # noqa: F401
+import credit_codes.models  # noqa: F401
 import points_engine.models  # noqa: F401
+import scenarios.models  # noqa: F401
 from citycredit.db import Base
 
 config = context.config

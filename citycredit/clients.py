@@ -1,0 +1,227 @@
+"""API clients (partner venues, data sources, partner cities) and their OAuth 2 access tokens.
+
+A client authenticates at ``/oauth/token`` with the client-credentials grant, by secret (HTTP Basic or
+form fields) or by a JWT signed with its registered public key (RFC 7523 ``private_key_jwt``). Access
+tokens are short-lived JWTs signed with the city key and bound to the client's credential version, so
+revoking a client or rotating its secret takes effect at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from citycredit import keys
+from citycredit.config import Settings
+from citycredit.db import Base, utcnow
+
+SCOPES = {
+    "records:write": "upload records (data sources)",
+    "verify": "verify citizens' credit codes (venues)",
+    "redeem": "redeem benefits (venues)",
+    "codes:issue": "issue credit codes to consenting citizens (the city's own app)",
+}
+ACCESS_TOKEN_LIFETIME = dt.timedelta(seconds=300)
+AUDIENCE = "citycredit-api"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class ApiClient(Base):
+    __tablename__ = "api_client"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        CheckConstraint("kind IN ('venue', 'source', 'city', 'app')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(String(500))
+    # For data sources: the only source whose records this client may write.
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("data_source.id"))
+    secret_hash: Mapped[str | None] = mapped_column(String(300))
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    credential_version: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class AuthError(Exception):
+    """Authentication failed; ``error`` is the OAuth 2 error code (RFC 6749 §5.2)."""
+
+    def __init__(self, error: str, detail: str, status: int = 401):
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IssuedClient:
+    client: ApiClient
+    secret: str | None  # shown once, never stored
+
+
+def register_client(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    scopes: list[str],
+    source_id: int | None = None,
+    public_key_pem: str | None = None,
+) -> IssuedClient:
+    unknown = sorted(set(scopes) - SCOPES.keys())
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(unknown)}")
+    secret = None
+    if public_key_pem:
+        serialization.load_pem_public_key(public_key_pem.encode())  # refuse a key we cannot use
+    else:
+        secret = "ccs_" + secrets.token_urlsafe(32)
+    client = ApiClient(
+        client_id="cc_" + secrets.token_hex(8),
+        name=name,
+        kind=kind,
+        scopes=" ".join(sorted(set(scopes))),
+        source_id=source_id,
+        secret_hash=generate_password_hash(secret) if secret else None,
+        public_key_pem=public_key_pem,
+    )
+    session.add(client)
+    session.flush()
+    return IssuedClient(client, secret)
+
+
+def rotate_secret(session: Session, client: ApiClient) -> str:
+    secret = "ccs_" + secrets.token_urlsafe(32)
+    client.secret_hash = generate_password_hash(secret)
+    client.credential_version += 1  # every access token issued before is void from now on
+    session.flush()
+    return secret
+
+
+def revoke_client(session: Session, client: ApiClient) -> None:
+    client.status = "revoked"
+    client.revoked_at = utcnow()
+    client.credential_version += 1
+    session.flush()
+
+
+def find_client(session: Session, client_id: str) -> ApiClient | None:
+    return session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+
+
+def authenticate_secret(session: Session, client_id: str, secret: str) -> ApiClient:
+    client = find_client(session, client_id)
+    # Same answer for unknown client and wrong secret: no oracle for valid client ids.
+    if (
+        client is None
+        or client.secret_hash is None
+        or not check_password_hash(client.secret_hash, secret)
+    ):
+        raise AuthError("invalid_client", "unknown client or wrong secret")
+    if client.status != "active":
+        raise AuthError("invalid_client", "this client has been revoked")
+    return client
+
+
+def authenticate_assertion(session: Session, assertion: str, *, token_url: str) -> ApiClient:
+    """RFC 7523: a JWT signed by the client's registered key, ``iss`` = ``sub`` = client id."""
+    try:
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise AuthError("invalid_client", "the client assertion is not a JWT") from None
+    client = find_client(session, str(unverified.get("iss", "")))
+    if client is None or client.public_key_pem is None:
+        raise AuthError("invalid_client", "unknown client or no registered public key")
+    try:
+        jwt.decode(
+            assertion,
+            serialization.load_pem_public_key(client.public_key_pem.encode()),  # type: ignore[arg-type]
+            algorithms=["EdDSA", "ES256"],
+            audience=token_url,
+            issuer=client.client_id,
+            options={"require": ["iss", "sub", "aud", "exp"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise AuthError("invalid_client", f"the client assertion does not verify: {exc}") from None
+    if unverified.get("sub") != client.client_id:
+        raise AuthError("invalid_client", "the assertion's sub must be the client id")
+    if client.status != "active":
+        raise AuthError("invalid_client", "this client has been revoked")
+    return client
+
+
+def issue_access_token(
+    session: Session,
+    settings: Settings,
+    client: ApiClient,
+    requested: list[str] | None,
+    *,
+    now: dt.datetime,
+) -> tuple[str, list[str]]:
+    granted = sorted(client.scope_set if not requested else set(requested))
+    if not set(granted) <= client.scope_set:
+        raise AuthError(
+            "invalid_scope",
+            f"this client may not ask for: {' '.join(sorted(set(granted) - client.scope_set))}",
+            400,
+        )
+    kid, private = keys.current_signing_key(session, settings.key_secret)
+    claims = {
+        "iss": settings.city_code,
+        "aud": AUDIENCE,
+        "sub": client.client_id,
+        "scope": " ".join(granted),
+        "cv": client.credential_version,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ACCESS_TOKEN_LIFETIME).timestamp()),
+        "jti": secrets.token_urlsafe(9),
+    }
+    token = jwt.encode(claims, private, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})
+    return token, granted
+
+
+@dataclass(frozen=True)
+class Caller:
+    client: ApiClient
+    scopes: frozenset[str]
+
+
+def authenticate_bearer(session: Session, settings: Settings, token: str) -> Caller:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthError("invalid_token", "the access token is not a JWT") from None
+    public = keys.public_key_for(session, str(header.get("kid", "")))
+    if public is None or header.get("alg") != "EdDSA":
+        raise AuthError("invalid_token", "the access token is not signed by this city")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, public, algorithms=["EdDSA"], audience=AUDIENCE, issuer=settings.city_code
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("invalid_token", "the access token has expired; fetch a new one") from None
+    except jwt.PyJWTError as exc:
+        raise AuthError("invalid_token", f"the access token is not valid: {exc}") from None
+    client = find_client(session, claims["sub"])
+    if client is None or client.status != "active":
+        raise AuthError("invalid_token", "this client has been revoked")
+    if claims.get("cv") != client.credential_version:
+        raise AuthError("invalid_token", "the client's credentials changed; fetch a new token")
+    return Caller(client, frozenset(claims["scope"].split()))

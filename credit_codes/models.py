@@ -1,0 +1,66 @@
+"""Verifications and redemptions: who checked whom, when, for which scenario, and what was granted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citycredit.db import Base, BigIntPK, utcnow
+
+BigFK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Verification(Base):
+    """One scan of a citizen's code by a venue; the citizen sees these as "who checked me"."""
+
+    __tablename__ = "verification"
+    __table_args__ = (Index("ix_verification_citizen_id_at", "citizen_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"))
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"))
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenario.id"))
+    token_jti: Mapped[str] = mapped_column(String(32))
+    eligible: Mapped[bool] = mapped_column(Boolean)
+    common_tier: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Redemption(Base):
+    """A benefit granted (核销). One code redeems a scenario once; quotas are per citizen per day."""
+
+    __tablename__ = "redemption"
+    __table_args__ = (UniqueConstraint("token_jti", "scenario_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    verification_id: Mapped[int] = mapped_column(BigFK, ForeignKey("verification.id"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"))
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenario.id"))
+    token_jti: Mapped[str] = mapped_column(String(32))
+    day: Mapped[dt.date] = mapped_column(Date)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RedemptionQuota(Base):
+    """How much of a scenario's daily quota a citizen used; the conditional increment makes it exact."""
+
+    __tablename__ = "redemption_quota"
+
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), primary_key=True)
+    scenario_id: Mapped[int] = mapped_column(ForeignKey("scenario.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,267 @@
+"""Issuing credit codes, verifying them for a venue, and redeeming benefits exactly once within quota."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from citycredit import keys
+from citycredit.audit import audit
+from citycredit.clients import ApiClient
+from citycredit.config import Settings
+from credit_codes import tokens
+from credit_codes.models import Redemption, RedemptionQuota, Verification
+from points_engine.models import Citizen
+from points_engine.operations import insert_ignore
+from points_engine.queries import current_snapshot
+from points_engine.tiers import common_tier
+from scenarios.models import Scenario
+from scenarios.operations import published_scenario
+
+
+class NotScored(Exception):
+    """The citizen has no score (no consent, or not yet computed), so there is no code to show."""
+
+
+class RedemptionRefused(Exception):
+    type = "redemption-refused"
+    title = "The benefit cannot be redeemed"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotEligible(RedemptionRefused):
+    type = "not-eligible"
+    title = "The citizen's tier does not qualify for this benefit"
+
+
+class AlreadyRedeemed(RedemptionRefused):
+    type = "already-redeemed"
+    title = "This credit code has already been redeemed for this benefit"
+
+
+class QuotaExhausted(RedemptionRefused):
+    type = "quota-exhausted"
+    title = "The citizen has used today's quota for this benefit"
+
+
+def issue_credit_code(
+    session: Session, settings: Settings, citizen: Citizen, *, now: dt.datetime, actor: str
+) -> tokens.CreditCode:
+    """A fresh code for a consenting, scored citizen (the phone page refreshes it every two minutes)."""
+    snapshot = current_snapshot(session, citizen.id) if citizen.consent_given else None
+    if snapshot is None:
+        raise NotScored("the citizen has no score: consent first, and wait for scoring")
+    kid, private = keys.current_signing_key(session, settings.key_secret)
+    code = tokens.issue_code(
+        kid=kid,
+        private_key=private,
+        token_key=settings.token_key,
+        issuer=settings.city_code,
+        citizen_id=citizen.id,
+        common_tier=snapshot.common_tier,
+        local_tier=snapshot.tier_code,
+        now=now,
+    )
+    audit(session, actor=actor, action="code.issue", citizen_id=citizen.id, jti=code.jti)
+    return code
+
+
+@dataclass(frozen=True)
+class Presentation:
+    citizen_id: int
+    jti: str
+    common_tier: int
+    local_tier: str
+    expires_at: dt.datetime
+
+
+def open_presentation(
+    session: Session, settings: Settings, token: str, *, now: dt.datetime
+) -> Presentation:
+    """Check a presented code completely; raise the precise :class:`tokens.TokenRejected` if it fails."""
+    header = tokens.read_header(token)
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError as exc:
+        raise tokens.TokenRejected(f"cannot read the token claims: {exc}") from None
+    if issuer != settings.city_code:
+        raise tokens.WrongIssuer(f"issued by {str(issuer)[:32]!r}, this is {settings.city_code!r}")
+    public = keys.public_key_for(session, header["kid"])
+    if public is None:
+        raise tokens.UnknownKey(f"key {str(header['kid'])[:32]!r} is not published by this city")
+    claims = tokens.verify_code(token, public_key=public, issuer=settings.city_code, now=now)
+    citizen_id = tokens.open_citizen(
+        settings.token_key, claims["sub"], issuer=settings.city_code, jti=claims["jti"]
+    )
+    return Presentation(
+        citizen_id,
+        claims["jti"],
+        claims["ct"],
+        str(claims.get("lt", "")),
+        dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+    )
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    verification: Verification
+    scenario: Scenario
+    eligible: bool
+    common_tier: int
+
+    def as_dict(self) -> dict[str, Any]:
+        tier = common_tier(self.common_tier)
+        return {
+            "verification_id": self.verification.public_id,
+            "eligible": self.eligible,
+            "tier": {"level": tier.level, "name_zh": tier.name_zh, "name_en": tier.name_en},
+            "scenario": self.scenario.code,
+            "benefit": {"zh": self.scenario.benefit_zh, "en": self.scenario.benefit_en},
+            "verified_at": self.verification.at.isoformat(),
+        }
+
+
+def verify_presentation(
+    session: Session,
+    settings: Settings,
+    client: ApiClient,
+    token: str,
+    scenario_code: str,
+    *,
+    now: dt.datetime,
+) -> VerificationResult:
+    """Eligible or not, and the tier — all a venue learns. Every verification is recorded and audited."""
+    scenario = published_scenario(session, scenario_code)
+    try:
+        presented = open_presentation(session, settings, token, now=now)
+    except tokens.TokenRejected as exc:
+        audit(
+            session,
+            actor=client.client_id,
+            action="code.rejected",
+            reason=exc.type,
+            scenario=scenario_code,
+        )
+        raise
+    citizen = session.get(Citizen, presented.citizen_id)
+    # A citizen who withdrew consent after the code was shown is no longer vouched for.
+    scored = citizen is not None and citizen.consent_given
+    eligible = scored and presented.common_tier >= scenario.min_common_tier
+    verification = Verification(
+        public_id="ver_" + secrets.token_hex(8),
+        client_id=client.id,
+        citizen_id=presented.citizen_id,
+        scenario_id=scenario.id,
+        token_jti=presented.jti,
+        eligible=eligible,
+        common_tier=presented.common_tier,
+        at=now,
+    )
+    session.add(verification)
+    session.flush()
+    audit(
+        session,
+        actor=client.client_id,
+        action="code.verify",
+        citizen_id=presented.citizen_id,
+        scenario=scenario.code,
+        eligible=eligible,
+        verification=verification.public_id,
+    )
+    return VerificationResult(verification, scenario, eligible, presented.common_tier)
+
+
+@dataclass(frozen=True)
+class RedemptionResult:
+    redemption: Redemption
+    verification: VerificationResult
+    remaining_today: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "redemption_id": self.redemption.public_id,
+            "verification_id": self.verification.verification.public_id,
+            "scenario": self.verification.scenario.code,
+            "benefit": {
+                "zh": self.verification.scenario.benefit_zh,
+                "en": self.verification.scenario.benefit_en,
+            },
+            "remaining_today": self.remaining_today,
+            "redeemed_at": self.redemption.at.isoformat(),
+        }
+
+
+def redeem(
+    session: Session,
+    settings: Settings,
+    client: ApiClient,
+    token: str,
+    scenario_code: str,
+    *,
+    now: dt.datetime,
+) -> RedemptionResult:
+    """Grant the benefit once per code and within the citizen's daily quota, exactly, under concurrency.
+
+    The quota row is incremented with a conditional UPDATE (``used < quota``), which the database
+    serialises per row; the redemption's unique (code, scenario) key refuses a second use of one code.
+    Both happen in one savepoint, so a refused redemption leaves the quota untouched.
+    """
+    result = verify_presentation(session, settings, client, token, scenario_code, now=now)
+    if not result.eligible:
+        raise NotEligible("the citizen's tier does not qualify for this benefit")
+    scenario = result.scenario
+    citizen_id = result.verification.citizen_id
+    day = now.astimezone(settings.tz).date()
+    insert_ignore(
+        session,
+        RedemptionQuota,
+        [{"citizen_id": citizen_id, "scenario_id": scenario.id, "day": day, "used": 0}],
+    )
+    try:
+        with session.begin_nested():
+            granted = session.execute(
+                update(RedemptionQuota)
+                .where(
+                    RedemptionQuota.citizen_id == citizen_id,
+                    RedemptionQuota.scenario_id == scenario.id,
+                    RedemptionQuota.day == day,
+                    RedemptionQuota.used < scenario.daily_quota_per_citizen,
+                )
+                .values(used=RedemptionQuota.used + 1)
+                .returning(RedemptionQuota.used)
+            ).scalar_one_or_none()
+            if granted is None:
+                raise QuotaExhausted(f"{scenario.daily_quota_per_citizen} per day, all used today")
+            redemption = Redemption(
+                public_id="red_" + secrets.token_hex(8),
+                verification_id=result.verification.id,
+                client_id=client.id,
+                citizen_id=citizen_id,
+                scenario_id=scenario.id,
+                token_jti=result.verification.token_jti,
+                day=day,
+                at=now,
+            )
+            session.add(redemption)
+            session.flush()
+    except IntegrityError:
+        raise AlreadyRedeemed("this code was already used for this benefit") from None
+    audit(
+        session,
+        actor=client.client_id,
+        action="benefit.redeem",
+        citizen_id=citizen_id,
+        scenario=scenario.code,
+        redemption=redemption.public_id,
+    )
+    return RedemptionResult(redemption, result, scenario.daily_quota_per_citizen - granted)

@@ -1,0 +1,189 @@
+"""The citizen's QR credit code (信用码): a compact JWS, EdDSA-signed by the city, valid ≤ 120 s.
+
+Claims: ``iss`` (the city), ``sub`` (a per-token pseudonym of the citizen: the citizen's row id sealed
+with AES-GCM under a random nonce, so two codes of one person share nothing a venue could link), ``ct``
+(tier on the common scale), ``lt`` (local tier code), ``iat``, ``exp``, ``jti``. No score, no name, no
+ID number, no record. Only the city can open ``sub``; venues verify the signature offline via the JWKS.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+CODE_LIFETIME = dt.timedelta(seconds=120)
+ALGORITHM = "EdDSA"
+
+
+class TokenRejected(Exception):
+    """A presented code that must not be honoured; ``type`` is its documented problem type."""
+
+    type = "token-malformed"
+    title = "The credit code is not a well-formed signed token"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class TokenUnsigned(TokenRejected):
+    type = "token-unsigned"
+    title = "The credit code is not signed (alg 'none')"
+
+
+class AlgorithmNotAllowed(TokenRejected):
+    type = "algorithm-not-allowed"
+    title = "The credit code is signed with an algorithm the city does not use"
+
+
+class UnknownKey(TokenRejected):
+    type = "unknown-key"
+    title = "The credit code names a signing key the city has not published"
+
+
+class BadSignature(TokenRejected):
+    type = "bad-signature"
+    title = "The credit code's signature does not match its content (tampered)"
+
+
+class TokenExpired(TokenRejected):
+    type = "token-expired"
+    title = "The credit code has expired; ask the citizen to refresh it"
+
+
+class WrongIssuer(TokenRejected):
+    type = "wrong-issuer"
+    title = "The credit code was issued by another city"
+
+
+REJECTIONS: tuple[type[TokenRejected], ...] = (
+    TokenRejected,
+    TokenUnsigned,
+    AlgorithmNotAllowed,
+    UnknownKey,
+    BadSignature,
+    TokenExpired,
+    WrongIssuer,
+)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def seal_citizen(token_key: bytes, citizen_id: int, *, issuer: str, jti: str) -> str:
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(token_key).encrypt(
+        nonce, citizen_id.to_bytes(8, "big"), f"{issuer}|{jti}".encode()
+    )
+    return _b64(nonce + sealed)
+
+
+def open_citizen(token_key: bytes, sub: str, *, issuer: str, jti: str) -> int:
+    raw = _unb64(sub)
+    try:
+        plain = AESGCM(token_key).decrypt(raw[:12], raw[12:], f"{issuer}|{jti}".encode())
+    except (InvalidTag, ValueError):
+        raise BadSignature("the citizen reference does not open with this city's key") from None
+    return int.from_bytes(plain, "big")
+
+
+@dataclass(frozen=True)
+class CreditCode:
+    token: str
+    jti: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def issue_code(
+    *,
+    kid: str,
+    private_key: Ed25519PrivateKey,
+    token_key: bytes,
+    issuer: str,
+    citizen_id: int,
+    common_tier: int,
+    local_tier: str,
+    now: dt.datetime,
+) -> CreditCode:
+    jti = _b64(secrets.token_bytes(9))
+    issued = now.replace(microsecond=0)
+    expires = issued + CODE_LIFETIME
+    claims = {
+        "iss": issuer,
+        "sub": seal_citizen(token_key, citizen_id, issuer=issuer, jti=jti),
+        "ct": common_tier,
+        "lt": local_tier,
+        "iat": int(issued.timestamp()),
+        "exp": int(expires.timestamp()),
+        "jti": jti,
+    }
+    token = jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid, "typ": None})
+    return CreditCode(token, jti, issued, expires)
+
+
+def read_header(token: str) -> dict[str, Any]:
+    """The unverified header, with the checks that must come before any key is chosen."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError as exc:
+        raise TokenRejected(f"cannot read the token header: {exc}") from None
+    alg = header.get("alg")
+    if alg in (None, "none", "None", "NONE"):
+        raise TokenUnsigned("the token declares no signature algorithm")
+    if alg != ALGORITHM:
+        raise AlgorithmNotAllowed(f"algorithm {alg!r} is not accepted; codes are signed with EdDSA")
+    if not isinstance(header.get("kid"), str):
+        raise UnknownKey("the token names no key id (kid)")
+    return header
+
+
+def verify_code(
+    token: str,
+    *,
+    public_key: Ed25519PublicKey,
+    issuer: str,
+    now: dt.datetime,
+    leeway: int = 5,
+) -> dict[str, Any]:
+    """Verify signature, issuer and lifetime; return the claims. Raises a :class:`TokenRejected`."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            public_key,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["iss", "sub", "ct", "iat", "exp", "jti"], "verify_exp": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise BadSignature("the signature does not verify against the city's key") from None
+    except jwt.InvalidIssuerError:
+        raise WrongIssuer("the token's issuer is not this city") from None
+    except jwt.InvalidAlgorithmError as exc:
+        raise AlgorithmNotAllowed(str(exc)) from None
+    except jwt.PyJWTError as exc:
+        raise TokenRejected(f"the token is not valid: {exc}") from None
+    # Expiry checked against the caller's clock (not the process clock) so tests and replays agree.
+    if claims["exp"] + leeway < now.timestamp():
+        raise TokenExpired(
+            f"the token expired at {dt.datetime.fromtimestamp(claims['exp'], dt.UTC):%H:%M:%S} UTC"
+        )
+    if claims["exp"] - claims["iat"] > CODE_LIFETIME.total_seconds():
+        raise TokenRejected("the token claims a lifetime longer than 120 seconds")
+    if not isinstance(claims["ct"], int) or not 1 <= claims["ct"] <= 5:
+        raise TokenRejected("the common tier claim is not a level from 1 to 5")
+    return claims
