@@ -16,6 +16,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from citycredit.audit import audit
 from citycredit.config import ConfigError, load_settings
 from citycredit.db import unit_of_work
 from citycredit.idnumber import CitizenId, InvalidIdNumber, parse_id_number
@@ -417,6 +418,173 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.group()
+def keys() -> None:
+    """The city's signing keys (credit codes, access tokens)."""
+
+
+@keys.command("rotate")
+@pass_ctx
+def keys_rotate(ctx: Context) -> None:
+    """Add a new signing key; the old one stops signing but stays published until its tokens expire."""
+    from citycredit import keys as signing
+
+    with ctx.session() as session:
+        key = signing.create_signing_key(session, ctx.platform.settings.key_secret)
+        kid = key.kid
+    click.echo(
+        f"new signing key {kid}; the previous key stays in the JWKS for {signing.MAX_TOKEN_LIFETIME}"
+    )
+
+
+@keys.command("list")
+@pass_ctx
+def keys_list(ctx: Context) -> None:
+    from citycredit.keys import SigningKey
+
+    with ctx.session() as session:
+        for key in session.scalars(select(SigningKey).order_by(SigningKey.id)):
+            state = (
+                "signing" if key.retired_at is None else f"retired {key.retired_at:%Y-%m-%d %H:%M}"
+            )
+            click.echo(
+                f"{key.kid}  {key.algorithm}  created {key.created_at:%Y-%m-%d %H:%M}  {state}"
+            )
+
+
+@main.group()
+def clients() -> None:
+    """API clients: partner venues, data sources, the city's app."""
+
+
+@clients.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["venue", "source", "city", "app"]), required=True)
+@click.option("--scope", "scopes", multiple=True, required=True, help="Repeat for several scopes.")
+@click.option("--source", "source_code", help="For a data source: the only source it may write.")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM public key: the client authenticates with signed assertions instead of a secret.",
+)
+@pass_ctx
+def clients_add(
+    ctx: Context,
+    name: str,
+    kind: str,
+    scopes: tuple[str, ...],
+    source_code: str | None,
+    public_key: Path | None,
+) -> None:
+    """Register a client; its secret is shown once and never again."""
+    from citycredit.clients import register_client
+
+    with ctx.session() as session:
+        source_id = None
+        if source_code:
+            source = session.scalar(select(DataSource).where(DataSource.code == source_code))
+            if source is None:
+                raise click.ClickException(f"no data source {source_code!r}")
+            source_id = source.id
+        try:
+            issued = register_client(
+                session,
+                name=name,
+                kind=kind,
+                scopes=list(scopes),
+                source_id=source_id,
+                public_key_pem=public_key.read_text() if public_key else None,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        client_id = issued.client.client_id
+    click.echo(f"client_id:     {client_id}")
+    if issued.secret:
+        click.echo(f"client_secret: {issued.secret}")
+        click.echo("(the secret is shown once; store it now)")
+
+
+@clients.command("list")
+@pass_ctx
+def clients_list(ctx: Context) -> None:
+    from citycredit.clients import ApiClient
+
+    with ctx.session() as session:
+        for c in session.scalars(select(ApiClient).order_by(ApiClient.id)):
+            click.echo(f"{c.client_id}  {c.kind:6} {c.status:8} {c.scopes:32} {c.name}")
+
+
+def _client(session: Session, client_id: str) -> Any:
+    from citycredit.clients import find_client
+
+    client = find_client(session, client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    return client
+
+
+@clients.command("rotate")
+@click.argument("client_id")
+@pass_ctx
+def clients_rotate(ctx: Context, client_id: str) -> None:
+    """Give a client a new secret; the old one and every token issued with it stop working at once."""
+    from citycredit.clients import rotate_secret
+
+    with ctx.session() as session:
+        secret = rotate_secret(session, _client(session, client_id))
+        audit(session, actor=ACTOR, action="client.rotate", client=client_id)
+    click.echo(f"client_secret: {secret}\n(the secret is shown once; store it now)")
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+@pass_ctx
+def clients_revoke(ctx: Context, client_id: str) -> None:
+    """Revoke a client; its tokens stop working at once."""
+    from citycredit.clients import revoke_client
+
+    with ctx.session() as session:
+        revoke_client(session, _client(session, client_id))
+        audit(session, actor=ACTOR, action="client.revoke", client=client_id)
+    click.echo(f"revoked {client_id}")
+
+
+@main.group()
+def code() -> None:
+    """Citizens' QR credit codes."""
+
+
+@code.command("issue")
+@click.argument("id_number")
+@click.option(
+    "--png", type=click.Path(dir_okay=False, path_type=Path), help="Write the QR code as PNG."
+)
+@click.option(
+    "--svg", type=click.Path(dir_okay=False, path_type=Path), help="Write the QR code as SVG."
+)
+@pass_ctx
+def code_issue(ctx: Context, id_number: str, png: Path | None, svg: Path | None) -> None:
+    """Issue a credit code (valid 120 s) for a consenting citizen, e.g. to try a venue example."""
+    from citycredit.db import utcnow
+    from credit_codes import operations as codes
+    from credit_codes import qr
+
+    with ctx.session() as session:
+        citizen = _citizen(ctx, session, id_number)
+        try:
+            issued = codes.issue_credit_code(
+                session, ctx.platform.settings, citizen, now=utcnow(), actor=ACTOR
+            )
+        except codes.NotScored as exc:
+            raise click.ClickException(str(exc)) from exc
+    if png:
+        png.write_bytes(qr.render_png(issued.token))
+    if svg:
+        svg.write_text(qr.render_svg(issued.token), encoding="utf-8")
+    click.echo(issued.token)
+    click.echo(f"expires {issued.expires_at:%H:%M:%S} UTC", err=True)
+
+
+@main.group()
 def demo() -> None:
     """The demo city."""
 
@@ -445,6 +613,9 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
         consented = demo_city.consent_most(session)
     click.echo(f"{consented} citizens consented to scoring")
     _recompute(ctx, 50_000)
+    with ctx.session() as session:
+        credentials = demo_city.ensure_demo_partners(session, ctx.platform.settings)
+    click.echo(f"demo venue and app credentials: {credentials}")
     with ctx.session() as session:
         samples = demo_city.sample_citizens(session, ctx.platform.settings.id_hash_key, plan)
     click.echo("try:")

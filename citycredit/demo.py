@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from citycredit.config import Settings
 from citycredit.idnumber import id_hash
 from points_engine import operations
 from points_engine.models import Citizen, DataSource, ScoreSnapshot
@@ -100,3 +102,33 @@ def sample_citizens(session: Session, key: bytes, plan: CityPlan) -> list[tuple[
         if len(found) == len(wanted):
             break
     return [(label, found[label]) for label in wanted if label in found]
+
+
+def ensure_demo_partners(session: Session, settings: Settings) -> Path:
+    """Demo scenarios, the signing key, and demo API clients whose credentials go to a local file.
+
+    Only the demo writes secrets to disk (``instance/demo/clients.json``, mode 600) so that the
+    examples can run against it; a real client's secret is shown once and never stored in clear.
+    """
+    from citycredit.clients import find_client, register_client
+    from citycredit.keys import current_signing_key
+    from scenarios.operations import DEMO_SCENARIOS, upsert_scenario
+
+    for fields in DEMO_SCENARIOS:
+        upsert_scenario(session, **fields)
+    current_signing_key(session, settings.key_secret)
+    path = settings.instance_dir / "demo" / "clients.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "venue": ("示范市图书馆借阅台 / City library desk", "venue", ["verify", "redeem"]),
+        "app": ("示范市城市服务App / City app", "app", ["codes:issue"]),
+    }
+    for role, (name, kind, scopes) in wanted.items():
+        if role in known and find_client(session, known[role]["client_id"]) is not None:
+            continue
+        issued = register_client(session, name=name, kind=kind, scopes=scopes)
+        known[role] = {"client_id": issued.client.client_id, "client_secret": issued.secret}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    return path
