@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from citycredit.api.auth import caller, require_scope
+from citycredit.api.idempotent import HEADER_DOC, idempotent
 from citycredit.api.problems import Problem
 from citycredit.db import utcnow
 from citycredit.idnumber import InvalidIdNumber, parse_id_number
@@ -101,10 +102,11 @@ def verify(body: dict[str, Any]) -> Any:
 
 
 @blueprint.route("/redemptions", methods=["POST"])
-@blueprint.doc(security=[{"oauth2": ["redeem"]}])
+@blueprint.doc(security=[{"oauth2": ["redeem"]}], parameters=[HEADER_DOC])
 @blueprint.arguments(Presented)
 @blueprint.response(201, RedemptionSchema)
 @require_scope("redeem")
+@idempotent(201)
 def redeem(body: dict[str, Any]) -> Any:
     """Redeem the benefit: once per code, within the citizen's daily quota, exactly under concurrency."""
     from citycredit.app import db_session, platform_of

@@ -127,3 +127,23 @@ def jwks_document() -> Any:
     response = jsonify(jwks(db_session()))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
+
+
+@blueprint.route("/.well-known/citycredit-configuration", methods=["GET"])
+@blueprint.response(200)
+def configuration() -> Any:
+    """Where partners find the city: its issuer code, token endpoint and keys (like OIDC discovery)."""
+    from citycredit.app import platform_of
+
+    settings = platform_of(current_app).settings
+    response = jsonify(
+        issuer=settings.city_code,
+        city_name=settings.city_name,
+        token_endpoint=settings.public_url + "/oauth/token",
+        jwks_uri=settings.public_url + "/.well-known/jwks.json",
+        api_base=settings.public_url + "/api/v1",
+        credit_code_algorithms=["EdDSA"],
+        credit_code_lifetime_seconds=120,
+    )
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response

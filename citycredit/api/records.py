@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from citycredit.api.auth import caller, require_scope
+from citycredit.api.idempotent import HEADER_DOC, idempotent
 from citycredit.api.problems import Problem
-from citycredit.idempotency import KeyReused, replay_or_none, store_response
 from points_engine import ingest, operations
 from points_engine.models import DataSource
 
@@ -64,37 +64,17 @@ class UploadResult(Schema):
 
 
 @blueprint.route("/records", methods=["POST"])
-@blueprint.doc(
-    security=[{"oauth2": ["records:write"]}],
-    parameters=[
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "maxLength": 200},
-            "description": "Repeat the same key to retry a request safely; the first response is returned.",
-        }
-    ],
-)
+@blueprint.doc(security=[{"oauth2": ["records:write"]}], parameters=[HEADER_DOC])
 @blueprint.arguments(RecordsUpload)
 @blueprint.response(200, UploadResult)
 @require_scope("records:write")
+@idempotent(200)
 def upload_records(body: dict[str, Any]) -> Any:
     """Upload up to 10,000 records; good rows land, each bad row is reported. Re-sending changes nothing."""
     from citycredit.app import db_session, platform_of
 
     session = db_session()
     client = caller().client
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not 1 <= len(key) <= 200:
-            raise Problem("validation-error", "Idempotency-Key must be 1 to 200 characters")
-        try:
-            replay = replay_or_none(session, client.id, key, request.get_data())
-        except KeyReused as exc:
-            raise Problem("idempotency-key-reused", str(exc)) from None
-        if replay is not None:
-            return replay
     platform = platform_of(current_app)
     bound = session.get(DataSource, client.source_id) if client.source_id else None
     only_source = bound.code if bound else None
@@ -132,6 +112,4 @@ def upload_records(body: dict[str, Any]) -> Any:
         "rejected": report.rejected,
         "errors": [e.__dict__ for e in report.errors],
     }
-    if key is not None:
-        store_response(session, client.id, key, request.get_data(), 200, result)
     return result

@@ -1,0 +1,165 @@
+"""Errors raised by the SDK. Catch :class:`PartnerError` for all of them.
+
+PartnerError
+├── APIConnectionError          the city could not be reached (after retries)
+├── CodeRejectedError           the credit code must not be honoured (.reason: expired, bad-signature…)
+└── APIStatusError              the API answered with an error (.status, .problem)
+    ├── AuthenticationError     401: wrong credentials, revoked client
+    ├── PermissionDeniedError   403: missing scope
+    │   └── NotEligibleError    403: the citizen's tier does not qualify (nothing redeemed)
+    ├── NotFoundError           404: unknown scenario, unknown citizen
+    ├── ConflictError           409
+    │   ├── AlreadyRedeemedError   this code was already redeemed for this benefit
+    │   └── QuotaExhaustedError    the citizen's daily quota is used
+    ├── InvalidRequestError     400 / 422: the request itself is wrong (.errors)
+    ├── RateLimitError          429
+    └── ServerError             5xx
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "AlreadyRedeemedError",
+    "AuthenticationError",
+    "CodeRejectedError",
+    "ConflictError",
+    "InvalidRequestError",
+    "NotEligibleError",
+    "NotFoundError",
+    "PartnerError",
+    "PermissionDeniedError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "ServerError",
+]
+
+
+class PartnerError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class APIConnectionError(PartnerError):
+    """The city's API could not be reached, even after retrying."""
+
+
+class CodeRejectedError(PartnerError):
+    """A credit code that must not be honoured: expired, tampered, unknown key, wrong issuer…
+
+    ``reason`` is the documented problem type (``token-expired``, ``bad-signature``, ``unknown-key``,
+    ``wrong-issuer``, ``algorithm-not-allowed``, ``token-unsigned``, ``token-malformed``). Offline
+    checks raise it too, with ``status`` None.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        problem: dict[str, Any] | None = None,
+    ):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+        self.problem = problem or {}
+
+
+class APIStatusError(PartnerError):
+    """The API answered with an RFC 9457 problem."""
+
+    def __init__(self, status: int, problem: dict[str, Any]):
+        self.status = status
+        self.problem = problem
+        self.type = str(problem.get("type", ""))
+        self.title = str(problem.get("title", ""))
+        self.detail = str(problem.get("detail", ""))
+        super().__init__(f"{status} {self.type}: {self.detail or self.title}")
+
+
+class AuthenticationError(APIStatusError):
+    pass
+
+
+class PermissionDeniedError(APIStatusError):
+    pass
+
+
+class NotEligibleError(PermissionDeniedError):
+    pass
+
+
+class NotFoundError(APIStatusError):
+    pass
+
+
+class ConflictError(APIStatusError):
+    pass
+
+
+class AlreadyRedeemedError(ConflictError):
+    pass
+
+
+class QuotaExhaustedError(ConflictError):
+    pass
+
+
+class InvalidRequestError(APIStatusError):
+    @property
+    def errors(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.problem.get("errors", {})
+        return found
+
+
+class RateLimitError(APIStatusError):
+    pass
+
+
+class ServerError(APIStatusError):
+    pass
+
+
+_BY_TYPE: dict[str, type[APIStatusError]] = {
+    "not-eligible": NotEligibleError,
+    "already-redeemed": AlreadyRedeemedError,
+    "quota-exhausted": QuotaExhaustedError,
+}
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: InvalidRequestError,
+    429: RateLimitError,
+}
+CODE_REJECTIONS = frozenset(
+    {
+        "token-malformed",
+        "token-unsigned",
+        "algorithm-not-allowed",
+        "unknown-key",
+        "bad-signature",
+        "token-expired",
+        "wrong-issuer",
+    }
+)
+
+
+def error_from_response(status: int, problem: dict[str, Any]) -> PartnerError:
+    slug = str(problem.get("type", "")).rsplit("/", 1)[-1]
+    if slug in CODE_REJECTIONS:
+        return CodeRejectedError(
+            slug, str(problem.get("detail", "")), status=status, problem=problem
+        )
+    cls = (
+        _BY_TYPE.get(slug)
+        or _BY_STATUS.get(status)
+        or (ServerError if status >= 500 else APIStatusError)
+    )
+    return cls(status, problem)

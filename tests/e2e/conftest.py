@@ -1,0 +1,170 @@
+"""A real city on loopback: gunicorn serving the app against a seeded database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from citycredit.clients import register_client
+from citycredit.config import Settings, load_settings
+from citycredit.db import make_session_factory, unit_of_work
+from citycredit.idnumber import parse_id_number
+from citycredit.keys import current_signing_key
+from points_engine import operations
+from scenarios.operations import DEMO_SCENARIOS, upsert_scenario
+from tests import factories
+from tests.conftest import BACKENDS, _require
+from tests.databases import ScratchDatabase
+from tests.rule_cases import ITEMISED
+
+SECRETS = {
+    "CITYCREDIT_ID_HASH_KEY": "11" * 32,
+    "CITYCREDIT_KEY_SECRET": "22" * 32,
+    "CITYCREDIT_TOKEN_KEY": "33" * 32,
+    "CITYCREDIT_CITY_CODE": "huangshi",
+    "CITYCREDIT_CITY_NAME": "黄石市",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Credentials:
+    client_id: str
+    client_secret: str
+
+
+@dataclass
+class LiveCity:
+    url: str
+    db: ScratchDatabase
+    settings: Settings
+    venue: Credentials
+    app: Credentials
+    source: Credentials
+    # ID numbers: tier levels under the test model (AA → 4, A → 3, D → 1).
+    excellent: str
+    good: str
+    poor: str
+
+    def issue_code(self, number: str, accept: str = "application/json") -> httpx.Response:
+        token = httpx.post(
+            self.url + "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(self.app.client_id, self.app.client_secret),
+        ).json()["access_token"]
+        return httpx.post(
+            self.url + "/api/v1/credit-codes",
+            json={"id_number": number},
+            headers={"Authorization": f"Bearer {token}", "Accept": accept},
+        )
+
+    def code(self, number: str) -> str:
+        response = self.issue_code(number)
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
+
+
+def _seed(db: ScratchDatabase, settings: Settings) -> dict[str, object]:
+    factory = make_session_factory(db.engine)
+    out: dict[str, object] = {}
+    with unit_of_work(factory) as session:
+        factories.source(session, "court")
+        factories.published(session, ITEMISED)
+        for fields in DEMO_SCENARIOS:
+            upsert_scenario(session, **fields)
+        current_signing_key(session, settings.key_secret)
+        people = {}
+        for label, items in {"excellent": ["AWARD"], "good": [], "poor": ["DEBTOR"]}.items():
+            number = factories.id_number()
+            person = operations.get_or_create_citizen(
+                session, settings.id_hash_key, parse_id_number(number)
+            )
+            for item in items:
+                factories.record(session, person, item, "2026-06-01")
+            operations.give_consent(
+                session, person, channel="test", as_of=dt.datetime.now(settings.tz).date()
+            )
+            people[label] = number
+        for role, kind, scopes in (
+            ("venue", "venue", ["verify", "redeem"]),
+            ("app", "app", ["codes:issue"]),
+            ("source", "source", ["records:write"]),
+        ):
+            issued = register_client(session, name=role, kind=kind, scopes=scopes)
+            assert issued.secret is not None
+            out[role] = Credentials(issued.client.client_id, issued.secret)
+        out.update(people)
+    return out
+
+
+@pytest.fixture(params=BACKENDS)
+def city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveCity]:
+    _require(request.param)
+    db = ScratchDatabase(request.param, tmp_path)
+    port = free_port()
+    env = {
+        **os.environ,
+        **SECRETS,
+        "CITYCREDIT_DATABASE_URL": db.url,
+        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
+        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    settings = load_settings(env=env)
+    seeded = _seed(db, settings)
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--timeout",
+            "60",
+            "citycredit.wsgi:app",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(
+                    "the server did not start:\n" + (tmp_path / "server.log").read_text()
+                )
+            time.sleep(0.1)
+        yield LiveCity(url=url, db=db, settings=settings, **seeded)  # type: ignore[arg-type]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+        db.drop()
