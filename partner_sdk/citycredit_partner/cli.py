@@ -29,7 +29,7 @@ def decode_image(path: Path) -> str:
         ) from None
     with Image.open(path) as image:
         results = zxingcpp.read_barcodes(
-            image.convert("RGB"), formats=zxingcpp.BarcodeFormat.QRCode
+            image.convert("RGB"), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
         )
     if not results:
         raise SystemExit(f"no QR code found in {path}")

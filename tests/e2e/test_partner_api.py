@@ -7,12 +7,23 @@ import base64
 import datetime as dt
 import io
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 import zxingcpp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc import jws
+from joserfc.jwk import KeySet
+from PIL import Image
+
+from citycredit.db import make_session_factory, unit_of_work
+from citycredit.keys import current_signing_key
 from citycredit_partner import (
     AlreadyRedeemedError,
     AuthenticationError,
@@ -21,13 +32,6 @@ from citycredit_partner import (
     PartnerClient,
     QuotaExhaustedError,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from joserfc import jws
-from joserfc.jwk import KeySet
-from PIL import Image
-
-from citycredit.db import make_session_factory, unit_of_work
-from citycredit.keys import current_signing_key
 from tests.e2e.conftest import LiveCity
 
 LIBRARY = "library-deposit-free"  # common tier ≥ 3, once a day
@@ -85,7 +89,9 @@ def test_the_png_we_serve_decodes_back_to_the_same_token(city: LiveCity) -> None
     response = city.issue_code(city.good, accept="image/png")
     assert response.status_code == 201 and response.headers["content-type"] == "image/png"
     image = Image.open(io.BytesIO(response.content))
-    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(
+        image, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
     assert len(found) == 1
     token = found[0].text
     # The decoder itself reports the symbol: error correction M, version 15 or smaller.
@@ -355,3 +361,44 @@ def test_the_api_documents_itself_offline(city: LiveCity) -> None:
     )
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_citycredit_verify_reads_a_screenshot_of_the_qr_code(
+    city: LiveCity, tmp_path: Path
+) -> None:
+    shot = tmp_path / "screenshot.png"
+    code = Image.open(io.BytesIO(city.issue_code(city.good, accept="image/png").content)).convert(
+        "RGB"
+    )
+    # A phone screenshot: the code small and off-centre on a larger grey screen.
+    screen = Image.new("RGB", (code.width * 2, code.height * 3), (230, 230, 230))
+    screen.paste(code, (code.width // 3, code.height))
+    screen.save(shot)
+    env = {
+        **os.environ,
+        "CITYCREDIT_BASE_URL": city.url,
+        "CITYCREDIT_CLIENT_ID": city.venue.client_id,
+        "CITYCREDIT_CLIENT_SECRET": city.venue.client_secret,
+    }
+    command = [sys.executable, "-m", "citycredit_partner.cli"]
+    online = subprocess.run(
+        [*command, "--image", str(shot), "--scenario", LIBRARY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert online.returncode == 0, online.stderr
+    assert "ELIGIBLE 符合" in online.stdout and "良好" in online.stdout
+    offline = subprocess.run(
+        [*command, "--image", str(shot), "--offline"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert offline.returncode == 0 and "tier level 3" in offline.stdout
+    rejected = subprocess.run(
+        [*command, "not-a-code", "--offline"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert rejected.returncode == 2 and "token-malformed" in rejected.stderr
