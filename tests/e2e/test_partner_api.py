@@ -402,3 +402,39 @@ def test_citycredit_verify_reads_a_screenshot_of_the_qr_code(
         [*command, "not-a-code", "--offline"], env=env, capture_output=True, text=True, timeout=60
     )
     assert rejected.returncode == 2 and "token-malformed" in rejected.stderr
+
+
+def test_the_three_examples_run_against_a_city(city: LiveCity, tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    (instance / "demo").mkdir(parents=True, exist_ok=True)
+    (instance / "demo" / "clients.json").write_text(
+        json.dumps(
+            {
+                role: {"client_id": c.client_id, "client_secret": c.client_secret}
+                for role, c in (("venue", city.venue), ("app", city.app))
+            }
+        )
+    )
+    env = {**os.environ, "CITYCREDIT_BASE_URL": city.url, "CITYCREDIT_INSTANCE_DIR": str(instance)}
+    examples = Path(__file__).parents[2] / "examples"
+
+    def run(script: str, number: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(examples / script), "--id", number],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "已核销" in run("library_desk.py", city.good)
+    assert "不符合免押金借阅条件" in run("library_desk.py", city.poor)
+    first_ride = run("bus_gate.py", city.excellent)
+    assert "¥1.60" in first_ride and "5 more today" in first_ride
+    assert "4 more today" in run("bus_gate.py", city.excellent)
+    assert "¥2.00" in run("bus_gate.py", city.good)
+    assert "1 free rental(s) left today" in run("power_bank_kiosk.py", city.good)
+    assert "today's free rentals are used" not in run("power_bank_kiosk.py", city.good)
+    assert "today's free rentals are used" in run("power_bank_kiosk.py", city.good)
