@@ -22,9 +22,11 @@ demo: $(STAMP)
 	$(BIN)/citycredit db upgrade
 	$(BIN)/citycredit demo seed --citizens $(DEMO_CITIZENS)
 	@echo
-	@echo "  City overview (中文):  http://$(HOST):$(PORT)/"
-	@echo "  City overview (English): http://$(HOST):$(PORT)/?lang=en"
-	@echo "  The citizen page, the admin and the API docs arrive with the next issues (see docs/ARCHITECTURE.md)."
+	@echo "  City overview (中文):     http://$(HOST):$(PORT)/   (English: /?lang=en)"
+	@echo "  Partner API docs:         http://$(HOST):$(PORT)/api/docs   (OpenAPI: /api/openapi.json)"
+	@echo "  City keys (JWKS):         http://$(HOST):$(PORT)/.well-known/jwks.json"
+	@echo "  Venue examples:           .venv/bin/python examples/library_desk.py --id <an ID printed above>"
+	@echo "  The citizen page and the admin arrive with issues 4 and 5 (see docs/ARCHITECTURE.md)."
 	@echo
 	$(BIN)/citycredit serve --host $(HOST) --port $(PORT)
 
