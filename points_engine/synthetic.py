@@ -92,7 +92,8 @@ def citizen_ids(plan: CityPlan) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
     start = dt.date(1946, 1, 1).toordinal()
-    end = (plan.today - dt.timedelta(days=18 * 366)).toordinal()
+    # Fixed, not relative to today, so a seed names the same people every day (docs quote their IDs).
+    end = dt.date(2006, 12, 31).toordinal()
     while len(out) < plan.citizens:
         number = make_id_number(
             rng.choice(REGIONS), dt.date.fromordinal(rng.randint(start, end)), rng.randint(0, 999)
