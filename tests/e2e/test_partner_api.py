@@ -438,3 +438,77 @@ def test_the_three_examples_run_against_a_city(city: LiveCity, tmp_path: Path) -
     assert "1 free rental(s) left today" in run("power_bank_kiosk.py", city.good)
     assert "today's free rentals are used" not in run("power_bank_kiosk.py", city.good)
     assert "today's free rentals are used" in run("power_bank_kiosk.py", city.good)
+
+
+def test_a_client_with_a_registered_public_key_authenticates_by_assertion(city: LiveCity) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from citycredit.clients import register_client
+
+    key = Ed25519PrivateKey.generate()
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    with unit_of_work(make_session_factory(city.db.engine)) as session:
+        issued = register_client(
+            session, name="gate", kind="venue", scopes=["verify"], public_key_pem=pem
+        )
+        client_id = issued.client.client_id
+    assert issued.secret is None
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+
+    def assertion(signer: Ed25519PrivateKey) -> str:
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": city.url + "/oauth/token",
+            "iat": now,
+            "exp": now + 60,
+        }
+        return jwt.encode(claims, signer, algorithm="EdDSA")
+
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    }
+    good = httpx.post(city.url + "/oauth/token", data={**form, "client_assertion": assertion(key)})
+    assert good.status_code == 200 and good.json()["scope"] == "verify"
+    forged = httpx.post(
+        city.url + "/oauth/token",
+        data={**form, "client_assertion": assertion(Ed25519PrivateKey.generate())},
+    )
+    assert forged.status_code == 401 and forged.json()["type"] == "/problems/invalid-client"
+    verified = httpx.post(
+        city.url + "/api/v1/verifications",
+        json={"token": city.code(city.good), "scenario": LIBRARY},
+        headers={"Authorization": f"Bearer {good.json()['access_token']}"},
+    )
+    assert verified.status_code == 200 and verified.json()["eligible"] is True
+
+
+def test_every_verification_is_recorded_for_the_citizen_to_see(city: LiveCity) -> None:
+    from sqlalchemy import select
+
+    from citycredit.audit import AuditEvent
+    from citycredit.idnumber import parse_id_number
+    from credit_codes.models import Verification
+    from points_engine.queries import find_citizen
+
+    with sdk(city) as desk:
+        desk.verify(city.code(city.good), LIBRARY)
+        desk.verify(city.code(city.good), BUS)
+        with pytest.raises(CodeRejectedError):
+            desk.verify("garbage", LIBRARY)
+    with unit_of_work(make_session_factory(city.db.engine)) as session:
+        person = find_citizen(session, city.settings.id_hash_key, parse_id_number(city.good))
+        assert person is not None
+        checks = session.scalars(
+            select(Verification).where(Verification.citizen_id == person.id)
+        ).all()
+        assert sorted((v.eligible, v.common_tier) for v in checks) == [(False, 3), (True, 3)]
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.actor == city.venue.client_id)
+        ).all()
+        assert sorted(actions) == ["code.rejected", "code.verify", "code.verify"]
