@@ -16,10 +16,25 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import (
+    Date,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from citycredit.db import utcnow
@@ -74,8 +89,9 @@ class IngestReport:
         return len({e.row for e in self.errors})
 
 
-@dataclass(frozen=True)
-class _CleanRow:
+class _CleanRow(NamedTuple):
+    """A validated row (a named tuple: one is built per input row, and cheaply)."""
+
     row: int
     source_id: int
     source_record_id: str
@@ -292,69 +308,49 @@ def _write_chunk(
         return
     now = utcnow()
     hashes = {row.id_hash: row.birth_date for row in chunk}
-    insert_ignore(
-        session,
-        Citizen,
-        [
-            {"id_hash": h, "birth_date": b, "consent_given": False, "created_at": now}
-            for h, b in hashes.items()
-        ],
-    )
+    _insert_citizens(session, hashes, now)
     citizen_of = dict(
         session.execute(
             select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))
         ).all()
     )
-    by_source: dict[int, list[str]] = {}
-    for row in chunk:
-        by_source.setdefault(row.source_id, []).append(row.source_record_id)
-    existing = {}
-    for source_id, ids in by_source.items():
-        for rec in session.execute(
-            select(
-                Record.id,
-                Record.source_id,
-                Record.source_record_id,
-                Record.citizen_id,
-                Record.item_code,
-                Record.document_no,
-                Record.occurred_on,
-                Record.reported_on,
-                Record.status,
-                Record.revision,
-            ).where(Record.source_id == source_id, Record.source_record_id.in_(ids))
-        ):
-            existing[(rec.source_id, rec.source_record_id)] = rec
-    inserts: list[dict[str, Any]] = []
+    existing = _existing_records(session, chunk)
+    inserts: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
     revisions: list[RecordRevision] = []
     dirty: set[int] = set()
     for row in chunk:
+        citizen_id = citizen_of[row.id_hash]
+        expires_on = row.occurred_on + dt.timedelta(days=model.items[row.item_code].validity_days)
+        old = existing.get(row.key)
+        if old is None:
+            inserts.append(
+                (
+                    row.source_id,
+                    row.source_record_id,
+                    citizen_id,
+                    row.item_code,
+                    row.document_no,
+                    row.occurred_on,
+                    row.reported_on,
+                    row.status,
+                    expires_on,
+                    1,
+                    batch.id,
+                    now,
+                    now,
+                )
+            )
+            dirty.add(citizen_id)
+            continue
         values: dict[str, Any] = {
-            "citizen_id": citizen_of[row.id_hash],
+            "citizen_id": citizen_id,
             "item_code": row.item_code,
             "document_no": row.document_no,
             "occurred_on": row.occurred_on,
             "reported_on": row.reported_on,
             "status": row.status,
         }
-        expires_on = row.occurred_on + dt.timedelta(days=model.items[row.item_code].validity_days)
-        old = existing.get(row.key)
-        if old is None:
-            inserts.append(
-                {
-                    **values,
-                    "source_id": row.source_id,
-                    "source_record_id": row.source_record_id,
-                    "expires_on": expires_on,
-                    "revision": 1,
-                    "batch_id": batch.id,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            dirty.add(values["citizen_id"])
-            continue
         if all(getattr(old, name) == values[name] for name in COMPARED):
             report.unchanged += 1
             continue
@@ -379,13 +375,139 @@ def _write_chunk(
         )
         dirty.update((old.citizen_id, values["citizen_id"]))
     if inserts:
-        session.execute(insert(Record), inserts)
+        _insert_records(session, inserts)
     if updates:
         session.execute(update(Record), updates)
     session.add_all(revisions)
     mark_dirty(session, dirty)
     report.inserted += len(inserts)
     report.updated += len(updates)
+
+
+_STORED = (
+    Record.id,
+    Record.source_id,
+    Record.source_record_id,
+    Record.citizen_id,
+    Record.item_code,
+    Record.document_no,
+    Record.occurred_on,
+    Record.reported_on,
+    Record.status,
+    Record.revision,
+)
+# The columns of a new record, in the order ``_write_chunk`` builds its values.
+_INSERTED = (
+    "source_id",
+    "source_record_id",
+    "citizen_id",
+    "item_code",
+    "document_no",
+    "occurred_on",
+    "reported_on",
+    "status",
+    "expires_on",
+    "revision",
+    "batch_id",
+    "created_at",
+    "updated_at",
+)
+
+
+def _insert_citizens(session: Session, births: dict[str, dt.date], now: dt.datetime) -> None:
+    """Create the citizens (keyed hash -> birth date) not known yet."""
+    if session.get_bind().dialect.name != "postgresql":
+        rows = [
+            {"id_hash": h, "birth_date": b, "consent_given": False, "created_at": now}
+            for h, b in births.items()
+        ]
+        insert_ignore(session, Citizen, rows)
+        return
+    # One statement with the values as arrays, not one per citizen.
+    new = (
+        func.unnest(
+            bindparam("id_hashes", list(births), type_=ARRAY(String)),
+            bindparam("birth_dates", list(births.values()), type_=ARRAY(Date)),
+        )
+        .table_valued("id_hash", "birth_date")
+        .render_derived(name="new")
+    )
+    session.execute(
+        postgresql.insert(Citizen)
+        .from_select(
+            ["id_hash", "birth_date", "consent_given", "created_at"],
+            select(
+                new.c.id_hash,
+                new.c.birth_date,
+                literal(False),
+                literal(now, type_=Citizen.created_at.type),
+            ),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def _existing_records(session: Session, chunk: list[_CleanRow]) -> dict[tuple[int, str], Any]:
+    """The stored version of every record of the chunk that is already known, by its key."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One join with the keys passed as two arrays: a probe of the unique index per key, whatever
+        # the statistics say. Filtering on a literal source let a planner without fresh statistics
+        # (autovacuum behind a big first load) scan every record of the source, once per chunk.
+        keys = (
+            func.unnest(
+                bindparam("source_ids", [r.source_id for r in chunk], type_=ARRAY(Integer)),
+                bindparam("refs", [r.source_record_id for r in chunk], type_=ARRAY(String)),
+            )
+            .table_valued("source_id", "source_record_id")
+            .render_derived(name="keys")
+        )
+        found = session.execute(
+            select(*_STORED).join(
+                keys,
+                and_(
+                    Record.source_id == keys.c.source_id,
+                    Record.source_record_id == keys.c.source_record_id,
+                ),
+            )
+        )
+        return {(rec.source_id, rec.source_record_id): rec for rec in found}
+    by_source: dict[int, list[str]] = {}
+    for row in chunk:
+        by_source.setdefault(row.source_id, []).append(row.source_record_id)
+    existing = {}
+    for source_id, ids in by_source.items():
+        for rec in session.execute(
+            select(*_STORED).where(Record.source_id == source_id, Record.source_record_id.in_(ids))
+        ):
+            existing[(rec.source_id, rec.source_record_id)] = rec
+    return existing
+
+
+def _insert_records(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert new records (values in ``_INSERTED`` order); on PostgreSQL with a binary COPY."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(Record), [dict(zip(_INSERTED, row, strict=True)) for row in rows])
+        return
+    # COPY runs on the session's own connection, so it belongs to the chunk's transaction. Binary
+    # COPY costs a fraction of text COPY, which costs a fraction of an INSERT per row.
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    statement = f"COPY {Record.__tablename__} ({', '.join(_INSERTED)}) FROM STDIN (FORMAT BINARY)"
+    # The driver's COPY bypasses SQLAlchemy: log it as SQL echo logs every other statement.
+    connection.engine.logger.info("%s [%d rows]", statement, len(rows))
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(_copy_types(connection.dialect))
+        for row in rows:
+            copy.write_row(row)
+
+
+@lru_cache(maxsize=1)
+def _copy_types(dialect: Dialect) -> list[str]:
+    """PostgreSQL type names of the ``_INSERTED`` columns, as binary COPY needs them exactly."""
+    columns = Record.__table__.c
+    # "VARCHAR(128)" -> "varchar": the driver knows types by name, without modifiers.
+    return [columns[name].type.compile(dialect=dialect).split("(")[0].lower() for name in _INSERTED]
 
 
 def _jsonable(value: Any) -> Any:

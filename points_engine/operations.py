@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, literal, select, update
+from sqlalchemy import BigInteger, Select, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -220,7 +220,13 @@ Progress = Callable[[int], None]
 
 
 def mark_dirty(session: Session, citizen_ids: Iterable[int]) -> None:
-    insert_ignore(session, ScoreDirty, [{"citizen_id": cid} for cid in set(citizen_ids)])
+    ids = sorted(set(citizen_ids))
+    if ids and session.get_bind().dialect.name == "postgresql":
+        # One statement with the ids as an array, not one per citizen (a chunk has thousands).
+        ids_array = bindparam("citizen_ids", ids, type_=postgresql.ARRAY(BigInteger))
+        mark_dirty_where(session, select(func.unnest(ids_array)))
+        return
+    insert_ignore(session, ScoreDirty, [{"citizen_id": cid} for cid in ids])
 
 
 def mark_dirty_where(session: Session, citizen_select: Select[Any]) -> None:

@@ -1,11 +1,11 @@
 """Set-based scoring: the rules of ``points_engine.rules`` as SQL, for one citizen or millions.
 
 The database does the work: records are joined to their model version's items, the ordered rules
-(overlap, repeat, yearly cap) run as window functions over only the records of items that need them,
-and the results are aggregated per dimension and per citizen into ``score_work``. Applying a run writes a
-new snapshot only for citizens whose result changed. The same statements serve the incremental path
-(a few citizens after an ingest), the full recompute (citizen-id ranges, with progress) and what-if runs
-against a draft model.
+(overlap, repeat) run as window functions over the records that can still matter, yearly caps apply
+to per-year totals, and the results are aggregated per dimension and per citizen into
+``score_work``. Applying a run writes a new snapshot only for citizens whose result changed. The
+same statements serve the incremental path (a few citizens after an ingest), the full recompute
+(citizen-id ranges, with progress) and what-if runs against a draft model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import cast as cast_type
 
 from sqlalchemy import (
     BigInteger,
-    CompoundSelect,
     Select,
     Table,
     Text,
@@ -91,80 +90,84 @@ def _clamp(value: Any, low: Any, high: Any) -> Any:
     return case(*whens, else_=value) if whens else value
 
 
-def _contribution_rows(model_version_id: int, as_of: dt.date, scope: Scope) -> CompoundSelect[Any]:
-    """(citizen_id, dimension, points, direct_rank) for every counting record in scope."""
-    joined = _r.join(
-        _i, and_(_i.c.model_version_id == model_version_id, _i.c.code == _r.c.item_code)
-    )
-    expires = add_days(_r.c.occurred_on, _i.c.validity_days)
-    repaired = _r.c.status == RecordStatus.REPAIRED.value
-    points = case((repaired, _i.c.repaired_points), else_=_i.c.points)
-    direct = case((repaired, None), else_=_i.c.direct_tier_rank)
-
-    def counting(status: Any, pts: Any, exp: Any) -> ColumnElement[bool]:
-        return and_(
-            status.in_([s.value for s in COUNTING_STATUSES]),
-            exp > as_of,
-            or_(status != RecordStatus.UNDER_OBJECTION.value, pts >= 0),
-        )
-
-    simple = (
+def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Select[Any]:
+    """(citizen_id, dimension, total, direct_rank): counted points per dimension of each citizen."""
+    # How many days after it occurred a record can still change a score: its validity, twice that
+    # when a repeat looks back at it, and the longest of its overlap group (one act is kept whole).
+    reach = _i.c.validity_days * case((_i.c.repeat_multiplier.is_(None), 1), else_=2)
+    items = (
         select(
-            _r.c.citizen_id,
+            _i.c.id,
+            _i.c.code,
             _i.c.dimension,
-            points.label("points"),
-            direct.label("direct_rank"),
+            _i.c.points,
+            _i.c.repaired_points,
+            _i.c.validity_days,
+            _i.c.yearly_cap,
+            _i.c.direct_tier_rank,
+            _i.c.overlap_group,
+            _i.c.repeat_multiplier,
+            case(
+                (_i.c.overlap_group.is_(None), reach),
+                else_=func.max(reach).over(partition_by=_i.c.overlap_group),
+            ).label("horizon"),
         )
-        .select_from(joined)
-        .where(
-            scope(_r.c.citizen_id),
-            _i.c.needs_ordering.is_(False),
-            counting(_r.c.status, points, expires),
-        )
+        .where(_i.c.model_version_id == model_version_id)
+        .subquery("items")
     )
+    i = items.c
+    expires = add_days(_r.c.occurred_on, i.validity_days)
+    repaired = _r.c.status == RecordStatus.REPAIRED.value
+    points = case((repaired, i.repaired_points), else_=i.points)
 
-    # Ordered items: overlap, then repeat, then counting filter and yearly cap, each a window step.
+    # Every item takes the ordered path: for an item without overlap, repeat or cap it reduces to
+    # counting the record, and one pass over the records beats two. Records beyond their item's
+    # horizon can neither count nor change one that does, so they are left out.
     history = (
         select(
             _r.c.id.label("record_id"),
             _r.c.citizen_id,
-            _r.c.item_code,
             _r.c.status,
             _r.c.occurred_on,
-            _i.c.dimension,
-            _i.c.overlap_group,
-            _i.c.repeat_multiplier,
-            _i.c.yearly_cap,
+            extract("year", _r.c.occurred_on).label("year"),
+            i.id.label("item_id"),
+            i.dimension,
+            i.overlap_group,
+            i.repeat_multiplier,
+            i.yearly_cap,
             expires.label("expires_on"),
             points.label("points"),
-            direct.label("direct_rank"),
+            case((repaired, None), else_=i.direct_tier_rank).label("direct_rank"),
             func.row_number()
             .over(
-                partition_by=(_r.c.citizen_id, _i.c.overlap_group, _r.c.occurred_on),
+                partition_by=(_r.c.citizen_id, i.overlap_group, _r.c.occurred_on),
                 order_by=(func.abs(points).desc(), _r.c.id),
             )
             .label("act_rank"),
         )
-        .select_from(joined)
+        .select_from(_r.join(items, i.code == _r.c.item_code))
         .where(
             scope(_r.c.citizen_id),
-            _i.c.needs_ordering.is_(True),
             _r.c.status.in_([s.value for s in HISTORY_STATUSES]),
+            add_days(_r.c.occurred_on, i.horizon) > as_of,
         )
         .subquery("history")
     )
     h = history.c
+    # Partitioned by dimension before item (an item has one dimension, so the partitions are the
+    # same) and ordered by year before day (the same order): the sort that serves the repeat rule
+    # then also serves every aggregation below, which stream instead of sorting again.
     prior_expiry = func.lag(h.expires_on).over(
-        partition_by=(h.citizen_id, h.item_code), order_by=(h.occurred_on, h.record_id)
+        partition_by=(h.citizen_id, h.dimension, h.item_id),
+        order_by=(h.year, h.occurred_on, h.record_id),
     )
     repeats = (
         select(
-            h.record_id,
             h.citizen_id,
-            h.item_code,
-            h.status,
-            h.occurred_on,
             h.dimension,
+            h.item_id,
+            h.year,
+            h.status,
             h.yearly_cap,
             h.expires_on,
             h.direct_rank,
@@ -181,39 +184,40 @@ def _contribution_rows(model_version_id: int, as_of: dt.date, scope: Scope) -> C
         .subquery("repeats")
     )
     k = repeats.c
-    running = func.sum(k.points).over(
-        partition_by=(k.citizen_id, k.item_code, extract("year", k.occurred_on)),
-        order_by=(k.occurred_on, k.record_id),
-        rows=(None, 0),
+    status = k.status
+    per_year = (
+        select(
+            k.citizen_id,
+            k.dimension,
+            cast(func.sum(k.points), BigInteger).label("total"),
+            func.max(k.yearly_cap).label("cap"),
+            func.max(k.direct_rank).label("direct_rank"),
+        )
+        .where(
+            status.in_([s.value for s in COUNTING_STATUSES]),
+            k.expires_on > as_of,
+            or_(status != RecordStatus.UNDER_OBJECTION.value, k.base_points >= 0),
+        )
+        .group_by(k.citizen_id, k.dimension, k.item_id, k.year)
+        .subquery("per_year")
     )
-    cap = k.yearly_cap
-    capped = case(
-        (cap.is_(None), k.points),
-        else_=_clamp(running, -cap, cap) - _clamp(running - k.points, -cap, cap),
-    )
-    ordered = select(
-        k.citizen_id, k.dimension, capped.label("points"), k.direct_rank.label("direct_rank")
-    ).where(counting(k.status, k.base_points, k.expires_on))
-    return simple.union_all(ordered)
+    y = per_year.c
+    # The yearly cap clamps a running sum record by record; the clamped steps add up to the clamp
+    # of the year's total (caps are at least 1, so the clamp of zero is zero): an aggregate suffices.
+    capped = case((y.cap.is_(None), y.total), else_=_clamp(y.total, -y.cap, y.cap))
+    return select(
+        y.citizen_id,
+        y.dimension,
+        # PostgreSQL's SUM(bigint) is numeric, which would change division: cast back to integers.
+        cast(func.sum(capped), BigInteger).label("total"),
+        func.max(y.direct_rank).label("direct_rank"),
+    ).group_by(y.citizen_id, y.dimension)
 
 
 def _scoring_select(
     model: ScoringModel, model_version_id: int, as_of: dt.date, scope: Scope, run_id: str
 ) -> Select[Any]:
-    rows = _contribution_rows(model_version_id, as_of, scope).subquery("rows")
-    # Cast sums back to integers: PostgreSQL's SUM(bigint) is numeric, which would change division.
-    total = cast(func.sum(rows.c.points), BigInteger)
-    per_dim = (
-        select(
-            rows.c.citizen_id,
-            rows.c.dimension,
-            total.label("total"),
-            func.max(rows.c.direct_rank).label("direct_rank"),
-        )
-        .group_by(rows.c.citizen_id, rows.c.dimension)
-        .subquery("per_dim")
-    )
-    d = per_dim.c
+    d = _dimension_totals(model_version_id, as_of, scope).subquery("per_dim").c
     value: ColumnElement[Any]
     adjustment: ColumnElement[Any]
     if model.kind == "itemised":
