@@ -103,9 +103,30 @@ def jwks(session: Session) -> dict[str, Any]:
     return {"keys": [key.public_jwk for key in published_keys(session)]}
 
 
-def public_key_for(session: Session, kid: str) -> Ed25519PublicKey | None:
-    for key in published_keys(session):
-        if key.kid == kid:
-            raw = base64.urlsafe_b64decode(key.public_jwk["x"] + "==")
-            return Ed25519PublicKey.from_public_bytes(raw)
-    return None
+# Public keys by (database, kid), with when they were loaded: every verification and every API call
+# needs one, and keys change rarely. An unknown kid is looked up at once (a new key works immediately);
+# a known one is re-read after CACHE_TTL, which is how a retirement reaches every process.
+CACHE_TTL = dt.timedelta(seconds=60)
+_public_keys: dict[tuple[str, str], tuple[Ed25519PublicKey, dt.datetime | None, dt.datetime]] = {}
+
+
+def public_key_for(
+    session: Session, kid: str, *, now: dt.datetime | None = None
+) -> Ed25519PublicKey | None:
+    """The published key ``kid``, or None if unknown or retired longer ago than any token lives."""
+    now = now or utcnow()
+    bind = session.get_bind()
+    cache_key = (str(bind.engine.url), kid)
+    cached = _public_keys.get(cache_key)
+    if cached is None or now - cached[2] > CACHE_TTL:
+        key = session.scalar(select(SigningKey).where(SigningKey.kid == kid))
+        if key is None:
+            _public_keys.pop(cache_key, None)
+            return None
+        raw = base64.urlsafe_b64decode(key.public_jwk["x"] + "==")
+        cached = (Ed25519PublicKey.from_public_bytes(raw), key.retired_at, now)
+        _public_keys[cache_key] = cached
+    public, retired_at, _ = cached
+    if retired_at is not None and retired_at <= now - MAX_TOKEN_LIFETIME:
+        return None
+    return public
