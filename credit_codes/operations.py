@@ -140,7 +140,7 @@ def verify_presentation(
     *,
     now: dt.datetime,
 ) -> VerificationResult:
-    """Eligible or not, and the tier — all a venue learns. Every verification is recorded and audited."""
+    """Eligible or not, and the tier — all a venue learns. Every verification is recorded."""
     scenario = published_scenario(session, scenario_code)
     try:
         presented = open_presentation(session, settings, token, now=now)
@@ -167,17 +167,9 @@ def verify_presentation(
         common_tier=presented.common_tier,
         at=now,
     )
+    # The verification row is the audit record of this read (who checked whom, when, for which
+    # benefit, with what result): insert-only, and what the citizen's "who checked me" list shows.
     session.add(verification)
-    session.flush()
-    audit(
-        session,
-        actor=client.client_id,
-        action="code.verify",
-        citizen_id=presented.citizen_id,
-        scenario=scenario.code,
-        eligible=eligible,
-        verification=verification.public_id,
-    )
     return VerificationResult(verification, scenario, eligible, presented.common_tier)
 
 
@@ -217,6 +209,7 @@ def redeem(
     Both happen in one savepoint, so a refused redemption leaves the quota untouched.
     """
     result = verify_presentation(session, settings, client, token, scenario_code, now=now)
+    session.flush()  # the redemption refers to the verification's id
     if not result.eligible:
         raise NotEligible("the citizen's tier does not qualify for this benefit")
     scenario = result.scenario

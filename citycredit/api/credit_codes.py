@@ -65,7 +65,6 @@ class IssueRequest(Schema):
 class IssuedCode(Schema):
     token = fields.String()
     expires_at = fields.String()
-    qr_version = fields.Integer()
 
 
 def _refusal(exc: Exception) -> Problem:
@@ -168,7 +167,6 @@ def issue(body: dict[str, Any]) -> Any:
         {
             "token": code.token,
             "expires_at": code.expires_at.isoformat(),
-            "qr_version": qr.qr_version(code.token),
         },
         201,
         headers,
