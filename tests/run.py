@@ -23,6 +23,16 @@ def main() -> int:
     else:
         print(f"\nSKIPPED: every PostgreSQL suite, because {reason}.")
         print("  Start PostgreSQL or set CITYCREDIT_TEST_PG_URL to run them.")
+    from tests.browser.conftest import browser_unavailable
+
+    browser = browser_unavailable()
+    if browser is None:
+        print("browser suites: Chromium driven by Playwright")
+    elif os.environ.get("CITYCREDIT_REQUIRE_BROWSER") == "1":
+        print(f"A browser is required here (CITYCREDIT_REQUIRE_BROWSER=1) but {browser}")
+        return 1
+    else:
+        print(f"SKIPPED: the browser suites, because {browser}.")
     print("=" * 78, flush=True)
     return int(pytest.main(sys.argv[1:]))
 

@@ -1,0 +1,49 @@
+"""Pages in a real browser: the API docs work offline, the overview speaks Chinese first."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from tests.e2e.conftest import LiveCity
+
+
+def open_page(browser: Any, city: LiveCity) -> tuple[Any, Any, list[str]]:
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    outside: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    return context, page, outside
+
+
+def test_the_api_docs_render_from_local_assets_only(browser: Any, city: LiveCity) -> None:
+    context, page, outside = open_page(browser, city)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(city.url + "/api/docs")
+    page.get_by_text("/api/v1/verifications").first.wait_for(timeout=15_000)
+    assert page.get_by_text("/api/v1/redemptions").first.is_visible()
+    assert page.get_by_text("citycredit partner API").first.is_visible()
+    assert outside == [] and errors == []
+    context.close()
+
+
+def test_the_overview_is_in_chinese_with_an_english_switch(browser: Any, city: LiveCity) -> None:
+    context, page, outside = open_page(browser, city)
+    page.goto(city.url + "/")
+    assert page.locator("h1").inner_text().endswith("个人信用积分")
+    assert page.get_by_text("已授权评分").is_visible()
+    page.get_by_role("link", name="English").click()
+    page.wait_for_url("**/?lang=en")
+    assert page.get_by_text("Consented to scoring").is_visible()
+    assert outside == []
+    context.close()
