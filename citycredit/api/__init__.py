@@ -13,9 +13,15 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 from flask_smorest import Api
 
-from citycredit.api.problems import init_problems
+from citycredit.api.problems import ProblemSchema, init_problems
 
 API_DOCS_ASSETS = "/api/docs/assets/"
+
+
+class CityApi(Api):
+    """flask-smorest's Api, documenting our RFC 9457 problem as the error response of every endpoint."""
+
+    ERROR_SCHEMA = ProblemSchema
 
 
 def init_api(app: Flask) -> Api:
@@ -51,7 +57,7 @@ def init_api(app: Flask) -> Api:
             },
         },
     )
-    api = Api(app)
+    api = CityApi(app)
 
     @app.get(API_DOCS_ASSETS + "<path:filename>")
     def _docs_assets(filename: str) -> Any:

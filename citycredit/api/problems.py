@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,17 @@ _BY_STATUS = {
     413: "payload-too-large",
     406: "not-acceptable",
 }
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details: the shape of every error this API answers."""
+
+    type = fields.String(metadata={"example": "/problems/token-expired"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    instance = fields.String()
+    errors = fields.Dict(metadata={"description": "validation problems only: field -> messages"})
 
 
 class Problem(Exception):

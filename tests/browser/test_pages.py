@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from tests.e2e.conftest import LiveCity
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Keep a picture of the page when CITYCREDIT_SCREENSHOTS names a folder (docs/screenshots/)."""
+    folder = os.environ.get("CITYCREDIT_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def open_page(browser: Any, city: LiveCity) -> tuple[Any, Any, list[str]]:
@@ -34,6 +44,7 @@ def test_the_api_docs_render_from_local_assets_only(browser: Any, city: LiveCity
     assert page.get_by_text("/api/v1/redemptions").first.is_visible()
     assert page.get_by_text("citycredit partner API").first.is_visible()
     assert outside == [] and errors == []
+    screenshot(page, "api-docs")
     context.close()
 
 
@@ -42,8 +53,10 @@ def test_the_overview_is_in_chinese_with_an_english_switch(browser: Any, city: L
     page.goto(city.url + "/")
     assert page.locator("h1").inner_text().endswith("个人信用积分")
     assert page.get_by_text("已授权评分").is_visible()
+    screenshot(page, "overview-zh")
     page.get_by_role("link", name="English").click()
     page.wait_for_url("**/?lang=en")
     assert page.get_by_text("Consented to scoring").is_visible()
+    screenshot(page, "overview-en")
     assert outside == []
     context.close()
