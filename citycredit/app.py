@@ -16,6 +16,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
     app = Flask(__name__)
     app.config["SECRET_KEY"] = settings.secret_key
+    # 10,000 records are about 3 MB of JSON; anything far larger is refused before it is parsed.
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     platform = Platform.start(settings)
     app.extensions["citycredit"] = platform
     _init_unit_of_work(app, platform)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import getpass
 import logging
@@ -182,7 +183,7 @@ def model_publish(ctx: Context, label: str, chunk_size: int) -> None:
     """Publish a version and recompute every score with it."""
     with ctx.session() as session:
         version = operations.find_version(session, label)
-        operations.publish_model_version(session, version, actor=ACTOR)
+        operations.publish_model_version(session, version, actor=ACTOR, today=ctx.platform.today())
     click.echo(f"published {label}; recomputing scores")
     _recompute(ctx, chunk_size)
 
@@ -235,6 +236,7 @@ def _ingest_file(
     platform = ctx.platform
     total = max(_count_lines(file) - (1 if fmt == "csv" else 0), 0)
     session = platform.sessions()
+    batch = None
     try:
         batch = ingestion.start_batch(session, str(file), fmt)
         session.commit()
@@ -264,11 +266,35 @@ def _ingest_file(
     except (operations.EngineError, ModelFileError) as exc:
         session.rollback()
         raise click.ClickException(str(exc)) from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        session.rollback()
+        _mark_failed(session, batch)
+        why = (
+            "the file is not UTF-8 text (save it as UTF-8; GBK files are common from departments)"
+            if isinstance(exc, UnicodeDecodeError)
+            else f"the CSV cannot be read: {exc}"
+        )
+        raise click.ClickException(
+            f"{file}: {why}. Whole chunks before the problem were kept; fix the file and rerun "
+            "(rows already stored are recognised and change nothing)."
+        ) from None
     except BaseException:
         session.rollback()
+        _mark_failed(session, batch)
         raise
     finally:
         session.close()
+
+
+def _mark_failed(session: Session, batch: Any) -> None:
+    """Record that a run stopped, so the batch does not read as still running."""
+    if batch is None:
+        return
+    from citycredit.db import utcnow
+
+    batch.status = "failed"
+    batch.finished_at = utcnow()
+    session.commit()
 
 
 def _recompute(ctx: Context, chunk_size: int) -> operations.RecomputeSummary:

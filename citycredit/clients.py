@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -32,6 +33,8 @@ SCOPES = {
 ACCESS_TOKEN_LIFETIME = dt.timedelta(seconds=300)
 AUDIENCE = "citycredit-api"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(32))
 
 
 class ApiClient(Base):
@@ -128,12 +131,9 @@ def find_client(session: Session, client_id: str) -> ApiClient | None:
 
 def authenticate_secret(session: Session, client_id: str, secret: str) -> ApiClient:
     client = find_client(session, client_id)
-    # Same answer for unknown client and wrong secret: no oracle for valid client ids.
-    if (
-        client is None
-        or client.secret_hash is None
-        or not check_password_hash(client.secret_hash, secret)
-    ):
+    # Same answer, and the same work, for an unknown client and a wrong secret: no oracle for ids.
+    stored = client.secret_hash if client is not None and client.secret_hash else _DUMMY_HASH
+    if not check_password_hash(stored, secret) or client is None or client.secret_hash is None:
         raise AuthError("invalid_client", "unknown client or wrong secret")
     if client.status != "active":
         raise AuthError("invalid_client", "this client has been revoked")
@@ -149,17 +149,25 @@ def authenticate_assertion(session: Session, assertion: str, *, token_url: str) 
     client = find_client(session, str(unverified.get("iss", "")))
     if client is None or client.public_key_pem is None:
         raise AuthError("invalid_client", "unknown client or no registered public key")
+    public = serialization.load_pem_public_key(client.public_key_pem.encode())
+    # The algorithm follows from the registered key, never from the assertion's header.
+    algorithm = "EdDSA" if isinstance(public, Ed25519PublicKey) else "ES256"
     try:
-        jwt.decode(
+        claims = jwt.decode(
             assertion,
-            serialization.load_pem_public_key(client.public_key_pem.encode()),  # type: ignore[arg-type]
-            algorithms=["EdDSA", "ES256"],
+            public,  # type: ignore[arg-type]
+            algorithms=[algorithm],
             audience=token_url,
             issuer=client.client_id,
-            options={"require": ["iss", "sub", "aud", "exp"]},
+            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
         )
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:
         raise AuthError("invalid_client", f"the client assertion does not verify: {exc}") from None
+    # A short-lived assertion only: a leaked one must not serve as a standing credential.
+    if claims["exp"] - claims["iat"] > MAX_ASSERTION_LIFETIME:
+        raise AuthError(
+            "invalid_client", f"the assertion may live at most {MAX_ASSERTION_LIFETIME} s"
+        )
     if unverified.get("sub") != client.client_id:
         raise AuthError("invalid_client", "the assertion's sub must be the client id")
     if client.status != "active":

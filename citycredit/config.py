@@ -79,6 +79,10 @@ def _secret(
         value = _instance_key(instance_dir, filename)
     if len(value) < 16:
         raise ConfigError(f"{variable} must be at least 16 bytes")
+    if setting == "token_key" and len(value) not in (16, 24, 32):
+        raise ConfigError(
+            f"{variable} must be an AES key: 16, 24 or 32 bytes (32, 64 or 48 hex digits)"
+        )
     return value
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -50,7 +51,8 @@ def parse_id_number(raw: str, *, today: date | None = None) -> CitizenId:
     number = raw.strip().upper()
     if len(number) != 18:
         raise InvalidIdNumber(f"must be 18 characters, got {len(number)}")
-    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    # ASCII only: str.isdigit() would also accept full-width and other Unicode digits.
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", number):
         raise InvalidIdNumber("must be 17 digits followed by a digit or X")
     try:
         birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))

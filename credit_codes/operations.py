@@ -153,10 +153,10 @@ def verify_presentation(
             scenario=scenario_code,
         )
         raise
-    citizen = session.get(Citizen, presented.citizen_id)
-    # A citizen who withdrew consent after the code was shown is no longer vouched for.
-    scored = citizen is not None and citizen.consent_given
-    eligible = scored and presented.common_tier >= scenario.min_common_tier
+    # A code vouches for its tier for its 120 s, online exactly as offline. Re-checking consent here
+    # would answer "not eligible" for a qualifying tier and so tell the venue that consent was
+    # withdrawn; withdrawal stops new codes at once instead.
+    eligible = presented.common_tier >= scenario.min_common_tier
     verification = Verification(
         public_id="ver_" + secrets.token_hex(8),
         client_id=client.id,
@@ -177,7 +177,6 @@ def verify_presentation(
 class RedemptionResult:
     redemption: Redemption
     verification: VerificationResult
-    remaining_today: int
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -188,7 +187,6 @@ class RedemptionResult:
                 "zh": self.verification.scenario.benefit_zh,
                 "en": self.verification.scenario.benefit_en,
             },
-            "remaining_today": self.remaining_today,
             "redeemed_at": self.redemption.at.isoformat(),
         }
 
@@ -257,4 +255,4 @@ def redeem(
         scenario=scenario.code,
         redemption=redemption.public_id,
     )
-    return RedemptionResult(redemption, result, scenario.daily_quota_per_citizen - granted)
+    return RedemptionResult(redemption, result)

@@ -139,7 +139,7 @@ def read_header(token: str) -> dict[str, Any]:
     """The unverified header, with the checks that must come before any key is chosen."""
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as exc:
+    except jwt.PyJWTError as exc:
         raise TokenRejected(f"cannot read the token header: {exc}") from None
     alg = header.get("alg")
     if alg in (None, "none", "None", "NONE"):

@@ -31,7 +31,7 @@ def main() -> None:
             return
         try:
             ride = city.redeem(code, SCENARIO)
-            print(f"优惠已记录 / discount recorded; {ride.remaining_today} more today")
+            print(f"优惠已记录 / discount recorded ({ride.id})")
         except PartnerError as exc:
             # Offline-first: the ride goes ahead; the back office reconciles refused redemptions.
             print(f"优惠未能记录 / not recorded ({exc}); full fare applies next time")

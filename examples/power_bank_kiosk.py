@@ -34,9 +34,7 @@ def main() -> None:
         except CodeRejectedError as exc:
             print(f"信用码无效 / code rejected ({exc.reason})")
             return
-        print(
-            f"已弹出充电宝，免押金免费3小时 / power bank released ({rental.remaining_today} free rental(s) left today)"
-        )
+        print(f"已弹出充电宝，免押金免费3小时 / power bank released ({rental.id})")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +39,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from citycredit.db import utcnow
-from citycredit.idnumber import InvalidIdNumber, id_hash, parse_id_number
+from citycredit.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
 from points_engine.models import (
     Citizen,
     DataSource,
@@ -63,6 +64,8 @@ FIELDS = (
 REQUIRED = FIELDS[:-1]
 # Sources report these; objections and expiry are the platform's own workflows.
 SOURCE_STATUSES = (RecordStatus.ACTIVE, RecordStatus.REPAIRED, RecordStatus.REVOKED)
+# Set by the platform's workflows, not by sources.
+PLATFORM_STATUSES = (RecordStatus.EXPIRED, RecordStatus.UNDER_OBJECTION)
 COMPARED = ("citizen_id", "item_code", "document_no", "occurred_on", "reported_on", "status")
 KEPT_ERRORS = 200
 
@@ -154,6 +157,14 @@ def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, 
 # --- validation -----------------------------------------------------------------------------------
 
 
+_ID_LIKE = re.compile(r"[0-9]{17}[0-9Xx]")
+
+
+def _scrub(text: str) -> str:
+    """Mask anything shaped like an ID number before it can reach a report, a response or a log."""
+    return _ID_LIKE.sub(lambda m: mask(m.group(0).upper()), text)
+
+
 def _parse_date(raw: str) -> dt.date:
     return dt.date.fromisoformat(raw)
 
@@ -170,7 +181,8 @@ class _Validator:
         ref = str(raw.get("source_record_id") or "")[:128]
 
         def err(field_name: str, reason: str) -> None:
-            errors.append(RowError(number, field_name, reason, ref))
+            # A row with a missing cell shifts the ID number into another field: never echo one.
+            errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref)))
 
         values = {f: (str(raw.get(f) or "")).strip() for f in FIELDS}
         for name in REQUIRED:
@@ -351,6 +363,10 @@ def _write_chunk(
             "reported_on": row.reported_on,
             "status": row.status,
         }
+        if old.status in PLATFORM_STATUSES and values["status"] == RecordStatus.ACTIVE:
+            # The source still says "active"; the platform's own state (archived by the expiry
+            # job, suspended by an objection) is not the source's to undo by re-sending a row.
+            values["status"] = old.status
         if all(getattr(old, name) == values[name] for name in COMPARED):
             report.unchanged += 1
             continue

@@ -188,7 +188,9 @@ def load_model_version(session: Session, text: str, filename: str) -> ScoringMod
     return version
 
 
-def publish_model_version(session: Session, version: ScoringModelVersion, *, actor: str) -> None:
+def publish_model_version(
+    session: Session, version: ScoringModelVersion, *, actor: str, today: dt.date | None = None
+) -> None:
     """Make ``version`` the one used for scoring and re-derive every record's expiry date from it.
 
     Scores are not recomputed here: the caller runs :func:`recompute_all` (with progress) next.
@@ -211,6 +213,13 @@ def publish_model_version(session: Session, version: ScoringModelVersion, *, act
         .values(expires_on=add_days(Record.occurred_on, ScoringItem.validity_days)),
         execution_options={"synchronize_session": False},
     )
+    if today is not None:
+        # A longer validity brings archived records back; the expiry job archives them again later.
+        session.execute(
+            update(Record)
+            .where(Record.status == RecordStatus.EXPIRED, Record.expires_on > today)
+            .values(status=RecordStatus.ACTIVE, updated_at=utcnow())
+        )
     audit(session, actor=actor, action="model.publish", model=version.label)
 
 
@@ -240,10 +249,27 @@ def mark_dirty_where(session: Session, citizen_select: Select[Any]) -> None:
 
 
 def drain_dirty(session: Session, *, as_of: dt.date) -> scoring.RunResult:
-    """Recompute every citizen marked dirty, then clear the marks (same transaction)."""
+    """Recompute every citizen marked dirty, then clear exactly those marks (same transaction).
+
+    The marks are taken first and only they are cleared: a mark another transaction commits meanwhile
+    stays for the next drain instead of being deleted unscored.
+    """
     version, model = published_model(session)
-    result = scoring.recompute(session, model, version, as_of=as_of, scope=scoring.dirty_citizens)
-    session.execute(delete(ScoreDirty))
+    taken = list(session.scalars(delete(ScoreDirty).returning(ScoreDirty.citizen_id)))
+    if not taken:
+        return scoring.RunResult("", 0, 0)
+    result = scoring.RunResult("", 0, 0)
+    for start in range(0, len(taken), 5000):
+        part = scoring.recompute(
+            session,
+            model,
+            version,
+            as_of=as_of,
+            scope=scoring.citizen_ids(taken[start : start + 5000]),
+        )
+        result = scoring.RunResult(
+            part.run_id, result.citizens + part.citizens, result.changed + part.changed
+        )
     return result
 
 
@@ -278,7 +304,6 @@ def recompute_all(
             commit()
         if progress is not None:
             progress(high - low + 1)
-    session.execute(delete(ScoreDirty))
     return summary
 
 

@@ -29,8 +29,15 @@ from dataclasses import dataclass, field
 from points_engine.models import RecordStatus
 from points_engine.scoring_model import Item, ScoringModel, Tier
 
-COUNTING_STATUSES = (RecordStatus.ACTIVE, RecordStatus.REPAIRED, RecordStatus.UNDER_OBJECTION)
-HISTORY_STATUSES = (*COUNTING_STATUSES, RecordStatus.EXPIRED)
+# ``expired`` is the expiry job's cache of a date; the date under the model being evaluated decides, so
+# a model with longer validity (published or in a what-if) brings such records back.
+COUNTING_STATUSES = (
+    RecordStatus.ACTIVE,
+    RecordStatus.REPAIRED,
+    RecordStatus.UNDER_OBJECTION,
+    RecordStatus.EXPIRED,
+)
+HISTORY_STATUSES = COUNTING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,9 @@ def evaluate(model: ScoringModel, facts: list[RecordFact], as_of: dt.date) -> Ev
             direct_rank = rank if direct_rank is None else max(direct_rank, rank)
 
     dimensions, score = score_from_totals(model, totals)
-    tier = model.tiers[direct_rank] if direct_rank is not None else model.tier_for_score(score)
+    # A direct tier caps the tier (the worse of the two wins): a severe record never lifts anyone.
+    score_tier = model.tier_for_score(score)
+    tier = model.tiers[max(direct_rank, score_tier.rank)] if direct_rank is not None else score_tier
     return Evaluation(score, tier, direct_rank is not None, dimensions, contributions)
 
 

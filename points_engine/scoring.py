@@ -272,7 +272,11 @@ def _scoring_select(
             literal(run_id).label("run_id"),
             _c.c.id.label("citizen_id"),
             score.label("score"),
-            func.coalesce(p.direct_rank, score_rank).label("tier_rank"),
+            # A direct tier caps the tier: the worse (higher) rank of the two.
+            case(
+                (and_(p.direct_rank.is_not(None), p.direct_rank > score_rank), p.direct_rank),
+                else_=score_rank,
+            ).label("tier_rank"),
             p.direct_rank.is_not(None).label("direct_tier"),
             func.coalesce(p.breakdown, literal({}, type_=JSONDoc)).label("breakdown"),
         )

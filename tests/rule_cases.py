@@ -186,8 +186,8 @@ CASES = (
         expect={0: (10, ["under_objection_counted"])},
     ),
     Case(
-        "revoked and archived (expired) records do not count",
-        (Rec("BIG_FINE", "2026-01-01", "revoked"), Rec("AWARD", "2026-01-01", "expired")),
+        "revoked records, and archived (expired) ones past their date, do not count",
+        (Rec("BIG_FINE", "2026-01-01", "revoked"), Rec("AWARD", "2025-01-01", "expired")),
         1000,
         "A",
         expect={0: (0, ["revoked"]), 1: (0, ["expired"])},

@@ -52,7 +52,6 @@ class RedemptionSchema(Schema):
     verification_id = fields.String()
     scenario = fields.String()
     benefit = fields.Nested(BenefitSchema)
-    remaining_today = fields.Integer()
     redeemed_at = fields.String()
 
 

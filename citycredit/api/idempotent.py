@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,6 +42,8 @@ def idempotent(status: int) -> Callable[[F], F]:
                 raise Problem("validation-error", "Idempotency-Key must be 1 to 200 characters")
             session = db_session()
             client_id = caller().client.id
+            # Keys are scoped to the endpoint: one key may serve a records upload and a redemption.
+            key = hashlib.sha256(f"{request.method} {request.path}\n{key}".encode()).hexdigest()
             try:
                 replay = replay_or_none(session, client_id, key, request.get_data())
             except KeyReused as exc:

@@ -49,7 +49,6 @@ class Redemption:
     verification_id: str
     scenario: str
     benefit: Benefit
-    remaining_today: int
     redeemed_at: dt.datetime
 
     @classmethod
@@ -59,7 +58,6 @@ class Redemption:
             verification_id=data["verification_id"],
             scenario=data["scenario"],
             benefit=Benefit(**data["benefit"]),
-            remaining_today=int(data["remaining_today"]),
             redeemed_at=dt.datetime.fromisoformat(data["redeemed_at"]),
         )
 

@@ -18,17 +18,35 @@ MAX_LIFETIME = 120
 
 
 class KeyCache:
-    def __init__(self, fetch: Callable[[], dict[str, Any]], *, min_refresh_interval: float = 60.0):
+    def __init__(
+        self,
+        fetch: Callable[[], dict[str, Any]],
+        *,
+        min_refresh_interval: float = 60.0,
+        max_age: float = 300.0,
+    ):
         self._fetch = fetch
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at: float | None = None
         self._min_interval = min_refresh_interval
+        # Keys the city withdraws must stop verifying: a cache older than this is re-read.
+        self._max_age = max_age
         self._lock = threading.Lock()
 
     def key(self, kid: str) -> PyJWK | None:
         with self._lock:
-            if kid not in self._keys and self._may_refresh():
-                self._refresh()
+            stale = (
+                self._fetched_at is not None
+                and time.monotonic() - self._fetched_at >= self._max_age
+            )
+            if stale or (kid not in self._keys and self._may_refresh()):
+                try:
+                    self._refresh()
+                except Exception:
+                    # Offline-first: with the city unreachable, the keys last seen keep serving.
+                    if not self._keys:
+                        raise
+                    self._fetched_at = time.monotonic()
             return self._keys.get(kid)
 
     def _may_refresh(self) -> bool:

@@ -179,7 +179,6 @@ class MockCity:
                 "verification_id": "ver_mock",
                 "scenario": scenario,
                 "benefit": benefit,
-                "remaining_today": self.daily_quota - used - 1,
                 "redeemed_at": now,
             },
         )

@@ -50,7 +50,7 @@ def test_a_library_desk_verifies_and_redeems_with_the_sdk(city: LiveCity) -> Non
         assert check.eligible and check.tier.level == 3 and check.tier.name_zh == "良好"
         assert check.benefit.zh == "免押金借阅图书最多40册"
         done = desk.redeem(token, LIBRARY)
-        assert done.remaining_today == 0 and done.scenario == LIBRARY
+        assert done.scenario == LIBRARY and done.id.startswith("red_")
         with pytest.raises(QuotaExhaustedError):
             desk.redeem(city.code(city.good), LIBRARY)
         # The bus discount needs tier 4: a verification says no, a redemption is refused.
@@ -229,8 +229,8 @@ def test_a_retried_redemption_with_the_same_key_is_not_counted_twice(city: LiveC
     with sdk(city) as desk:
         first = desk.redeem(token, BUS, idempotency_key="desk-7-scan-1")
         again = desk.redeem(token, BUS, idempotency_key="desk-7-scan-1")
-        assert again.id == first.id and again.remaining_today == first.remaining_today == 5
-        assert desk.redeem(city.code(city.excellent), BUS).remaining_today == 4
+        assert again == first
+        assert desk.redeem(city.code(city.excellent), BUS).id != first.id
 
 
 def test_revoking_or_rotating_a_client_takes_effect_at_once(city: LiveCity) -> None:
@@ -275,7 +275,7 @@ def test_key_rotation_keeps_codes_in_flight_valid(city: LiveCity) -> None:
         assert desk.verify_offline(after).tier_level == 3  # unknown kid → JWKS refetched once
 
 
-def test_a_code_shown_before_consent_was_withdrawn_no_longer_qualifies(city: LiveCity) -> None:
+def test_withdrawing_consent_stops_new_codes_without_telling_venues(city: LiveCity) -> None:
     from citycredit.idnumber import parse_id_number
     from points_engine.operations import withdraw_consent
     from points_engine.queries import find_citizen
@@ -285,8 +285,10 @@ def test_a_code_shown_before_consent_was_withdrawn_no_longer_qualifies(city: Liv
         person = find_citizen(session, city.settings.id_hash_key, parse_id_number(city.good))
         assert person is not None
         withdraw_consent(session, person, channel="app")
+    # The code already on screen answers as it would offline for its 120 s: the venue cannot tell
+    # that consent was withdrawn. No new code can be issued.
     with sdk(city) as desk:
-        assert desk.verify(token, LIBRARY).eligible is False
+        assert desk.verify(token, LIBRARY).eligible is True
     assert city.issue_code(city.good).json()["type"] == "/problems/not-scored"
 
 
@@ -432,10 +434,9 @@ def test_the_three_examples_run_against_a_city(city: LiveCity, tmp_path: Path) -
     assert "已核销" in run("library_desk.py", city.good)
     assert "不符合免押金借阅条件" in run("library_desk.py", city.poor)
     first_ride = run("bus_gate.py", city.excellent)
-    assert "¥1.60" in first_ride and "5 more today" in first_ride
-    assert "4 more today" in run("bus_gate.py", city.excellent)
+    assert "¥1.60" in first_ride and "discount recorded" in first_ride
     assert "¥2.00" in run("bus_gate.py", city.good)
-    assert "1 free rental(s) left today" in run("power_bank_kiosk.py", city.good)
+    assert "power bank released" in run("power_bank_kiosk.py", city.good)
     assert "today's free rentals are used" not in run("power_bank_kiosk.py", city.good)
     assert "today's free rentals are used" in run("power_bank_kiosk.py", city.good)
 

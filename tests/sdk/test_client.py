@@ -6,6 +6,7 @@ import datetime as dt
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from citycredit_partner import (
     AlreadyRedeemedError,
@@ -37,7 +38,7 @@ def test_verify_redeem_and_the_typed_refusals() -> None:
     with make(city) as desk:
         code = city.issue_code(tier_level=3)
         assert desk.verify(code, "library").eligible and not desk.verify(code, "bus").eligible
-        assert desk.redeem(code, "library").remaining_today == 0
+        assert desk.redeem(code, "library").scenario == "library"
         with pytest.raises(AlreadyRedeemedError):
             desk.redeem(code, "library")
         with pytest.raises(QuotaExhaustedError):
@@ -131,3 +132,22 @@ def test_offline_checks_and_a_rate_limited_jwks_refetch() -> None:
             assert unknown.value.reason == "unknown-key"
     fetches = [r for r in city.requests if r.url.path == "/.well-known/jwks.json"]
     assert len(fetches) == 1  # five unknown kids within a minute cost no extra download
+
+
+def test_a_key_the_city_withdraws_stops_verifying_once_the_cache_ages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from citycredit_partner import _offline
+
+    city = MockCity(issuer="huangshi")
+    clock = [1000.0]
+    monkeypatch.setattr(_offline.time, "monotonic", lambda: clock[0])
+    with make(city) as desk:
+        old_code = city.issue_code(tier_level=3)
+        assert desk.verify_offline(old_code).tier_level == 3
+        # The city rotates and withdraws the old key.
+        city.key, city.kid = Ed25519PrivateKey.generate(), "mock-next"
+        clock[0] += 301
+        with pytest.raises(CodeRejectedError) as withdrawn:
+            desk.verify_offline(old_code)
+        assert withdrawn.value.reason == "unknown-key"
