@@ -39,6 +39,8 @@ items:
      legal_basis: 测试依据第四条, points: -30, repeat_multiplier: 3}
   - {code: DEBTOR, name: {zh: 失信, en: Debtor}, dimension: court, catalogue_category: 司法信息,
      legal_basis: 测试依据第五条, points: -100, validity_days: 1000, direct_tier: D, repaired_points: -30}
+  - {code: WATCH, name: {zh: 关注, en: Watch list}, dimension: court, catalogue_category: 司法信息,
+     legal_basis: 测试依据第八条, points: -100, validity_days: 365, direct_tier: B}
 """
 
 WEIGHTED = """
@@ -156,6 +158,13 @@ CASES = (
         "D",
         direct=True,
         expect={0: (-100, ["direct_tier"]), 1: (10, [])},
+    ),
+    Case(
+        "a direct tier caps the tier but never lifts it above the score's",
+        (Rec("WATCH", "2026-01-01"),),
+        900,
+        "C",
+        direct=True,
     ),
     Case(
         "repair lifts the direct tier and leaves a fixed deduction",

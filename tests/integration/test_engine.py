@@ -301,3 +301,43 @@ def test_what_if_across_tier_tables_compares_on_the_common_scale(session: Sessio
     assert report.basis == "common_tier"
     assert report.transitions == {("B", "GOOD"): 1}
     assert report.common_transitions == {(2, 3): 1} and report.moved == 1
+
+
+def test_resending_a_row_does_not_undo_the_platforms_archiving(session: Session) -> None:
+    setup(session)
+    number = factories.id_number()
+    row = HEADER + f"court,z1,{number},FINE,文书,2024-01-01,2024-01-02,active\n"
+    run_ingest(session, row)
+    operations.expire_records(session, today=AS_OF)
+    report = run_ingest(session, row)
+    assert (report.updated, report.unchanged) == (0, 1)
+    assert session.scalar(select(Record.status)) == "expired"
+    assert session.scalar(select(func.count()).select_from(RecordRevision)) == 0
+
+
+def test_a_shifted_row_never_echoes_an_id_number(session: Session) -> None:
+    setup(session)
+    number = factories.id_number()
+    # The source_record_id cell is missing: every later value moves one column left.
+    report = run_ingest(
+        session, HEADER + f"court,{number},FINE,文书,2026-01-01,2026-01-02,active,\n"
+    )
+    text = repr(report.errors)
+    assert report.rejected == 1 and number not in text and number[6:14] not in text
+
+
+def test_a_model_with_longer_validity_brings_archived_records_back(session: Session) -> None:
+    setup(session)
+    person = factories.citizen(session)
+    factories.record(session, person, "AWARD", "2025-05-01", status="expired")
+    operations.recompute_all(session, as_of=AS_OF)
+    assert queries.current_snapshot(session, person.id).score == 1000  # type: ignore[union-attr]
+    longer = ITEMISED.replace("{max_abs_points: 10, days: 365}", "{max_abs_points: 10, days: 730}")
+    draft = operations.load_model_version(session, longer, "longer.yaml")
+    assert (
+        queries.what_if(session, draft, as_of=AS_OF, actor="t").biggest_movers[0].new_score == 1010
+    )
+    operations.publish_model_version(session, draft, actor="t", today=AS_OF)
+    operations.recompute_all(session, as_of=AS_OF)
+    assert session.scalar(select(Record.status)) == "active"
+    assert queries.current_snapshot(session, person.id).score == 1010  # type: ignore[union-attr]
