@@ -96,11 +96,16 @@ def sources() -> None:
 @click.argument("code")
 @click.argument("name_zh")
 @click.argument("name_en")
+@click.option(
+    "--item", "items", multiple=True, help="A scoring item it may report; repeat. Default: any."
+)
 @pass_ctx
-def sources_add(ctx: Context, code: str, name_zh: str, name_en: str) -> None:
-    """Register a data source."""
+def sources_add(
+    ctx: Context, code: str, name_zh: str, name_en: str, items: tuple[str, ...]
+) -> None:
+    """Register a data source, and the scoring items it may report."""
     with ctx.session() as session:
-        operations.add_source(session, code, name_zh, name_en)
+        operations.add_source(session, code, name_zh, name_en, items=list(items) or None)
     click.echo(f"added source {code}")
 
 

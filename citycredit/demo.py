@@ -25,12 +25,15 @@ def reference_model_text(filename: str) -> str:
 
 
 def ensure_sources(session: Session) -> int:
-    known = set(session.scalars(select(DataSource.code)))
+    known = {s.code: s for s in session.scalars(select(DataSource))}
     added = 0
     for spec in SOURCES:
+        items = sorted({item for item, _ in spec.items})
         if spec.code not in known:
-            operations.add_source(session, spec.code, spec.name_zh, spec.name_en)
+            operations.add_source(session, spec.code, spec.name_zh, spec.name_en, items=items)
             added += 1
+        elif known[spec.code].items is None:
+            known[spec.code].items = items
     return added
 
 

@@ -174,7 +174,9 @@ class _Validator:
         self.key = key
         self.model = model
         self.today = today
-        self.sources = {s.code: s.id for s in session.scalars(select(DataSource))}
+        sources = list(session.scalars(select(DataSource)))
+        self.sources = {s.code: s.id for s in sources}
+        self.source_items = {s.code: frozenset(s.items) if s.items else None for s in sources}
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
@@ -197,6 +199,13 @@ class _Validator:
             err("document_no", "longer than 200 characters")
         if values["item_code"] and values["item_code"] not in self.model.items:
             err("item_code", f"unknown scoring item {values['item_code'][:64]!r}")
+        elif source_id is not None and values["item_code"]:
+            allowed = self.source_items[values["source"]]
+            if allowed is not None and values["item_code"] not in allowed:
+                err(
+                    "item_code",
+                    f"source {values['source']!r} does not report {values['item_code'][:64]!r}",
+                )
         citizen = None
         if values["id_number"]:
             try:

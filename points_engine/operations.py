@@ -58,10 +58,14 @@ def insert_ignore(session: Session, table: type, rows: list[dict[str, object]]) 
 # --- sources --------------------------------------------------------------------------------------
 
 
-def add_source(session: Session, code: str, name_zh: str, name_en: str) -> DataSource:
+def add_source(
+    session: Session, code: str, name_zh: str, name_en: str, *, items: list[str] | None = None
+) -> DataSource:
     if session.scalar(select(DataSource).where(DataSource.code == code)) is not None:
         raise EngineError(f"data source {code!r} already exists")
-    source = DataSource(code=code, name_zh=name_zh, name_en=name_en)
+    source = DataSource(
+        code=code, name_zh=name_zh, name_en=name_en, items=sorted(set(items)) if items else None
+    )
     session.add(source)
     session.flush()
     return source

@@ -57,6 +57,9 @@ class DataSource(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name_zh: Mapped[str] = mapped_column(String(200))
     name_en: Mapped[str] = mapped_column(String(200))
+    # The scoring items this department may report (a volunteer federation cannot file a court
+    # listing); None while an operator has not restricted it.
+    items: Mapped[list[str] | None] = mapped_column(JSONDoc)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

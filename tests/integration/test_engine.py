@@ -341,3 +341,19 @@ def test_a_model_with_longer_validity_brings_archived_records_back(session: Sess
     operations.recompute_all(session, as_of=AS_OF)
     assert session.scalar(select(Record.status)) == "active"
     assert queries.current_snapshot(session, person.id).score == 1010  # type: ignore[union-attr]
+
+
+def test_a_source_may_file_only_its_own_items(session: Session) -> None:
+    setup(session)
+    operations.add_source(session, "volunteer", "志愿者联合会", "Volunteers", items=["AWARD"])
+    number = factories.id_number()
+    report = run_ingest(
+        session,
+        HEADER
+        + f"volunteer,v1,{number},AWARD,证1,2026-01-01,2026-01-02,active\n"
+        + f"volunteer,v2,{number},DEBTOR,证2,2026-01-01,2026-01-02,active\n",
+    )
+    assert report.inserted == 1
+    assert [(e.row, e.field, e.reason) for e in report.errors] == [
+        (3, "item_code", "source 'volunteer' does not report 'DEBTOR'")
+    ]
