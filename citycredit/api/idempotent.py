@@ -11,7 +11,7 @@ from flask import request
 
 from citycredit.api.auth import caller
 from citycredit.api.problems import Problem
-from citycredit.idempotency import KeyReused, replay_or_none, store_response
+from citycredit.idempotency import KeyReused, claim, complete, release
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,13 +45,17 @@ def idempotent(status: int) -> Callable[[F], F]:
             # Keys are scoped to the endpoint: one key may serve a records upload and a redemption.
             key = hashlib.sha256(f"{request.method} {request.path}\n{key}".encode()).hexdigest()
             try:
-                replay = replay_or_none(session, client_id, key, request.get_data())
+                replay = claim(session, client_id, key, request.get_data())
             except KeyReused as exc:
                 raise Problem("idempotency-key-reused", str(exc)) from None
             if replay is not None:
                 return replay
-            result = view(*args, **kwargs)
-            store_response(session, client_id, key, request.get_data(), status, result)
+            try:
+                result = view(*args, **kwargs)
+            except Problem:
+                release(session, client_id, key)
+                raise
+            complete(session, client_id, key, status, result)
             return result
 
         return wrapper  # type: ignore[return-value]

@@ -514,3 +514,17 @@ def test_every_verification_is_recorded_for_the_citizen_to_see(city: LiveCity) -
         ).all()
         # Rejected codes name no citizen, so they go to the audit log; the rest are verification rows.
         assert actions == ["code.rejected"]
+
+
+def test_parallel_retries_with_one_key_all_get_the_one_redemption(city: LiveCity) -> None:
+    token = city.code(city.excellent)
+    desks = [sdk(city) for _ in range(6)]
+    for desk in desks:
+        desk._access_token()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(
+            pool.map(lambda d: d.redeem(token, BUS, idempotency_key="gate-3-tap-9"), desks)
+        )
+    for desk in desks:
+        desk.close()
+    assert len({r.id for r in results}) == 1
