@@ -16,7 +16,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, select
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -61,6 +62,16 @@ class ApiClient(Base):
     @property
     def scope_set(self) -> frozenset[str]:
         return frozenset(self.scopes.split())
+
+
+class UsedAssertion(Base):
+    """Client assertions already exchanged for a token, kept until they expire, so none is replayed."""
+
+    __tablename__ = "used_assertion"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class AuthError(Exception):
@@ -159,7 +170,7 @@ def authenticate_assertion(session: Session, assertion: str, *, token_url: str) 
             algorithms=[algorithm],
             audience=token_url,
             issuer=client.client_id,
-            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+            options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
         )
     except (jwt.PyJWTError, TypeError, ValueError) as exc:
         raise AuthError("invalid_client", f"the client assertion does not verify: {exc}") from None
@@ -168,11 +179,27 @@ def authenticate_assertion(session: Session, assertion: str, *, token_url: str) 
         raise AuthError(
             "invalid_client", f"the assertion may live at most {MAX_ASSERTION_LIFETIME} s"
         )
+    _spend_assertion(session, client, str(claims["jti"])[:200], int(claims["exp"]))
     if unverified.get("sub") != client.client_id:
         raise AuthError("invalid_client", "the assertion's sub must be the client id")
     if client.status != "active":
         raise AuthError("invalid_client", "this client has been revoked")
     return client
+
+
+def _spend_assertion(session: Session, client: ApiClient, jti: str, exp: int) -> None:
+    """Refuse an assertion seen before (RFC 7523 §3 item 7); forget those that have expired."""
+    now = utcnow()
+    session.execute(delete(UsedAssertion).where(UsedAssertion.expires_at < now))
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    spent = session.execute(
+        module.insert(UsedAssertion)
+        .values(client_id=client.id, jti=jti, expires_at=dt.datetime.fromtimestamp(exp, dt.UTC))
+        .on_conflict_do_nothing()
+        .returning(UsedAssertion.jti)
+    ).first()
+    if spent is None:
+        raise AuthError("invalid_client", "this client assertion was already used; sign a new one")
 
 
 def issue_access_token(

@@ -460,13 +460,14 @@ def test_a_client_with_a_registered_public_key_authenticates_by_assertion(city: 
     assert issued.secret is None
     now = int(dt.datetime.now(dt.UTC).timestamp())
 
-    def assertion(signer: Ed25519PrivateKey) -> str:
+    def assertion(signer: Ed25519PrivateKey, *, jti: str | None = None, life: int = 60) -> str:
         claims = {
             "iss": client_id,
             "sub": client_id,
             "aud": city.url + "/oauth/token",
             "iat": now,
-            "exp": now + 60,
+            "exp": now + life,
+            "jti": jti or os.urandom(8).hex(),
         }
         return jwt.encode(claims, signer, algorithm="EdDSA")
 
@@ -474,8 +475,16 @@ def test_a_client_with_a_registered_public_key_authenticates_by_assertion(city: 
         "grant_type": "client_credentials",
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
     }
-    good = httpx.post(city.url + "/oauth/token", data={**form, "client_assertion": assertion(key)})
+    once = assertion(key)
+    good = httpx.post(city.url + "/oauth/token", data={**form, "client_assertion": once})
     assert good.status_code == 200 and good.json()["scope"] == "verify"
+    # An assertion is spent once, and must be short-lived: a leaked one is no standing credential.
+    replayed = httpx.post(city.url + "/oauth/token", data={**form, "client_assertion": once})
+    assert replayed.status_code == 401 and "already used" in replayed.json()["detail"]
+    lasting = httpx.post(
+        city.url + "/oauth/token", data={**form, "client_assertion": assertion(key, life=3600)}
+    )
+    assert lasting.status_code == 401 and "at most 300 s" in lasting.json()["detail"]
     forged = httpx.post(
         city.url + "/oauth/token",
         data={**form, "client_assertion": assertion(Ed25519PrivateKey.generate())},
