@@ -68,7 +68,7 @@ from citycredit_partner import PartnerClient  # noqa: E402
 from credit_codes import qr  # noqa: E402
 from credit_codes.qr import qr_version  # noqa: E402
 from tests.databases import PG_URL, ScratchDatabase, postgresql_unavailable  # noqa: E402
-from tests.e2e.conftest import SECRETS, Credentials, _seed, free_port  # noqa: E402
+from tests.e2e.conftest import SECRETS, Credentials, _seed, free_port, gunicorn  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 SCENARIO = "library-deposit-free"  # common tier ≥ 3: the "good" (3) and "excellent" (4) citizens
@@ -317,61 +317,28 @@ def live_server(args: argparse.Namespace, tmp: Path) -> Iterator[LiveServer]:
     """A seeded city served by gunicorn on loopback; the server and the database go at the end."""
     kind = "sqlite" if args.sqlite else "postgresql"
     db = ScratchDatabase(kind, tmp)
-    server: subprocess.Popen[bytes] | None = None
-    log_file = None
     try:
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,
             **SECRETS,
             "CITYCREDIT_DATABASE_URL": db.url,
             "CITYCREDIT_INSTANCE_DIR": str(tmp / "instance"),
-            "CITYCREDIT_PUBLIC_URL": url,
+            "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
         }
         settings = load_settings(env=env)
         log(f"seeding a city in a fresh {kind} database …")
         seeded = _seed(db, settings)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "--timeout",
-            "60",
-            "citycredit.wsgi:app",
-        ]
         log_path = tmp / "server.log"
-        log_file = log_path.open("w")
-        server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the server did not start:\n" + log_path.read_text())
-            time.sleep(0.1)
-        log(f"gunicorn is up at {url} ({args.workers} workers × {args.threads} threads)")
-        yield LiveServer(url, db, settings, env, server, log_path, command, seeded)
+        with gunicorn(env, port, log_path, workers=args.workers, threads=args.threads) as (
+            url,
+            command,
+            server,
+        ):
+            log(f"gunicorn is up at {url} ({args.workers} workers × {args.threads} threads)")
+            yield LiveServer(url, db, settings, env, server, log_path, command, seeded)
+        log("gunicorn stopped")
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-            log("gunicorn stopped")
-        if log_file is not None:
-            log_file.close()
         db.drop()
 
 

@@ -64,17 +64,6 @@ class WrongIssuer(TokenRejected):
     title = "The credit code was issued by another city"
 
 
-REJECTIONS: tuple[type[TokenRejected], ...] = (
-    TokenRejected,
-    TokenUnsigned,
-    AlgorithmNotAllowed,
-    UnknownKey,
-    BadSignature,
-    TokenExpired,
-    WrongIssuer,
-)
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

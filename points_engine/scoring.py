@@ -43,7 +43,6 @@ from citycredit.db import JSONDoc, add_days, json_object_agg, utcnow
 from points_engine.models import (
     Citizen,
     RecordStatus,
-    ScoreDirty,
     ScoreSnapshot,
     ScoreWork,
     ScoringItem,
@@ -74,10 +73,6 @@ def citizen_ids(ids: Iterable[int]) -> Scope:
 
 def id_range(low: int, high: int) -> Scope:
     return lambda column: column.between(low, high)
-
-
-def dirty_citizens(column: Any) -> ColumnElement[bool]:
-    return column.in_(select(ScoreDirty.citizen_id))
 
 
 def _clamp(value: Any, low: Any, high: Any) -> Any:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,40 @@ SECRETS = {
     "CITYCREDIT_CITY_CODE": "huangshi",
     "CITYCREDIT_CITY_NAME": "黄石市",
 }
+
+
+@contextmanager
+def gunicorn(
+    env: dict[str, str], port: int, log_path: Path, *, workers: int = 2, threads: int = 4
+) -> Iterator[tuple[str, list[str], subprocess.Popen[bytes]]]:
+    """Serve the app with gunicorn on loopback until the block ends; yields (url, command, process)."""
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
+        "citycredit.wsgi:app",
+    ]  # fmt: skip
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the server did not start:\n" + log_path.read_text())
+                time.sleep(0.1)
+            yield url, command, server
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -128,43 +163,8 @@ def city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveCity]:
     }
     settings = load_settings(env=env)
     seeded = _seed(db, settings)
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--timeout",
-            "60",
-            "citycredit.wsgi:app",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(
-                    "the server did not start:\n" + (tmp_path / "server.log").read_text()
-                )
-            time.sleep(0.1)
-        yield LiveCity(url=url, db=db, settings=settings, **seeded)  # type: ignore[arg-type]
+        with gunicorn(env, port, tmp_path / "server.log") as (url, _command, _process):
+            yield LiveCity(url=url, db=db, settings=settings, **seeded)  # type: ignore[arg-type]
     finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
         db.drop()
