@@ -52,6 +52,8 @@ class ApiClient(Base):
     scopes: Mapped[str] = mapped_column(String(500))
     # For data sources: the only source whose records this client may write.
     source_id: Mapped[int | None] = mapped_column(ForeignKey("data_source.id"))
+    # For venues: the venue whose desk this is; it may verify only the scenarios that venue honours.
+    venue_id: Mapped[int | None] = mapped_column(ForeignKey("venue.id"), index=True)
     secret_hash: Mapped[str | None] = mapped_column(String(300))
     public_key_pem: Mapped[str | None] = mapped_column(Text)
     credential_version: Mapped[int] = mapped_column(Integer, default=1)

@@ -115,15 +115,15 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
     """
     from citycredit.clients import find_client, register_client
     from citycredit.keys import current_signing_key
-    from scenarios.operations import DEMO_SCENARIOS, upsert_scenario
+    from scenarios.demo import ensure_demo_scenarios, load_catalogue
 
-    for fields in DEMO_SCENARIOS:
-        upsert_scenario(session, **fields)
+    ensure_demo_scenarios(session)
+    load_catalogue(session)
     current_signing_key(session, settings.key_secret)
     path = settings.instance_dir / "demo" / "clients.json"
     known = json.loads(path.read_text()) if path.exists() else {}
     wanted = {
-        "venue": ("示范市图书馆借阅台 / City library desk", "venue", ["verify", "redeem"]),
+        "venue": ("示范市信易+便民服务台 / City benefits desk", "venue", ["verify", "redeem"]),
         "app": ("示范市城市服务App / City app", "app", ["codes:issue"]),
     }
     for role, (name, kind, scopes) in wanted.items():

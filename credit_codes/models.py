@@ -32,6 +32,8 @@ class Verification(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"))
     citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"))
     scenario_id: Mapped[int] = mapped_column(ForeignKey("scenario.id"))
+    # The exact rules the answer was given under (a published version never changes).
+    scenario_version_id: Mapped[int] = mapped_column(ForeignKey("scenario_version.id"))
     token_jti: Mapped[str] = mapped_column(String(32))
     eligible: Mapped[bool] = mapped_column(Boolean)
     common_tier: Mapped[int] = mapped_column(Integer)
@@ -39,7 +41,7 @@ class Verification(Base):
 
 
 class Redemption(Base):
-    """A benefit granted (核销). One code redeems a scenario once; quotas are per citizen per day."""
+    """A benefit granted (核销). One code redeems a scenario once, within the scenario's quotas."""
 
     __tablename__ = "redemption"
     __table_args__ = (UniqueConstraint("token_jti", "scenario_id"),)
@@ -50,17 +52,22 @@ class Redemption(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"))
     citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
     scenario_id: Mapped[int] = mapped_column(ForeignKey("scenario.id"))
+    scenario_version_id: Mapped[int] = mapped_column(ForeignKey("scenario_version.id"))
     token_jti: Mapped[str] = mapped_column(String(32))
     day: Mapped[dt.date] = mapped_column(Date)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class RedemptionQuota(Base):
-    """How much of a scenario's daily quota a citizen used; the conditional increment makes it exact."""
+class RedemptionCounter(Base):
+    """How much of a scenario's quota a citizen used in one period; conditional increments make it exact.
 
-    __tablename__ = "redemption_quota"
+    ``period`` is the city-local day (``2026-11-23``) for the daily quota and the month (``2026-11``)
+    for the monthly one; both rows are incremented in the redemption's savepoint.
+    """
+
+    __tablename__ = "redemption_counter"
 
     citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), primary_key=True)
     scenario_id: Mapped[int] = mapped_column(ForeignKey("scenario.id"), primary_key=True)
-    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
     used: Mapped[int] = mapped_column(Integer, default=0)

@@ -17,13 +17,15 @@ from citycredit.audit import audit
 from citycredit.clients import ApiClient
 from citycredit.config import Settings
 from credit_codes import tokens
-from credit_codes.models import Redemption, RedemptionQuota, Verification
+from credit_codes.models import Redemption, RedemptionCounter, Verification
 from points_engine.models import Citizen
 from points_engine.operations import insert_ignore
 from points_engine.queries import current_snapshot
 from points_engine.tiers import common_tier
-from scenarios.models import Scenario
-from scenarios.operations import published_scenario
+from scenarios.benefits import citizen_facts
+from scenarios.eligibility import CitizenFacts
+from scenarios.models import Scenario, ScenarioVersion
+from scenarios.operations import rule_of, scenario_for_use
 
 
 class NotScored(Exception):
@@ -41,7 +43,7 @@ class RedemptionRefused(Exception):
 
 class NotEligible(RedemptionRefused):
     type = "not-eligible"
-    title = "The citizen's tier does not qualify for this benefit"
+    title = "The citizen does not qualify for this benefit"
 
 
 class AlreadyRedeemed(RedemptionRefused):
@@ -51,7 +53,7 @@ class AlreadyRedeemed(RedemptionRefused):
 
 class QuotaExhausted(RedemptionRefused):
     type = "quota-exhausted"
-    title = "The citizen has used today's quota for this benefit"
+    title = "The benefit's quota is used up"
 
 
 def issue_credit_code(
@@ -116,6 +118,7 @@ def open_presentation(
 class VerificationResult:
     verification: Verification
     scenario: Scenario
+    version: ScenarioVersion
     eligible: bool
     common_tier: int
 
@@ -126,7 +129,8 @@ class VerificationResult:
             "eligible": self.eligible,
             "tier": {"level": tier.level, "name_zh": tier.name_zh, "name_en": tier.name_en},
             "scenario": self.scenario.code,
-            "benefit": {"zh": self.scenario.benefit_zh, "en": self.scenario.benefit_en},
+            "scenario_version": self.version.number,
+            "benefit": {"zh": self.version.benefit_zh, "en": self.version.benefit_en},
             "verified_at": self.verification.at.isoformat(),
         }
 
@@ -140,8 +144,15 @@ def verify_presentation(
     *,
     now: dt.datetime,
 ) -> VerificationResult:
-    """Eligible or not, and the tier — all a venue learns. Every verification is recorded."""
-    scenario = published_scenario(session, scenario_code)
+    """Eligible or not, and the tier — all a venue learns. Every verification is recorded.
+
+    The scenario must be in effect today and, for a venue's client, honoured at that venue. The
+    eligibility rule of the live version decides; the tier is the one the code vouches for.
+    """
+    today = now.astimezone(settings.tz).date()
+    scenario, version = scenario_for_use(
+        session, scenario_code, venue_id=client.venue_id, today=today
+    )
     try:
         presented = open_presentation(session, settings, token, now=now)
     except tokens.TokenRejected as exc:
@@ -156,12 +167,23 @@ def verify_presentation(
     # A code vouches for its tier for its 120 s, online exactly as offline. Re-checking consent here
     # would answer "not eligible" for a qualifying tier and so tell the venue that consent was
     # withdrawn; withdrawal stops new codes at once instead.
-    eligible = presented.common_tier >= scenario.min_common_tier
+    rule = rule_of(version)
+    needs = rule.facts_needed()
+    if needs <= {"common_tier", "resident"}:
+        facts = CitizenFacts(presented.common_tier, None, None, True, False)
+    else:
+        citizen = session.get(Citizen, presented.citizen_id)
+        assert citizen is not None
+        facts = citizen_facts(
+            session, citizen, today=today, common_tier=presented.common_tier, needs=needs
+        )
+    eligible = rule.evaluate(facts).eligible
     verification = Verification(
         public_id="ver_" + secrets.token_hex(8),
         client_id=client.id,
         citizen_id=presented.citizen_id,
         scenario_id=scenario.id,
+        scenario_version_id=version.id,
         token_jti=presented.jti,
         eligible=eligible,
         common_tier=presented.common_tier,
@@ -170,7 +192,7 @@ def verify_presentation(
     # The verification row is the audit record of this read (who checked whom, when, for which
     # benefit, with what result): insert-only, and what the citizen's "who checked me" list shows.
     session.add(verification)
-    return VerificationResult(verification, scenario, eligible, presented.common_tier)
+    return VerificationResult(verification, scenario, version, eligible, presented.common_tier)
 
 
 @dataclass(frozen=True)
@@ -183,9 +205,10 @@ class RedemptionResult:
             "redemption_id": self.redemption.public_id,
             "verification_id": self.verification.verification.public_id,
             "scenario": self.verification.scenario.code,
+            "scenario_version": self.verification.version.number,
             "benefit": {
-                "zh": self.verification.scenario.benefit_zh,
-                "en": self.verification.scenario.benefit_en,
+                "zh": self.verification.version.benefit_zh,
+                "en": self.verification.version.benefit_en,
             },
             "redeemed_at": self.redemption.at.isoformat(),
         }
@@ -200,45 +223,65 @@ def redeem(
     *,
     now: dt.datetime,
 ) -> RedemptionResult:
-    """Grant the benefit once per code and within the citizen's daily quota, exactly, under concurrency.
+    """Grant the benefit once per code and within the version's quotas, exactly, under concurrency.
 
-    The quota row is incremented with a conditional UPDATE (``used < quota``), which the database
-    serialises per row; the redemption's unique (code, scenario) key refuses a second use of one code.
-    Both happen in one savepoint, so a refused redemption leaves the quota untouched.
+    The citizen's day and month counters and the scenario's running total are incremented with
+    conditional UPDATEs (``used < quota``), which the database serialises per row, always in that
+    order; the redemption's unique (code, scenario) key refuses a second use of one code. All of it
+    happens in one savepoint, so a refused redemption leaves every counter untouched.
     """
     result = verify_presentation(session, settings, client, token, scenario_code, now=now)
     session.flush()  # the redemption refers to the verification's id
     if not result.eligible:
-        raise NotEligible("the citizen's tier does not qualify for this benefit")
-    scenario = result.scenario
+        raise NotEligible("the citizen does not qualify for this benefit")
+    scenario, version = result.scenario, result.version
     citizen_id = result.verification.citizen_id
     day = now.astimezone(settings.tz).date()
-    insert_ignore(
-        session,
-        RedemptionQuota,
-        [{"citizen_id": citizen_id, "scenario_id": scenario.id, "day": day, "used": 0}],
-    )
+    periods = [
+        (day.isoformat(), version.quota_per_day, "today's quota of {} is used"),
+        (day.strftime("%Y-%m"), version.quota_per_month, "this month's quota of {} is used"),
+    ]
+    periods = [p for p in periods if p[1] is not None]
+    if periods:
+        insert_ignore(
+            session,
+            RedemptionCounter,
+            [
+                {"citizen_id": citizen_id, "scenario_id": scenario.id, "period": p, "used": 0}
+                for p, _, _ in periods
+            ],
+        )
     try:
         with session.begin_nested():
-            granted = session.execute(
-                update(RedemptionQuota)
-                .where(
-                    RedemptionQuota.citizen_id == citizen_id,
-                    RedemptionQuota.scenario_id == scenario.id,
-                    RedemptionQuota.day == day,
-                    RedemptionQuota.used < scenario.daily_quota_per_citizen,
-                )
-                .values(used=RedemptionQuota.used + 1)
-                .returning(RedemptionQuota.used)
+            for period, quota, message in periods:
+                granted = session.execute(
+                    update(RedemptionCounter)
+                    .where(
+                        RedemptionCounter.citizen_id == citizen_id,
+                        RedemptionCounter.scenario_id == scenario.id,
+                        RedemptionCounter.period == period,
+                        RedemptionCounter.used < quota,
+                    )
+                    .values(used=RedemptionCounter.used + 1)
+                    .returning(RedemptionCounter.used)
+                ).scalar_one_or_none()
+                if granted is None:
+                    raise QuotaExhausted(message.format(quota))
+            total = update(Scenario).where(Scenario.id == scenario.id)
+            if version.quota_total is not None:
+                total = total.where(Scenario.redeemed_total < version.quota_total)
+            counted = session.execute(
+                total.values(redeemed_total=Scenario.redeemed_total + 1).returning(Scenario.id)
             ).scalar_one_or_none()
-            if granted is None:
-                raise QuotaExhausted(f"{scenario.daily_quota_per_citizen} per day, all used today")
+            if counted is None:
+                raise QuotaExhausted(f"all {version.quota_total} of this benefit are given out")
             redemption = Redemption(
                 public_id="red_" + secrets.token_hex(8),
                 verification_id=result.verification.id,
                 client_id=client.id,
                 citizen_id=citizen_id,
                 scenario_id=scenario.id,
+                scenario_version_id=version.id,
                 token_jti=result.verification.token_jti,
                 day=day,
                 at=now,
@@ -253,6 +296,7 @@ def redeem(
         action="benefit.redeem",
         citizen_id=citizen_id,
         scenario=scenario.code,
+        version=version.number,
         redemption=redemption.public_id,
     )
     return RedemptionResult(redemption, result)

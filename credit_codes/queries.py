@@ -12,13 +12,14 @@ from citycredit.audit import audit
 from citycredit.clients import ApiClient
 from credit_codes.models import Redemption, Verification
 from points_engine.models import Citizen
-from scenarios.models import Scenario
+from scenarios.models import ScenarioVersion, Venue
 
 
 @dataclass(frozen=True)
 class Check:
     at: dt.datetime
-    checker: str  # the venue's registered name
+    checker: str  # the venue's name (or, for a city-wide desk, its client's registered name)
+    checker_en: str
     scenario_zh: str
     scenario_en: str
     eligible: bool
@@ -32,9 +33,18 @@ def checks_of_citizen(
     """Every time a venue checked the citizen's code, newest first, and whether a benefit was granted."""
     audit(session, actor=actor, action="citizen.checks", citizen_id=citizen.id)
     rows = session.execute(
-        select(Verification, ApiClient.name, Scenario.name_zh, Scenario.name_en, Redemption.id)
+        select(
+            Verification,
+            ApiClient.name,
+            Venue.name_zh,
+            Venue.name_en,
+            ScenarioVersion.name_zh,
+            ScenarioVersion.name_en,
+            Redemption.id,
+        )
         .join(ApiClient, ApiClient.id == Verification.client_id)
-        .join(Scenario, Scenario.id == Verification.scenario_id)
+        .outerjoin(Venue, Venue.id == ApiClient.venue_id)
+        .join(ScenarioVersion, ScenarioVersion.id == Verification.scenario_version_id)
         .outerjoin(Redemption, Redemption.verification_id == Verification.id)
         .where(Verification.citizen_id == citizen.id)
         .order_by(Verification.at.desc(), Verification.id.desc())
@@ -43,12 +53,13 @@ def checks_of_citizen(
     return [
         Check(
             at=v.at,
-            checker=checker,
+            checker=venue_zh or client_name,
+            checker_en=venue_en or client_name,
             scenario_zh=zh,
             scenario_en=en,
             eligible=v.eligible,
             redeemed=redemption_id is not None,
             verification_id=v.public_id,
         )
-        for v, checker, zh, en, redemption_id in rows
+        for v, client_name, venue_zh, venue_en, zh, en, redemption_id in rows
     ]

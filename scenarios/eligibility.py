@@ -55,6 +55,11 @@ class RuleError(ValueError):
 
 class Condition(ABC):
     kind: ClassVar[str]
+    # The CitizenFacts fields this kind reads; a verification fetches only what its rule needs.
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def facts_needed(self) -> frozenset[str]:
+        return self.needs
 
     @classmethod
     @abstractmethod
@@ -106,6 +111,7 @@ def _int(value: Any, path: str, low: int, high: int) -> int:
 @dataclass(frozen=True)
 class MinCommonTier(Condition):
     kind: ClassVar[str] = "min_common_tier"
+    needs: ClassVar[frozenset[str]] = frozenset({"common_tier"})
     level: int
 
     @classmethod
@@ -143,6 +149,7 @@ class MinCommonTier(Condition):
 @dataclass(frozen=True)
 class MinLocalScore(Condition):
     kind: ClassVar[str] = "min_local_score"
+    needs: ClassVar[frozenset[str]] = frozenset({"local_score"})
     score: int
 
     @classmethod
@@ -172,6 +179,7 @@ class MinLocalScore(Condition):
 @dataclass(frozen=True)
 class MinAge(Condition):
     kind: ClassVar[str] = "min_age"
+    needs: ClassVar[frozenset[str]] = frozenset({"age"})
     years: int
 
     @classmethod
@@ -201,6 +209,7 @@ def _flag(value: Any, path: str) -> None:
 @dataclass(frozen=True)
 class Resident(Condition):
     kind: ClassVar[str] = "resident"
+    needs: ClassVar[frozenset[str]] = frozenset({"resident"})
 
     @classmethod
     def parse(cls, value: Any, path: str) -> Condition:
@@ -223,6 +232,7 @@ class Resident(Condition):
 @dataclass(frozen=True)
 class NoDirectTierRecord(Condition):
     kind: ClassVar[str] = "no_direct_tier_record"
+    needs: ClassVar[frozenset[str]] = frozenset({"has_direct_tier_record"})
 
     @classmethod
     def parse(cls, value: Any, path: str) -> Condition:
@@ -268,6 +278,9 @@ class All(Condition):
     def parse(cls, value: Any, path: str) -> Condition:
         return cls(_children(value, path))
 
+    def facts_needed(self) -> frozenset[str]:
+        return frozenset().union(*(c.facts_needed() for c in self.conditions))
+
     def evaluate(self, facts: CitizenFacts) -> Outcome:
         outcomes = [c.evaluate(facts) for c in self.conditions]
         return Outcome(all(o.eligible for o in outcomes), [r for o in outcomes for r in o.unmet])
@@ -290,6 +303,9 @@ class Any_(Condition):
     @classmethod
     def parse(cls, value: Any, path: str) -> Condition:
         return cls(_children(value, path))
+
+    def facts_needed(self) -> frozenset[str]:
+        return frozenset().union(*(c.facts_needed() for c in self.conditions))
 
     def evaluate(self, facts: CitizenFacts) -> Outcome:
         outcomes = [c.evaluate(facts) for c in self.conditions]

@@ -1,69 +1,648 @@
-"""Writes of scenarios (the minimal set issue 3 needs; the operators' workflow comes with issue 4)."""
+"""The scenario registry's writes and lookups: operators, venues, scenarios and their review workflow.
+
+Every write takes an :class:`Actor` (who, and within which operator) and is audited. The workflow::
+
+    draft ──submit──▶ in_review ──publish──▶ published ◀──resume── suspended
+      ▲                  │                      │  └──suspend──▶──┘
+      └─────reject───────┘                      └──────retire──────▶ retired
+
+Editing a published scenario opens a new pending version (draft → in review → published) while the
+live version keeps serving; publishing it supersedes the old one. A version is frozen once submitted.
+Whoever submitted a version cannot also publish it (four eyes).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from scenarios.models import Scenario
+from citycredit.audit import audit
+from citycredit.db import utcnow
+from scenarios.eligibility import Condition, RuleError, parse_rule
+from scenarios.models import (
+    CATEGORIES,
+    PENDING_STATES,
+    Operator,
+    Scenario,
+    ScenarioVenue,
+    ScenarioVersion,
+    Venue,
+)
+
+CODE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+CONTENT_FIELDS = (
+    "name_zh",
+    "name_en",
+    "benefit_zh",
+    "benefit_en",
+    "eligibility",
+    "quota_per_day",
+    "quota_per_month",
+    "quota_total",
+    "valid_from",
+    "valid_until",
+)
 
 
-class UnknownScenario(LookupError):
+# --- errors -------------------------------------------------------------------------------------
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be carried out; ``str()`` is a sentence fit for a user."""
+
+
+class UnknownScenario(RegistryError, LookupError):
     def __init__(self, code: str):
         super().__init__(f"no published scenario {code!r}")
         self.code = code
 
 
-def upsert_scenario(session: Session, **fields: object) -> Scenario:
-    scenario = session.scalar(select(Scenario).where(Scenario.code == fields["code"]))
-    if scenario is None:
-        scenario = Scenario(**fields)
-        session.add(scenario)
-    else:
-        for name, value in fields.items():
-            setattr(scenario, name, value)
-    session.flush()
-    return scenario
+class ScenarioUnavailable(RegistryError):
+    """The scenario exists but cannot be used here and now (suspended, outside its dates, other venue)."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(f"scenario {code!r} {reason}")
+        self.code = code
+        self.reason = reason
 
 
-def published_scenario(session: Session, code: str) -> Scenario:
-    scenario = session.scalar(
-        select(Scenario).where(Scenario.code == code, Scenario.status == "published")
+class InvalidScenario(RegistryError, ValueError):
+    """Field errors: ``errors`` maps each field to its messages (``eligibility`` names the rule path)."""
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]):
+        self.errors = {name: list(messages) for name, messages in errors.items()}
+        super().__init__(
+            "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in self.errors.items())
+        )
+
+
+class WorkflowError(RegistryError):
+    """A transition the workflow does not allow from the scenario's current state."""
+
+
+class NotPermitted(RegistryError, PermissionError):
+    """The actor may not do this to this scenario (another operator's, or a step for another role)."""
+
+
+# --- who acts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting. ``operator_id`` limits an operator's people to their own scenarios and venues;
+    ``None`` means city-wide. ``can_publish`` is the credit office's review right."""
+
+    name: str
+    operator_id: int | None = None
+    can_publish: bool = False
+    read_only: bool = False
+
+    def may_manage(self, operator_id: int) -> bool:
+        return not self.read_only and (self.operator_id is None or self.operator_id == operator_id)
+
+    def may_see(self, operator_id: int) -> bool:
+        return self.operator_id is None or self.operator_id == operator_id
+
+
+SYSTEM = Actor("system", can_publish=True)
+
+
+def _require_manage(actor: Actor, scenario: Scenario) -> None:
+    if not actor.may_see(scenario.operator_id):
+        # Another operator's scenario does not exist as far as this actor can tell.
+        raise UnknownScenario(scenario.code)
+    if not actor.may_manage(scenario.operator_id):
+        raise NotPermitted(f"{actor.name} may not change scenario {scenario.code!r}")
+
+
+# --- field validation -----------------------------------------------------------------------------
+
+
+class _Optional(fields.Integer):
+    """An optional whole number; empty strings (a blank CSV cell or form field) mean none."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if value in ("", None):
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _OptionalDate(fields.Date):
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if value in ("", None):
+            return None
+        if isinstance(value, dt.date):
+            return value
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _Rule(fields.Field):
+    """An eligibility rule as JSON data (or JSON text, from a form or CSV), parsed by the registry."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        import json
+
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+        try:
+            return parse_rule(value).to_data()
+        except RuleError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+def _text(limit: int) -> fields.String:
+    return fields.String(
+        required=True, validate=validate.Length(min=1, max=limit), metadata={"strip": True}
     )
-    if scenario is None:
+
+
+class ContentSchema(Schema):
+    """What a version holds. Quotas: per citizen per day and per month, and in total; blank is none."""
+
+    name_zh = _text(200)
+    name_en = _text(200)
+    benefit_zh = _text(500)
+    benefit_en = _text(500)
+    eligibility = _Rule(required=True)
+    quota_per_day = _Optional(load_default=None, validate=validate.Range(min=1, max=10_000))
+    quota_per_month = _Optional(load_default=None, validate=validate.Range(min=1, max=100_000))
+    quota_total = _Optional(load_default=None, validate=validate.Range(min=1, max=1_000_000_000))
+    valid_from = _OptionalDate(load_default=None)
+    valid_until = _OptionalDate(load_default=None)
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("valid_from"), data.get("valid_until")
+        if start and end and end < start:
+            raise ValidationError("must not be before valid_from", "valid_until")
+        day, month = data.get("quota_per_day"), data.get("quota_per_month")
+        if day and month and month < day:
+            raise ValidationError("must allow at least the daily quota", "quota_per_month")
+
+
+def clean_content(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a version's fields; raise :class:`InvalidScenario` with every field's problems."""
+    stripped = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+    try:
+        loaded: dict[str, Any] = ContentSchema().load(
+            {k: v for k, v in stripped.items() if k in CONTENT_FIELDS}
+        )
+    except ValidationError as exc:
+        raise InvalidScenario(_messages(exc)) from None
+    return loaded
+
+
+def _messages(exc: ValidationError) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    raw = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    for name, messages in raw.items():
+        out[str(name)] = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+    return out
+
+
+def _check_identity(code: str, category: str) -> None:
+    errors: dict[str, list[str]] = {}
+    if not CODE.match(code or ""):
+        errors["code"] = ["3–64 characters: lower-case letters, digits and '-'"]
+    if category not in CATEGORIES:
+        errors["category"] = [f"unknown category (known: {', '.join(CATEGORIES)})"]
+    if errors:
+        raise InvalidScenario(errors)
+
+
+# --- operators and venues --------------------------------------------------------------------------
+
+
+def ensure_operator(session: Session, code: str, name_zh: str, name_en: str) -> Operator:
+    operator = session.scalar(select(Operator).where(Operator.code == code))
+    if operator is None:
+        operator = Operator(code=code, name_zh=name_zh, name_en=name_en)
+        session.add(operator)
+        session.flush()
+    return operator
+
+
+def find_operator(session: Session, code: str) -> Operator | None:
+    return session.scalar(select(Operator).where(Operator.code == code))
+
+
+def add_venue(
+    session: Session,
+    actor: Actor,
+    *,
+    operator: Operator,
+    code: str,
+    category: str,
+    name_zh: str,
+    name_en: str,
+    address_zh: str = "",
+) -> Venue:
+    if not actor.may_manage(operator.id):
+        raise NotPermitted(f"{actor.name} may not add venues for {operator.code!r}")
+    _check_identity(code, category)
+    if session.scalar(select(Venue.id).where(Venue.code == code)) is not None:
+        raise InvalidScenario({"code": [f"venue {code!r} exists already"]})
+    venue = Venue(
+        operator_id=operator.id,
+        code=code,
+        category=category,
+        name_zh=name_zh.strip(),
+        name_en=name_en.strip(),
+        address_zh=address_zh.strip(),
+    )
+    session.add(venue)
+    session.flush()
+    audit(session, actor=actor.name, action="venue.add", venue=code, operator=operator.code)
+    return venue
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def find_scenario(session: Session, code: str, actor: Actor | None = None) -> Scenario:
+    """The scenario with this code, if the actor may see it (another operator's reads as unknown)."""
+    scenario = session.scalar(select(Scenario).where(Scenario.code == code))
+    if scenario is None or (actor is not None and not actor.may_see(scenario.operator_id)):
         raise UnknownScenario(code)
     return scenario
 
 
-DEMO_SCENARIOS = (
-    dict(
-        code="library-deposit-free",
-        category="library",
-        name_zh="信易阅·免押金借书",
-        name_en="Library: deposit-free borrowing",
-        benefit_zh="免押金借阅图书最多40册",
-        benefit_en="Borrow up to 40 books without a deposit",
-        min_common_tier=3,
-        daily_quota_per_citizen=1,
-    ),
-    dict(
-        code="bus-fare-discount",
-        category="transport",
-        name_zh="信易行·公交八折",
-        name_en="Bus: 20% fare discount",
-        benefit_zh="乘坐公交享受八折优惠",
-        benefit_en="20% off the bus fare",
-        min_common_tier=4,
-        daily_quota_per_citizen=6,
-    ),
-    dict(
-        code="power-bank-free",
-        category="rental",
-        name_zh="信易租·充电宝免费三小时",
-        name_en="Power bank: three hours free",
-        benefit_zh="免押金、免费租用充电宝三小时",
-        benefit_en="Rent a power bank deposit-free, three hours free",
-        min_common_tier=3,
-        daily_quota_per_citizen=2,
-    ),
-)
+def live_version(session: Session, scenario_id: int) -> ScenarioVersion | None:
+    return session.scalar(
+        select(ScenarioVersion).where(
+            ScenarioVersion.scenario_id == scenario_id, ScenarioVersion.state == "published"
+        )
+    )
+
+
+def pending_version(session: Session, scenario_id: int) -> ScenarioVersion | None:
+    return session.scalar(
+        select(ScenarioVersion).where(
+            ScenarioVersion.scenario_id == scenario_id,
+            ScenarioVersion.state.in_(PENDING_STATES),
+        )
+    )
+
+
+def versions_of(session: Session, scenario_id: int) -> list[ScenarioVersion]:
+    return list(
+        session.scalars(
+            select(ScenarioVersion)
+            .where(ScenarioVersion.scenario_id == scenario_id)
+            .order_by(ScenarioVersion.number.desc())
+        )
+    )
+
+
+def venues_of(session: Session, scenario_id: int) -> list[Venue]:
+    return list(
+        session.scalars(
+            select(Venue)
+            .join(ScenarioVenue, ScenarioVenue.venue_id == Venue.id)
+            .where(ScenarioVenue.scenario_id == scenario_id)
+            .order_by(Venue.code)
+        )
+    )
+
+
+_RULES: dict[int, Condition] = {}
+
+
+def rule_of(version: ScenarioVersion) -> Condition:
+    """The parsed rule of a version; cached per frozen version (published versions never change)."""
+    if version.state == "draft":  # still editable: never cached
+        return parse_rule(version.eligibility)
+    rule = _RULES.get(version.id)
+    if rule is None:
+        if len(_RULES) > 10_000:
+            _RULES.clear()
+        rule = _RULES[version.id] = parse_rule(version.eligibility)
+    return rule
+
+
+def scenario_for_use(
+    session: Session, code: str, *, venue_id: int | None, today: dt.date
+) -> tuple[Scenario, ScenarioVersion]:
+    """The live version a venue may verify and redeem against today, or the precise reason why not."""
+    row = session.execute(
+        select(Scenario, ScenarioVersion)
+        .join(
+            ScenarioVersion,
+            (ScenarioVersion.scenario_id == Scenario.id) & (ScenarioVersion.state == "published"),
+        )
+        .where(Scenario.code == code)
+    ).first()
+    if row is None or row[0].status == "retired":
+        raise UnknownScenario(code)
+    scenario, version = row
+    if scenario.status == "suspended":
+        raise ScenarioUnavailable(code, "is suspended by its operator or the city")
+    if version.valid_from is not None and today < version.valid_from:
+        raise ScenarioUnavailable(code, f"starts on {version.valid_from.isoformat()}")
+    if version.valid_until is not None and today > version.valid_until:
+        raise ScenarioUnavailable(code, f"ended on {version.valid_until.isoformat()}")
+    if venue_id is not None:
+        offered = session.scalar(
+            select(ScenarioVenue.venue_id).where(
+                ScenarioVenue.scenario_id == scenario.id, ScenarioVenue.venue_id == venue_id
+            )
+        )
+        if offered is None:
+            raise ScenarioUnavailable(code, "is not offered at this venue")
+    return scenario, version
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def create_scenario(
+    session: Session,
+    actor: Actor,
+    *,
+    code: str,
+    operator: Operator,
+    category: str,
+    content: Mapping[str, Any],
+    venue_codes: Iterable[str] = (),
+) -> Scenario:
+    """A new scenario as a draft (version 1). Raises :class:`InvalidScenario` listing every problem."""
+    if not actor.may_manage(operator.id):
+        raise NotPermitted(f"{actor.name} may not create scenarios for {operator.code!r}")
+    errors: dict[str, list[str]] = {}
+    try:
+        _check_identity(code, category)
+    except InvalidScenario as exc:
+        errors.update(exc.errors)
+    try:
+        cleaned = clean_content(content)
+    except InvalidScenario as exc:
+        errors.update(exc.errors)
+    if not errors and session.scalar(select(Scenario.id).where(Scenario.code == code)):
+        errors["code"] = [f"scenario {code!r} exists already"]
+    venues: list[Venue] = []
+    if not errors:
+        try:
+            venues = _venues(session, operator, venue_codes)
+        except InvalidScenario as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise InvalidScenario(errors)
+    now = utcnow()
+    scenario = Scenario(
+        code=code,
+        operator_id=operator.id,
+        category=category,
+        status="draft",
+        redeemed_total=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(scenario)
+    session.flush()
+    session.add(
+        ScenarioVersion(
+            scenario_id=scenario.id, number=1, state="draft", created_by=actor.name, **cleaned
+        )
+    )
+    for venue in venues:
+        session.add(ScenarioVenue(scenario_id=scenario.id, venue_id=venue.id))
+    session.flush()
+    audit(session, actor=actor.name, action="scenario.create", scenario=code, version=1)
+    return scenario
+
+
+def _venues(session: Session, operator: Operator, codes: Iterable[str]) -> list[Venue]:
+    wanted = sorted({c.strip() for c in codes if c.strip()})
+    if not wanted:
+        return []
+    found = {v.code: v for v in session.scalars(select(Venue).where(Venue.code.in_(wanted)))}
+    problems = [f"unknown venue {c!r}" for c in wanted if c not in found]
+    problems += [
+        f"venue {c!r} belongs to another operator"
+        for c, v in found.items()
+        if v.operator_id != operator.id
+    ]
+    if problems:
+        raise InvalidScenario({"venues": problems})
+    return [found[c] for c in wanted]
+
+
+def edit_scenario(
+    session: Session, actor: Actor, scenario: Scenario, content: Mapping[str, Any]
+) -> ScenarioVersion:
+    """Change what a scenario grants. A draft is edited in place; a published scenario gets a new draft
+    version (the live one keeps serving until the new one is published)."""
+    _require_manage(actor, scenario)
+    if scenario.status == "retired":
+        raise WorkflowError("a retired scenario cannot be edited")
+    cleaned = clean_content(content)
+    pending = pending_version(session, scenario.id)
+    if pending is not None and pending.state == "in_review":
+        raise WorkflowError("version under review: wait for the review, or ask for it back")
+    if pending is None:
+        numbers = session.scalars(
+            select(ScenarioVersion.number).where(ScenarioVersion.scenario_id == scenario.id)
+        ).all()
+        pending = ScenarioVersion(
+            scenario_id=scenario.id,
+            number=max(numbers, default=0) + 1,
+            state="draft",
+            created_by=actor.name,
+        )
+        session.add(pending)
+    for name, value in cleaned.items():
+        setattr(pending, name, value)
+    scenario.updated_at = utcnow()
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action="scenario.edit",
+        scenario=scenario.code,
+        version=pending.number,
+    )
+    return pending
+
+
+def set_venues(
+    session: Session, actor: Actor, scenario: Scenario, venue_codes: Iterable[str]
+) -> list[Venue]:
+    """Which venues honour the scenario (takes effect at once; a venue only ever adds a place)."""
+    _require_manage(actor, scenario)
+    operator = session.get(Operator, scenario.operator_id)
+    assert operator is not None
+    venues = _venues(session, operator, venue_codes)
+    session.execute(delete(ScenarioVenue).where(ScenarioVenue.scenario_id == scenario.id))
+    for venue in venues:
+        session.add(ScenarioVenue(scenario_id=scenario.id, venue_id=venue.id))
+    scenario.updated_at = utcnow()
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action="scenario.venues",
+        scenario=scenario.code,
+        venues=[v.code for v in venues],
+    )
+    return venues
+
+
+def submit(session: Session, actor: Actor, scenario: Scenario) -> ScenarioVersion:
+    """Send the pending draft for review; it is frozen from now on."""
+    _require_manage(actor, scenario)
+    pending = pending_version(session, scenario.id)
+    if pending is None or pending.state != "draft":
+        raise WorkflowError("there is no draft to submit")
+    if scenario.status == "retired":
+        raise WorkflowError("a retired scenario cannot be submitted")
+    pending.state = "in_review"
+    pending.submitted_by = actor.name
+    pending.submitted_at = utcnow()
+    if scenario.status == "draft":
+        scenario.status = "in_review"
+    scenario.updated_at = utcnow()
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action="scenario.submit",
+        scenario=scenario.code,
+        version=pending.number,
+    )
+    return pending
+
+
+def _require_review(session: Session, actor: Actor, scenario: Scenario) -> ScenarioVersion:
+    if not actor.may_see(scenario.operator_id):
+        raise UnknownScenario(scenario.code)
+    if not actor.can_publish or actor.read_only:
+        raise NotPermitted(f"{actor.name} may not review scenarios")
+    pending = pending_version(session, scenario.id)
+    if pending is None or pending.state != "in_review":
+        raise WorkflowError("there is no version waiting for review")
+    return pending
+
+
+def reject(session: Session, actor: Actor, scenario: Scenario, note: str) -> ScenarioVersion:
+    """Send the version under review back to its author as a draft, with the reviewer's note."""
+    pending = _require_review(session, actor, scenario)
+    if not note.strip():
+        raise InvalidScenario({"review_note": ["say what needs to change"]})
+    pending.state = "draft"
+    pending.reviewed_by = actor.name
+    pending.reviewed_at = utcnow()
+    pending.review_note = note.strip()[:500]
+    if scenario.status == "in_review":
+        scenario.status = "draft"
+    scenario.updated_at = utcnow()
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action="scenario.reject",
+        scenario=scenario.code,
+        version=pending.number,
+        note=pending.review_note,
+    )
+    return pending
+
+
+def publish(session: Session, actor: Actor, scenario: Scenario, note: str = "") -> ScenarioVersion:
+    """Make the version under review live; the previous live version is superseded (not deleted)."""
+    pending = _require_review(session, actor, scenario)
+    if pending.submitted_by == actor.name and actor is not SYSTEM:
+        raise NotPermitted("four eyes: a version is published by someone other than its submitter")
+    now = utcnow()
+    live = live_version(session, scenario.id)
+    if live is not None:
+        live.state = "superseded"
+        session.flush()  # the partial unique index allows one live version at a time
+    pending.state = "published"
+    pending.reviewed_by = actor.name
+    pending.reviewed_at = now
+    pending.review_note = note.strip()[:500] or None
+    pending.published_at = now
+    if scenario.status in ("draft", "in_review"):
+        scenario.status = "published"
+    scenario.updated_at = now
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action="scenario.publish",
+        scenario=scenario.code,
+        version=pending.number,
+    )
+    return pending
+
+
+def _transition(
+    session: Session,
+    actor: Actor,
+    scenario: Scenario,
+    action: str,
+    allowed: tuple[str, ...],
+    to: str,
+    reason: str,
+) -> Scenario:
+    _require_manage(actor, scenario)
+    if scenario.status not in allowed:
+        raise WorkflowError(f"cannot {action} a scenario that is {scenario.status}")
+    before = scenario.status
+    scenario.status = to
+    scenario.updated_at = utcnow()
+    if to == "retired":
+        for version in session.scalars(
+            select(ScenarioVersion).where(
+                ScenarioVersion.scenario_id == scenario.id,
+                ScenarioVersion.state.in_(PENDING_STATES),
+            )
+        ):
+            version.state = "withdrawn"
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action=f"scenario.{action}",
+        scenario=scenario.code,
+        before=before,
+        reason=reason.strip()[:500],
+    )
+    return scenario
+
+
+def suspend(session: Session, actor: Actor, scenario: Scenario, reason: str = "") -> Scenario:
+    """Stop verifications and redemptions at once (the operator's or the city's emergency brake)."""
+    return _transition(session, actor, scenario, "suspend", ("published",), "suspended", reason)
+
+
+def resume(session: Session, actor: Actor, scenario: Scenario, reason: str = "") -> Scenario:
+    return _transition(session, actor, scenario, "resume", ("suspended",), "published", reason)
+
+
+def retire(session: Session, actor: Actor, scenario: Scenario, reason: str = "") -> Scenario:
+    """End a scenario for good; its history (versions, verifications, redemptions) stays."""
+    allowed = ("draft", "in_review", "published", "suspended")
+    return _transition(session, actor, scenario, "retire", allowed, "retired", reason)
+
+
+def publish_directly(
+    session: Session,
+    scenario: Scenario,
+    *,
+    submitter: Actor,
+    publisher: Actor,
+) -> ScenarioVersion:
+    """Submit and publish in one go with two distinct actors (seeding a demo or a migration)."""
+    submit(session, submitter, scenario)
+    return publish(session, publisher, scenario)

@@ -15,7 +15,7 @@ from citycredit.db import utcnow
 from citycredit.idnumber import InvalidIdNumber, parse_id_number
 from credit_codes import operations, qr, tokens
 from points_engine.queries import find_citizen
-from scenarios.operations import UnknownScenario
+from scenarios.operations import ScenarioUnavailable, UnknownScenario
 
 blueprint = Blueprint(
     "credit_codes", __name__, url_prefix="/api/v1", description="Citizens' QR credit codes (信用码)"
@@ -43,6 +43,9 @@ class VerificationSchema(Schema):
     eligible = fields.Boolean()
     tier = fields.Nested(TierSchema)
     scenario = fields.String()
+    scenario_version = fields.Integer(
+        metadata={"description": "the rules the answer was given under"}
+    )
     benefit = fields.Nested(BenefitSchema)
     verified_at = fields.String()
 
@@ -51,6 +54,7 @@ class RedemptionSchema(Schema):
     redemption_id = fields.String()
     verification_id = fields.String()
     scenario = fields.String()
+    scenario_version = fields.Integer()
     benefit = fields.Nested(BenefitSchema)
     redeemed_at = fields.String()
 
@@ -71,6 +75,8 @@ def _refusal(exc: Exception) -> Problem:
         return Problem(exc.type, exc.detail)
     if isinstance(exc, UnknownScenario):
         return Problem("unknown-scenario", str(exc))
+    if isinstance(exc, ScenarioUnavailable):
+        return Problem("scenario-unavailable", str(exc))
     if isinstance(exc, operations.RedemptionRefused):
         return Problem(exc.type, exc.detail)
     raise exc
@@ -94,7 +100,7 @@ def verify(body: dict[str, Any]) -> Any:
             body["scenario"],
             now=utcnow(),
         )
-    except (tokens.TokenRejected, UnknownScenario) as exc:
+    except (tokens.TokenRejected, UnknownScenario, ScenarioUnavailable) as exc:
         raise _refusal(exc) from None
     return result.as_dict()
 
@@ -106,7 +112,7 @@ def verify(body: dict[str, Any]) -> Any:
 @require_scope("redeem")
 @idempotent(201)
 def redeem(body: dict[str, Any]) -> Any:
-    """Redeem the benefit: once per code, within the citizen's daily quota, exactly under concurrency."""
+    """Redeem the benefit: once per code, within the scenario's quotas (per citizen per day and month, and in total), exactly under concurrency."""
     from citycredit.app import db_session, platform_of
 
     try:
@@ -118,7 +124,12 @@ def redeem(body: dict[str, Any]) -> Any:
             body["scenario"],
             now=utcnow(),
         )
-    except (tokens.TokenRejected, UnknownScenario, operations.RedemptionRefused) as exc:
+    except (
+        tokens.TokenRejected,
+        UnknownScenario,
+        ScenarioUnavailable,
+        operations.RedemptionRefused,
+    ) as exc:
         raise _refusal(exc) from None
     return result.as_dict()
 

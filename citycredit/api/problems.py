@@ -112,10 +112,16 @@ _TYPES = [
         "Check the scenario code with the city.",
     ),
     ProblemType(
+        "scenario-unavailable",
+        409,
+        "The scenario cannot be used here or now",
+        "It is suspended, outside its validity dates, or not honoured at the venue this client belongs to; `detail` says which.",
+    ),
+    ProblemType(
         "not-eligible",
         403,
-        "The citizen's tier does not qualify for this benefit",
-        "Nothing is redeemed.",
+        "The citizen does not qualify for this benefit",
+        "The live version's eligibility rule is not met. Nothing is redeemed, and the venue is not told which condition failed.",
     ),
     ProblemType(
         "already-redeemed",
@@ -126,8 +132,8 @@ _TYPES = [
     ProblemType(
         "quota-exhausted",
         409,
-        "The citizen has used today's quota for this benefit",
-        "Quotas are per citizen per day in the city's timezone.",
+        "The benefit's quota is used up",
+        "A scenario may limit redemptions per citizen per day and per month (in the city's timezone) and in total; `detail` says which limit was reached.",
     ),
     ProblemType(
         "not-scored",

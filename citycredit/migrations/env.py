@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 import citycredit.audit
 import citycredit.clients
@@ -21,7 +22,8 @@ if engine is None:
 
     engine = make_engine(load_settings().database_url)
 
-with engine.begin() as connection:
+
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -29,3 +31,25 @@ with engine.begin() as connection:
         compare_type=True,
     )
     context.run_migrations()
+
+
+if engine.dialect.name == "sqlite":
+    # SQLite alters a table by copying it and dropping the original, which its foreign keys forbid
+    # while rows refer to it (Alembic's batch mode). Keys are off for the migration, which is
+    # then checked as a whole before it commits; the pragma is ignored inside a transaction, so
+    # it is set on the raw connection first.
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                _run(connection)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
+else:
+    with engine.begin() as connection:
+        _run(connection)

@@ -23,6 +23,7 @@ from ._errors import (
     PermissionDeniedError,
     QuotaExhaustedError,
     RateLimitError,
+    ScenarioUnavailableError,
     ServerError,
 )
 from ._models import Benefit, OfflineVerification, Redemption, Tier, UploadResult, Verification
@@ -45,6 +46,7 @@ __all__ = [
     "QuotaExhaustedError",
     "RateLimitError",
     "Redemption",
+    "ScenarioUnavailableError",
     "ServerError",
     "Tier",
     "UploadResult",

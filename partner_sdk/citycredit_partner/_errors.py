@@ -6,11 +6,12 @@ PartnerError
 └── APIStatusError              the API answered with an error (.status, .problem)
     ├── AuthenticationError     401: wrong credentials, revoked client
     ├── PermissionDeniedError   403: missing scope
-    │   └── NotEligibleError    403: the citizen's tier does not qualify (nothing redeemed)
+    │   └── NotEligibleError    403: the citizen does not qualify (nothing redeemed)
     ├── NotFoundError           404: unknown scenario, unknown citizen
     ├── ConflictError           409
     │   ├── AlreadyRedeemedError   this code was already redeemed for this benefit
-    │   └── QuotaExhaustedError    the citizen's daily quota is used
+    │   ├── QuotaExhaustedError    a quota is used up (per citizen per day/month, or in total)
+    │   └── ScenarioUnavailableError  suspended, outside its dates, or not offered at this venue
     ├── InvalidRequestError     400 / 422: the request itself is wrong (.errors)
     ├── RateLimitError          429
     └── ServerError             5xx
@@ -34,6 +35,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExhaustedError",
     "RateLimitError",
+    "ScenarioUnavailableError",
     "ServerError",
 ]
 
@@ -109,6 +111,10 @@ class QuotaExhaustedError(ConflictError):
     pass
 
 
+class ScenarioUnavailableError(ConflictError):
+    """The scenario is suspended, outside its validity dates, or not honoured at this venue."""
+
+
 class InvalidRequestError(APIStatusError):
     @property
     def errors(self) -> dict[str, Any]:
@@ -128,6 +134,7 @@ _BY_TYPE: dict[str, type[APIStatusError]] = {
     "not-eligible": NotEligibleError,
     "already-redeemed": AlreadyRedeemedError,
     "quota-exhausted": QuotaExhaustedError,
+    "scenario-unavailable": ScenarioUnavailableError,
 }
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: InvalidRequestError,

@@ -22,7 +22,7 @@ from citycredit.db import make_session_factory, unit_of_work
 from citycredit.idnumber import parse_id_number
 from citycredit.keys import current_signing_key
 from points_engine import operations
-from scenarios.operations import DEMO_SCENARIOS, upsert_scenario
+from scenarios.demo import ensure_demo_scenarios
 from tests import factories
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
@@ -122,8 +122,7 @@ def _seed(db: ScratchDatabase, settings: Settings) -> dict[str, object]:
     with unit_of_work(factory) as session:
         factories.source(session, "court")
         factories.published(session, ITEMISED)
-        for fields in DEMO_SCENARIOS:
-            upsert_scenario(session, **fields)
+        ensure_demo_scenarios(session)
         current_signing_key(session, settings.key_secret)
         people = {}
         for label, items in {"excellent": ["AWARD"], "good": [], "poor": ["DEBTOR"]}.items():

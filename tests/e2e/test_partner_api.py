@@ -73,6 +73,7 @@ def test_the_venue_learns_nothing_but_eligibility_and_tier(city: LiveCity) -> No
         "eligible",
         "tier",
         "scenario",
+        "scenario_version",
         "benefit",
         "verified_at",
     }

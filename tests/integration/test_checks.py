@@ -14,7 +14,7 @@ from citycredit.config import load_settings
 from credit_codes import operations
 from credit_codes.queries import checks_of_citizen
 from points_engine.operations import give_consent
-from scenarios.operations import DEMO_SCENARIOS, upsert_scenario
+from scenarios.demo import ensure_demo_scenarios
 from tests import factories
 from tests.rule_cases import ITEMISED
 
@@ -23,8 +23,7 @@ def test_who_checked_me_lists_venues_newest_first(session: Session, tmp_path: Pa
     settings = load_settings(env={"CITYCREDIT_INSTANCE_DIR": str(tmp_path)})
     factories.source(session)
     factories.published(session, ITEMISED)
-    for fields in DEMO_SCENARIOS:
-        upsert_scenario(session, **fields)
+    ensure_demo_scenarios(session)
     person = factories.citizen(session, consent=False)
     factories.record(session, person, "AWARD", "2026-06-01")
     today = dt.datetime.now(settings.tz).date()

@@ -1,0 +1,182 @@
+"""Who qualifies for what: the facts eligibility may see, and a citizen's "my benefits" list.
+
+A published version's parsed rule is cached per version (it never changes), and the catalogue of live
+versions is read in two set-based queries, so listing 300 scenarios for one citizen is one snapshot
+lookup, two catalogue queries and 300 small tree evaluations (``bench/benefits.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from citycredit.audit import audit
+from points_engine.models import Citizen
+from points_engine.queries import current_snapshot
+from scenarios.eligibility import CitizenFacts, Condition, MinCommonTier, Reason
+from scenarios.models import CATEGORIES, Operator, Scenario, ScenarioVenue, ScenarioVersion, Venue
+from scenarios.operations import rule_of
+
+
+def age_on(birth: dt.date | None, today: dt.date) -> int | None:
+    if birth is None:
+        return None
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def citizen_facts(
+    session: Session,
+    citizen: Citizen,
+    *,
+    today: dt.date,
+    common_tier: int | None = None,
+    needs: frozenset[str] | None = None,
+) -> CitizenFacts:
+    """The facts a rule may look at. ``common_tier`` comes from a presented code when there is one
+    (the code vouches for it); the snapshot is read only when the rule needs it (``needs``)."""
+    wants_snapshot = needs is None or bool(
+        needs & {"local_score", "has_direct_tier_record"}
+        or (common_tier is None and "common_tier" in needs)
+    )
+    snapshot = (
+        current_snapshot(session, citizen.id) if wants_snapshot and citizen.consent_given else None
+    )
+    if common_tier is None and snapshot is not None:
+        common_tier = snapshot.common_tier
+    return CitizenFacts(
+        common_tier=common_tier,
+        local_score=snapshot.score if snapshot is not None else None,
+        age=age_on(citizen.birth_date, today),
+        # Every citizen in this city's registry is its resident; visitors from recognised cities
+        # (federation) arrive with another issuer and are not.
+        resident=True,
+        has_direct_tier_record=bool(snapshot is not None and snapshot.direct_tier),
+    )
+
+
+@dataclass(frozen=True)
+class VenueView:
+    code: str
+    name_zh: str
+    name_en: str
+    address_zh: str
+
+
+@dataclass
+class BenefitView:
+    """One published scenario as a citizen sees it: what it grants, where, and whether they qualify."""
+
+    code: str
+    category: str
+    category_zh: str
+    category_en: str
+    name_zh: str
+    name_en: str
+    benefit_zh: str
+    benefit_en: str
+    operator_zh: str
+    operator_en: str
+    requirement_zh: str
+    requirement_en: str
+    needed_tier: int | None  # the common tier the rule asks for, if it asks for one
+    valid_until: dt.date | None
+    venues: list[VenueView] = field(default_factory=list)
+    eligible: bool = False
+    unmet: list[Reason] = field(default_factory=list)
+
+
+@dataclass
+class CatalogueEntry:
+    scenario: Scenario
+    version: ScenarioVersion
+    operator: Operator
+    rule: Condition
+    venues: list[VenueView]
+
+
+def live_catalogue(session: Session, *, today: dt.date) -> list[CatalogueEntry]:
+    """Every scenario a citizen could use today: published, not suspended, within its dates."""
+    rows = session.execute(
+        select(Scenario, ScenarioVersion, Operator)
+        .join(
+            ScenarioVersion,
+            (ScenarioVersion.scenario_id == Scenario.id) & (ScenarioVersion.state == "published"),
+        )
+        .join(Operator, Operator.id == Scenario.operator_id)
+        .where(
+            Scenario.status == "published",
+            or_(ScenarioVersion.valid_from.is_(None), ScenarioVersion.valid_from <= today),
+            or_(ScenarioVersion.valid_until.is_(None), ScenarioVersion.valid_until >= today),
+        )
+        .order_by(Scenario.category, Scenario.code)
+    ).all()
+    venues: dict[int, list[VenueView]] = {}
+    ids = [scenario.id for scenario, _, _ in rows]
+    if ids:
+        for scenario_id, code, name_zh, name_en, address in session.execute(
+            select(
+                ScenarioVenue.scenario_id,
+                Venue.code,
+                Venue.name_zh,
+                Venue.name_en,
+                Venue.address_zh,
+            )
+            .join(Venue, Venue.id == ScenarioVenue.venue_id)
+            .where(Venue.status == "active", ScenarioVenue.scenario_id.in_(ids))
+            .order_by(Venue.code)
+        ):
+            venues.setdefault(scenario_id, []).append(VenueView(code, name_zh, name_en, address))
+    return [
+        CatalogueEntry(scenario, version, operator, rule_of(version), venues.get(scenario.id, []))
+        for scenario, version, operator in rows
+    ]
+
+
+def _needed_tier(rule: Condition) -> int | None:
+    if isinstance(rule, MinCommonTier):
+        return rule.level
+    children = getattr(rule, "conditions", ())
+    levels = [level for c in children if (level := _needed_tier(c)) is not None]
+    return min(levels) if levels else None
+
+
+def my_benefits(
+    session: Session, citizen: Citizen, *, today: dt.date, actor: str
+) -> list[BenefitView]:
+    """Every scenario in effect today, and for each whether this citizen qualifies and why not.
+
+    Reading the citizen's score for this is a read of personal data, so it is audited.
+    """
+    facts = citizen_facts(session, citizen, today=today)
+    audit(session, actor=actor, action="benefits.view", citizen_id=citizen.id)
+    out = []
+    for entry in live_catalogue(session, today=today):
+        outcome = entry.rule.evaluate(facts)
+        brand, category_zh, category_en = CATEGORIES.get(
+            entry.scenario.category, ("", entry.scenario.category, entry.scenario.category)
+        )
+        out.append(
+            BenefitView(
+                code=entry.scenario.code,
+                category=entry.scenario.category,
+                category_zh=f"{brand}·{category_zh}" if brand else category_zh,
+                category_en=category_en,
+                name_zh=entry.version.name_zh,
+                name_en=entry.version.name_en,
+                benefit_zh=entry.version.benefit_zh,
+                benefit_en=entry.version.benefit_en,
+                operator_zh=entry.operator.name_zh,
+                operator_en=entry.operator.name_en,
+                requirement_zh=entry.rule.describe("zh"),
+                requirement_en=entry.rule.describe("en"),
+                needed_tier=_needed_tier(entry.rule),
+                valid_until=entry.version.valid_until,
+                venues=entry.venues,
+                eligible=outcome.eligible,
+                unmet=outcome.unmet,
+            )
+        )
+    return out
