@@ -489,9 +489,15 @@ def clients() -> None:
 
 @clients.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["venue", "source", "city", "app"]), required=True)
+@click.option(
+    "--kind", type=click.Choice(["venue", "source", "city", "app", "operator"]), required=True
+)
 @click.option("--scope", "scopes", multiple=True, required=True, help="Repeat for several scopes.")
 @click.option("--source", "source_code", help="For a data source: the only source it may write.")
+@click.option(
+    "--venue", "venue_code", help="For a venue desk: its venue (verifies only its scenarios)."
+)
+@click.option("--operator", "operator_code", help="For an operator's system: its operator.")
 @click.option(
     "--public-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -504,10 +510,13 @@ def clients_add(
     kind: str,
     scopes: tuple[str, ...],
     source_code: str | None,
+    venue_code: str | None,
+    operator_code: str | None,
     public_key: Path | None,
 ) -> None:
     """Register a client; its secret is shown once and never again."""
     from citycredit.clients import register_client
+    from scenarios.models import Operator, Venue
 
     with ctx.session() as session:
         source_id = None
@@ -516,6 +525,15 @@ def clients_add(
             if source is None:
                 raise click.ClickException(f"no data source {source_code!r}")
             source_id = source.id
+        venue = operator = None
+        if venue_code:
+            venue = session.scalar(select(Venue).where(Venue.code == venue_code))
+            if venue is None:
+                raise click.ClickException(f"no venue {venue_code!r}")
+        if operator_code:
+            operator = session.scalar(select(Operator).where(Operator.code == operator_code))
+            if operator is None:
+                raise click.ClickException(f"no operator {operator_code!r}")
         try:
             issued = register_client(
                 session,
@@ -523,6 +541,8 @@ def clients_add(
                 kind=kind,
                 scopes=list(scopes),
                 source_id=source_id,
+                venue_id=venue.id if venue else None,
+                operator_id=operator.id if operator else (venue.operator_id if venue else None),
                 public_key_pem=public_key.read_text() if public_key else None,
             )
         except ValueError as exc:
@@ -652,6 +672,16 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     click.echo("try:")
     for label, number in samples:
         click.echo(f"  .venv/bin/citycredit explain {number}    # {label}")
+
+
+def _register_domain_commands() -> None:
+    from scenarios.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_domain_commands()
 
 
 if __name__ == "__main__":

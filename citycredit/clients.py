@@ -30,7 +30,9 @@ SCOPES = {
     "verify": "verify citizens' credit codes (venues)",
     "redeem": "redeem benefits (venues)",
     "codes:issue": "issue credit codes to consenting citizens (the city's own app)",
+    "scenarios:write": "create, edit, submit and suspend the operator's own scenarios (operators)",
 }
+KINDS = ("venue", "source", "city", "app", "operator")
 ACCESS_TOKEN_LIFETIME = dt.timedelta(seconds=300)
 AUDIENCE = "citycredit-api"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -42,7 +44,7 @@ class ApiClient(Base):
     __tablename__ = "api_client"
     __table_args__ = (
         CheckConstraint("status IN ('active', 'revoked')", name="status"),
-        CheckConstraint("kind IN ('venue', 'source', 'city', 'app')", name="kind"),
+        CheckConstraint("kind IN ('venue', 'source', 'city', 'app', 'operator')", name="kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,6 +56,8 @@ class ApiClient(Base):
     source_id: Mapped[int | None] = mapped_column(ForeignKey("data_source.id"))
     # For venues: the venue whose desk this is; it may verify only the scenarios that venue honours.
     venue_id: Mapped[int | None] = mapped_column(ForeignKey("venue.id"), index=True)
+    # For operators' systems, and for venue desks: the operator whose scenarios they may see and manage.
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
     secret_hash: Mapped[str | None] = mapped_column(String(300))
     public_key_pem: Mapped[str | None] = mapped_column(Text)
     credential_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -99,11 +103,19 @@ def register_client(
     kind: str,
     scopes: list[str],
     source_id: int | None = None,
+    venue_id: int | None = None,
+    operator_id: int | None = None,
     public_key_pem: str | None = None,
 ) -> IssuedClient:
     unknown = sorted(set(scopes) - SCOPES.keys())
     if unknown:
         raise ValueError(f"unknown scope(s): {', '.join(unknown)}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind == "operator" and operator_id is None:
+        raise ValueError("an operator's client belongs to an operator")
+    if "scenarios:write" in scopes and operator_id is None:
+        raise ValueError("scenarios:write is for an operator's client (give its operator)")
     secret = None
     if public_key_pem:
         serialization.load_pem_public_key(public_key_pem.encode())  # refuse a key we cannot use
@@ -115,6 +127,8 @@ def register_client(
         kind=kind,
         scopes=" ".join(sorted(set(scopes))),
         source_id=source_id,
+        venue_id=venue_id,
+        operator_id=operator_id,
         secret_hash=generate_password_hash(secret) if secret else None,
         public_key_pem=public_key_pem,
     )

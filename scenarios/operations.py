@@ -37,6 +37,7 @@ from scenarios.models import (
 )
 
 CODE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+OPTIONAL_FIELDS = ("quota_per_day", "quota_per_month", "quota_total", "valid_from", "valid_until")
 CONTENT_FIELDS = (
     "name_zh",
     "name_en",
@@ -125,19 +126,10 @@ def _require_manage(actor: Actor, scenario: Scenario) -> None:
 # --- field validation -----------------------------------------------------------------------------
 
 
-class _Optional(fields.Integer):
-    """An optional whole number; empty strings (a blank CSV cell or form field) mean none."""
+class _Date(fields.Date):
+    """A date from ISO text, or a date as is (the registry's own values round-trip)."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        if value in ("", None):
-            return None
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class _OptionalDate(fields.Date):
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        if value in ("", None):
-            return None
         if isinstance(value, dt.date):
             return value
         return super()._deserialize(value, attr, data, **kwargs)
@@ -149,6 +141,8 @@ class _Rule(fields.Field):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         import json
 
+        if value in ("", None):
+            raise ValidationError('required: a rule such as {"min_common_tier": 3}')
         if isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -174,11 +168,17 @@ class ContentSchema(Schema):
     benefit_zh = _text(500)
     benefit_en = _text(500)
     eligibility = _Rule(required=True)
-    quota_per_day = _Optional(load_default=None, validate=validate.Range(min=1, max=10_000))
-    quota_per_month = _Optional(load_default=None, validate=validate.Range(min=1, max=100_000))
-    quota_total = _Optional(load_default=None, validate=validate.Range(min=1, max=1_000_000_000))
-    valid_from = _OptionalDate(load_default=None)
-    valid_until = _OptionalDate(load_default=None)
+    quota_per_day = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=10_000)
+    )
+    quota_per_month = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=100_000)
+    )
+    quota_total = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=1_000_000_000)
+    )
+    valid_from = _Date(allow_none=True, load_default=None)
+    valid_until = _Date(allow_none=True, load_default=None)
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
@@ -193,6 +193,10 @@ class ContentSchema(Schema):
 def clean_content(data: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a version's fields; raise :class:`InvalidScenario` with every field's problems."""
     stripped = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+    # A blank optional cell or form field means "none".
+    for name in OPTIONAL_FIELDS:
+        if stripped.get(name) == "":
+            stripped[name] = None
     try:
         loaded: dict[str, Any] = ContentSchema().load(
             {k: v for k, v in stripped.items() if k in CONTENT_FIELDS}

@@ -192,9 +192,20 @@ def upgrade() -> None:
 
     with op.batch_alter_table("api_client", schema=None) as batch_op:
         batch_op.add_column(sa.Column("venue_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("operator_id", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_api_client_venue_id"), ["venue_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_api_client_operator_id"), ["operator_id"], unique=False
+        )
         batch_op.create_foreign_key(
             batch_op.f("fk_api_client_venue_id_venue"), "venue", ["venue_id"], ["id"]
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_api_client_operator_id_operator"), "operator", ["operator_id"], ["id"]
+        )
+        batch_op.drop_constraint(batch_op.f("ck_api_client_kind"), type_="check")
+        batch_op.create_check_constraint(
+            "kind", "kind IN ('venue', 'source', 'city', 'app', 'operator')"
         )
 
     # The scenario keeps its identity; what it grants moves into version 1 (published as it was).

@@ -1,0 +1,263 @@
+"""Bulk import and export of scenarios as CSV (UTF-8, Excel's BOM accepted), with row-precise errors.
+
+One row per scenario. Import creates drafts for new codes and new draft versions for changed ones
+(published versions are never edited), leaves identical rows alone, and reports every bad row with its
+line and field; good rows are imported even when others are bad, each in its own savepoint.
+An export imports back as "unchanged".
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scenarios.models import Operator, Scenario, ScenarioVersion
+from scenarios.operations import (
+    Actor,
+    InvalidScenario,
+    RegistryError,
+    _check_identity,
+    clean_content,
+    create_scenario,
+    edit_scenario,
+    live_version,
+    pending_version,
+    set_venues,
+    submit,
+    venues_of,
+)
+
+COLUMNS = (
+    "code",
+    "operator",
+    "category",
+    "name_zh",
+    "name_en",
+    "benefit_zh",
+    "benefit_en",
+    "eligibility",
+    "quota_per_day",
+    "quota_per_month",
+    "quota_total",
+    "valid_from",
+    "valid_until",
+    "venues",
+)
+EXPORT_ONLY = ("status", "version", "version_state")
+REQUIRED = ("code", "operator", "category", "name_zh", "name_en", "benefit_zh", "benefit_en")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int  # the line in the file; the header is line 1
+    code: str
+    field: str
+    message: str
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rejected_rows(self) -> int:
+        return len({e.line for e in self.errors})
+
+
+class CsvFileError(RegistryError):
+    """The file as a whole cannot be read (encoding, header)."""
+
+
+def _content_of(version: ScenarioVersion) -> dict[str, Any]:
+    return {
+        "name_zh": version.name_zh,
+        "name_en": version.name_en,
+        "benefit_zh": version.benefit_zh,
+        "benefit_en": version.benefit_en,
+        "eligibility": version.eligibility,
+        "quota_per_day": version.quota_per_day,
+        "quota_per_month": version.quota_per_month,
+        "quota_total": version.quota_total,
+        "valid_from": version.valid_from,
+        "valid_until": version.valid_until,
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def export_rows(session: Session, actor: Actor) -> Iterable[dict[str, str]]:
+    """Each scenario the actor may see, as its current definition (the pending version if any)."""
+    operators = {o.id: o.code for o in session.scalars(select(Operator))}
+    for scenario in session.scalars(select(Scenario).order_by(Scenario.code)):
+        if not actor.may_see(scenario.operator_id):
+            continue
+        version = pending_version(session, scenario.id) or live_version(session, scenario.id)
+        if version is None:  # retired before anything was published
+            continue
+        row = {
+            "code": scenario.code,
+            "operator": operators[scenario.operator_id],
+            "category": scenario.category,
+            **{k: _cell(v) for k, v in _content_of(version).items()},
+            "venues": " ".join(v.code for v in venues_of(session, scenario.id)),
+            "status": scenario.status,
+            "version": str(version.number),
+            "version_state": version.state,
+        }
+        yield row
+
+
+def write_csv(session: Session, actor: Actor, out: IO[str]) -> int:
+    writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *EXPORT_ONLY], lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for row in export_rows(session, actor):
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+def read_csv(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Decode and parse; raise :class:`CsvFileError` for a file that cannot be read at all."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvFileError(
+            f"the file is not UTF-8 (byte {exc.start}); save it as 'CSV UTF-8' and try again"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise CsvFileError(f"line 1: missing column(s): {', '.join(missing)}")
+    unknown = [h for h in header if h not in COLUMNS and h not in EXPORT_ONLY]
+    if unknown:
+        raise CsvFileError(
+            f"line 1: unknown column(s): {', '.join(unknown)} (known: {', '.join(COLUMNS)})"
+        )
+    reader.fieldnames = header
+    rows = []
+    try:
+        for row in reader:
+            if None in row:
+                rows.append((reader.line_num, {"__extra__": "more cells than columns"}))
+                continue
+            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items()}))
+    except csv.Error as exc:
+        raise CsvFileError(f"line {reader.line_num}: {exc}") from None
+    return header, rows
+
+
+def import_csv(
+    session: Session, actor: Actor, data: bytes, *, submit_for_review: bool = False
+) -> ImportReport:
+    """Import scenarios; raise :class:`CsvFileError` only when the file as a whole is unusable."""
+    _, rows = read_csv(data)
+    report = ImportReport()
+    operators = {o.code: o for o in session.scalars(select(Operator))}
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        code = row.get("code", "")
+        if "__extra__" in row:
+            report.errors.append(RowError(line, code, "(row)", row["__extra__"]))
+            continue
+        if code in seen:
+            report.errors.append(
+                RowError(line, code, "code", f"appears again (first on line {seen[code]})")
+            )
+            continue
+        seen[code] = line
+        errors = _import_row(session, actor, row, operators, report, submit_for_review)
+        report.errors.extend(RowError(line, code, f, m) for f, m in errors)
+    return report
+
+
+def _import_row(
+    session: Session,
+    actor: Actor,
+    row: dict[str, str],
+    operators: dict[str, Operator],
+    report: ImportReport,
+    submit_for_review: bool,
+) -> list[tuple[str, str]]:
+    code = row["code"]
+    problems: list[tuple[str, str]] = []
+    operator = operators.get(row.get("operator", ""))
+    if operator is None or not actor.may_see(operator.id):
+        problems.append(("operator", f"unknown operator {row.get('operator', '')!r}"))
+    elif not actor.may_manage(operator.id):
+        problems.append(("operator", "you may not manage this operator's scenarios"))
+    try:
+        _check_identity(code, row.get("category", ""))
+    except InvalidScenario as exc:
+        problems += [(f, m) for f, msgs in exc.errors.items() for m in msgs]
+    content = {k: row[k] for k in COLUMNS if k in row and k not in ("code", "operator", "venues")}
+    content.setdefault("eligibility", "")
+    try:
+        cleaned = clean_content(content)
+    except InvalidScenario as exc:
+        problems += [(f, m) for f, msgs in exc.errors.items() for m in msgs]
+    if problems:
+        return problems
+    assert operator is not None
+    venue_codes = row.get("venues", "").replace(";", " ").replace(",", " ").split()
+    existing = session.scalar(select(Scenario).where(Scenario.code == code))
+    try:
+        with session.begin_nested():
+            if existing is None:
+                scenario = create_scenario(
+                    session,
+                    actor,
+                    code=code,
+                    operator=operator,
+                    category=row["category"],
+                    content=cleaned,
+                    venue_codes=venue_codes,
+                )
+                if submit_for_review:
+                    submit(session, actor, scenario)
+                report.created.append(code)
+                return []
+            if not actor.may_see(existing.operator_id):
+                return [("code", f"scenario {code!r} belongs to another operator")]
+            if existing.operator_id != operator.id or existing.category != row["category"]:
+                return [("operator", "a scenario's operator and category cannot change")]
+            current = pending_version(session, existing.id) or live_version(session, existing.id)
+            changed = current is None or _content_of(current) != cleaned
+            venues_changed = sorted(v.code for v in venues_of(session, existing.id)) != sorted(
+                set(venue_codes)
+            )
+            if not changed and not venues_changed:
+                report.unchanged.append(code)
+                return []
+            if changed:
+                edit_scenario(session, actor, existing, cleaned)
+                if submit_for_review:
+                    submit(session, actor, existing)
+            if venues_changed:
+                set_venues(session, actor, existing, venue_codes)
+            report.updated.append(code)
+            return []
+    except InvalidScenario as exc:
+        return [(f, m) for f, msgs in exc.errors.items() for m in msgs]
+    except RegistryError as exc:
+        return [("(row)", str(exc))]
