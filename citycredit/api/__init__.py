@@ -63,11 +63,12 @@ def init_api(app: Flask) -> Api:
     def _docs_assets(filename: str) -> Any:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
 
-    from citycredit.api import credit_codes, oauth, records
+    from citycredit.api import credit_codes, oauth, records, scenarios
 
     api.register_blueprint(oauth.blueprint)
     api.register_blueprint(records.blueprint)
     api.register_blueprint(credit_codes.blueprint)
+    api.register_blueprint(scenarios.blueprint)
     # Registered last so that our problem handlers replace flask-smorest's default error payload.
     init_problems(app)
     return api

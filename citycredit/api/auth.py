@@ -19,8 +19,9 @@ def caller() -> Caller:
     return found
 
 
-def require_scope(scope: str) -> Callable[[F], F]:
-    """Authenticate the bearer token and require ``scope``; the client is then at :func:`caller`."""
+def require_scope(scope: str | None) -> Callable[[F], F]:
+    """Authenticate the bearer token and require ``scope`` (``None``: any valid token); the client is
+    then at :func:`caller`."""
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
@@ -29,7 +30,7 @@ def require_scope(scope: str) -> Callable[[F], F]:
 
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
-            challenge = f'Bearer realm="citycredit", scope="{scope}"'
+            challenge = 'Bearer realm="citycredit"' + (f', scope="{scope}"' if scope else "")
             if scheme.lower() != "bearer" or not token:
                 raise Problem(
                     "invalid-token",
@@ -46,7 +47,7 @@ def require_scope(scope: str) -> Callable[[F], F]:
                     exc.detail,
                     headers={"WWW-Authenticate": challenge + ', error="invalid_token"'},
                 ) from None
-            if scope not in found.scopes:
+            if scope is not None and scope not in found.scopes:
                 raise Problem(
                     "insufficient-scope",
                     f"this endpoint needs the {scope!r} scope",

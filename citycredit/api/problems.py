@@ -118,6 +118,18 @@ _TYPES = [
         "It is suspended, outside its validity dates, or not honoured at the venue this client belongs to; `detail` says which.",
     ),
     ProblemType(
+        "workflow-conflict",
+        409,
+        "The scenario's workflow does not allow this step now",
+        "For example: editing a version under review, submitting without a draft, resuming a scenario that is not suspended. `detail` says which.",
+    ),
+    ProblemType(
+        "not-permitted",
+        403,
+        "This client may not do this to this scenario",
+        "Operators manage only their own scenarios; publishing is the city's review step, done in the admin.",
+    ),
+    ProblemType(
         "not-eligible",
         403,
         "The citizen does not qualify for this benefit",
