@@ -26,7 +26,8 @@ demo: $(STAMP)
 	@echo "  Partner API docs:         http://$(HOST):$(PORT)/api/docs   (OpenAPI: /api/openapi.json)"
 	@echo "  City keys (JWKS):         http://$(HOST):$(PORT)/.well-known/jwks.json"
 	@echo "  Venue examples:           .venv/bin/python examples/library_desk.py --id <an ID printed above>"
-	@echo "  The citizen page and the admin arrive with issues 4 and 5 (see docs/ARCHITECTURE.md)."
+	@echo "  Admin (中文; English link on every page): http://$(HOST):$(PORT)/admin   (accounts printed above)"
+	@echo "  The citizen's phone page arrives with issue 5 (see docs/ARCHITECTURE.md)."
 	@echo
 	$(BIN)/citycredit serve --host $(HOST) --port $(PORT)
 

@@ -25,6 +25,9 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from citycredit.api import init_api
 
     init_api(app)
+    from admin.web import init_admin
+
+    init_admin(app)
     return app
 
 

@@ -8,8 +8,6 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,43 +15,14 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from admin.cli import admin as admin_commands
 from citycredit.audit import audit
-from citycredit.config import ConfigError, load_settings
-from citycredit.db import unit_of_work
+from citycredit.clibase import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
 from citycredit.idnumber import CitizenId, InvalidIdNumber, parse_id_number
-from citycredit.platform import Platform
 from points_engine import ingest as ingestion
 from points_engine import operations, queries
 from points_engine.models import DataSource, ScoringModelVersion
 from points_engine.scoring_model import ModelFileError
-
-ACTOR = "cli:" + (os.environ.get("USER") or "operator")
-EXIT_ROWS_REJECTED = 3
-
-
-class Context:
-    def __init__(self) -> None:
-        self._platform: Platform | None = None
-
-    @property
-    def platform(self) -> Platform:
-        if self._platform is None:
-            try:
-                self._platform = Platform.start(load_settings())
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from exc
-        return self._platform
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        try:
-            with unit_of_work(self.platform.sessions) as session:
-                yield session
-        except (operations.EngineError, ModelFileError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 @click.group()
@@ -668,6 +637,19 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
         credentials = demo_city.ensure_demo_partners(session, ctx.platform.settings)
     click.echo(f"demo venue and app credentials: {credentials}")
     with ctx.session() as session:
+        from sqlalchemy import func
+
+        from credit_codes.models import Redemption
+
+        if not session.scalar(select(func.count()).select_from(Redemption)):
+            made = demo_city.simulate_use(session, ctx.platform.settings)
+            click.echo(f"simulated a month of venue scans: {made} benefits redeemed")
+    with ctx.session() as session:
+        accounts_file, accounts = demo_city.ensure_demo_accounts(session, ctx.platform.settings)
+    click.echo(f"admin accounts (passwords also in {accounts_file}):")
+    for username, password in accounts.items():
+        click.echo(f"  {username:10} {password}")
+    with ctx.session() as session:
         samples = demo_city.sample_citizens(session, ctx.platform.settings.id_hash_key, plan)
     click.echo("try:")
     for label, number in samples:
@@ -683,6 +665,8 @@ def _register_domain_commands() -> None:
 
 _register_domain_commands()
 
+
+main.add_command(admin_commands)
 
 if __name__ == "__main__":
     main()

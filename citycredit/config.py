@@ -59,8 +59,18 @@ def _instance_key(instance_dir: Path, name: str) -> bytes:
     instance_dir.mkdir(parents=True, exist_ok=True)
     path = instance_dir / name
     if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        # Several processes (gunicorn workers) may start at once: the key is written to a private
+        # file and linked into place, which succeeds for exactly one of them; the others read it.
+        temporary = instance_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return bytes.fromhex(path.read_text().strip())
 
 
@@ -104,7 +114,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         city_name=env.get("CITYCREDIT_CITY_NAME", "示范市"),
         timezone=env.get("CITYCREDIT_TIMEZONE", "Asia/Shanghai"),
         instance_dir=instance_dir,
-        secret_key=env.get("CITYCREDIT_SECRET_KEY") or secrets.token_hex(32),
+        # Signs the admin's session cookies: every worker and restart must share it.
+        secret_key=env.get("CITYCREDIT_SECRET_KEY")
+        or _instance_key(instance_dir, "session.key").hex(),
         sql_echo=env.get("CITYCREDIT_SQL_ECHO", "") == "1",
         public_url=env.get("CITYCREDIT_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
     )

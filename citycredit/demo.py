@@ -135,3 +135,97 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
     path.write_text(json.dumps(known, indent=2))
     path.chmod(0o600)
     return path
+
+
+DEMO_ACCOUNTS = (
+    ("admin", "platform_admin", "示范管理员", None),
+    ("reviewer2", "platform_admin", "第二审核人", None),
+    ("library", "operator", "图书馆运营", "library-operator"),
+    ("transport", "operator", "公交运营", "transport-operator"),
+    ("clerk", "clerk", "数据专员", None),
+    ("auditor", "auditor", "审计员", None),
+)
+
+
+def ensure_demo_accounts(session: Session, settings: Settings) -> tuple[Path, dict[str, str]]:
+    """Admin accounts for the demo, one per role, with random passwords kept in a local file.
+
+    As with the demo clients, only the demo writes passwords to disk (``instance/demo/accounts.json``,
+    mode 600); a real city creates its first account with ``citycredit admin create-user``.
+    """
+    import secrets
+
+    from admin import operations as admin_operations
+    from citycredit.db import utcnow
+
+    path = settings.instance_dir / "demo" / "accounts.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for username, role, name, operator in DEMO_ACCOUNTS:
+        if admin_operations.find_user(session, username) is not None and username in known:
+            continue
+        if admin_operations.find_user(session, username) is not None:
+            continue  # created outside the demo: its password is not ours to know
+        password = "demo-" + secrets.token_urlsafe(9)
+        admin_operations.create_user(
+            session,
+            username=username,
+            password=password,
+            role=role,
+            display_name=name,
+            operator_code=operator,
+            actor="demo",
+            now=utcnow(),
+        )
+        known[username] = password
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    return path, known
+
+
+def simulate_use(session: Session, settings: Settings, *, days: int = 30, seed: int = 7) -> int:
+    """A month of venues scanning citizens' codes, through the real issue/verify/redeem path, so the
+    admin's dashboard and the citizens' "who checked me" have history. Returns redemptions made."""
+    import random
+
+    from citycredit.clients import find_client
+    from citycredit.db import utcnow
+    from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
+    from scenarios.benefits import live_catalogue
+
+    credentials = json.loads((settings.instance_dir / "demo" / "clients.json").read_text())
+    desk = find_client(session, credentials["venue"]["client_id"])
+    assert desk is not None
+    rng = random.Random(seed)
+    people = list(
+        session.scalars(
+            select(Citizen)
+            .join(ScoreSnapshot, ScoreSnapshot.citizen_id == Citizen.id)
+            .where(ScoreSnapshot.is_current.is_(True), Citizen.consent_given.is_(True))
+            .order_by(Citizen.id)
+            .limit(400)
+        )
+    )
+    today = dt.datetime.now(settings.tz).date()
+    catalogue = live_catalogue(session, today=today)
+    if not people or not catalogue:
+        return 0
+    # Some benefits are far more popular than others (buses and libraries most of all).
+    weights = [
+        {"transport": 8, "library": 5, "rental": 4}.get(e.scenario.category, 1) / (1 + i % 7)
+        for i, e in enumerate(catalogue)
+    ]
+    now = utcnow()
+    made = 0
+    for back in range(days, 0, -1):
+        for _ in range(rng.randint(40, 90)):
+            moment = now - dt.timedelta(days=back, seconds=rng.randint(0, 12 * 3600))
+            person = rng.choice(people)
+            entry = rng.choices(catalogue, weights)[0]
+            code = issue_credit_code(session, settings, person, now=moment, actor="demo")
+            try:
+                redeem(session, settings, desk, code.token, entry.scenario.code, now=moment)
+                made += 1
+            except RedemptionRefused:
+                pass
+    return made

@@ -242,17 +242,22 @@ def redeem(
         (day.strftime("%Y-%m"), version.quota_per_month, "this month's quota of {} is used"),
     ]
     periods = [p for p in periods if p[1] is not None]
-    if periods:
-        insert_ignore(
-            session,
-            RedemptionCounter,
-            [
-                {"citizen_id": citizen_id, "scenario_id": scenario.id, "period": p, "used": 0}
-                for p, _, _ in periods
-            ],
-        )
     try:
         with session.begin_nested():
+            if periods:  # created inside the savepoint: a refusal leaves no trace
+                insert_ignore(
+                    session,
+                    RedemptionCounter,
+                    [
+                        {
+                            "citizen_id": citizen_id,
+                            "scenario_id": scenario.id,
+                            "period": p,
+                            "used": 0,
+                        }
+                        for p, _, _ in periods
+                    ],
+                )
             for period, quota, message in periods:
                 granted = session.execute(
                     update(RedemptionCounter)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from citycredit.audit import audit
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
-from scenarios.eligibility import CitizenFacts, Condition, MinCommonTier, Reason
+from scenarios.eligibility import Any_, CitizenFacts, Condition, MinCommonTier, Reason
 from scenarios.models import CATEGORIES, Operator, Scenario, ScenarioVenue, ScenarioVersion, Venue
 from scenarios.operations import rule_of
 
@@ -88,17 +89,69 @@ class BenefitView:
     unmet: list[Reason] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ScenarioRef:
+    id: int
+    code: str
+    category: str
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    id: int
+    number: int
+    name_zh: str
+    name_en: str
+    benefit_zh: str
+    benefit_en: str
+    valid_until: dt.date | None
+
+
+@dataclass(frozen=True)
+class OperatorRef:
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True)
 class CatalogueEntry:
-    scenario: Scenario
-    version: ScenarioVersion
-    operator: Operator
+    """One scenario in effect today, as plain values (safe to keep across requests)."""
+
+    scenario: ScenarioRef
+    version: VersionRef
+    operator: OperatorRef
     rule: Condition
-    venues: list[VenueView]
+    venues: tuple[VenueView, ...]
+
+
+# Per process: (database, day) -> (fingerprint, entries). The fingerprint (how many scenarios are
+# published and when any of them last changed) is one small query; every workflow step, venue change
+# and publication updates ``scenario.updated_at``, so a stale catalogue is never served.
+_CATALOGUES: dict[tuple[str, dt.date], tuple[tuple[Any, ...], list[CatalogueEntry]]] = {}
 
 
 def live_catalogue(session: Session, *, today: dt.date) -> list[CatalogueEntry]:
     """Every scenario a citizen could use today: published, not suspended, within its dates."""
+    fingerprint = tuple(
+        session.execute(
+            select(func.count(Scenario.id), func.max(Scenario.updated_at)).where(
+                Scenario.status == "published"
+            )
+        ).one()
+    )
+    key = (session.get_bind().engine.url.render_as_string(hide_password=True), today)
+    cached = _CATALOGUES.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    entries = _load_catalogue(session, today)
+    if len(_CATALOGUES) > 64:
+        _CATALOGUES.clear()
+    _CATALOGUES[key] = (fingerprint, entries)
+    return entries
+
+
+def _load_catalogue(session: Session, today: dt.date) -> list[CatalogueEntry]:
     rows = session.execute(
         select(Scenario, ScenarioVersion, Operator)
         .join(
@@ -130,17 +183,34 @@ def live_catalogue(session: Session, *, today: dt.date) -> list[CatalogueEntry]:
         ):
             venues.setdefault(scenario_id, []).append(VenueView(code, name_zh, name_en, address))
     return [
-        CatalogueEntry(scenario, version, operator, rule_of(version), venues.get(scenario.id, []))
+        CatalogueEntry(
+            ScenarioRef(scenario.id, scenario.code, scenario.category),
+            VersionRef(
+                version.id,
+                version.number,
+                version.name_zh,
+                version.name_en,
+                version.benefit_zh,
+                version.benefit_en,
+                version.valid_until,
+            ),
+            OperatorRef(operator.code, operator.name_zh, operator.name_en),
+            rule_of(version),
+            tuple(venues.get(scenario.id, [])),
+        )
         for scenario, version, operator in rows
     ]
 
 
 def _needed_tier(rule: Condition) -> int | None:
+    """The common tier the rule asks for: the highest under ``all``, the lowest way in under ``any``."""
     if isinstance(rule, MinCommonTier):
         return rule.level
     children = getattr(rule, "conditions", ())
     levels = [level for c in children if (level := _needed_tier(c)) is not None]
-    return min(levels) if levels else None
+    if not levels:
+        return None
+    return min(levels) if isinstance(rule, Any_) else max(levels)
 
 
 def my_benefits(
@@ -174,7 +244,7 @@ def my_benefits(
                 requirement_en=entry.rule.describe("en"),
                 needed_tier=_needed_tier(entry.rule),
                 valid_until=entry.version.valid_until,
-                venues=entry.venues,
+                venues=list(entry.venues),
                 eligible=outcome.eligible,
                 unmet=outcome.unmet,
             )

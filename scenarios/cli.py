@@ -15,7 +15,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citycredit.cli import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
+from citycredit.clibase import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
 from scenarios import csvio
 from scenarios import operations as registry
 from scenarios.models import CATEGORIES, SCENARIO_STATUSES, Operator, Scenario, Venue

@@ -14,12 +14,13 @@ Whoever submitted a version cannot also publish it (four eyes).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -180,14 +181,17 @@ class ContentSchema(Schema):
     valid_from = _Date(allow_none=True, load_default=None)
     valid_until = _Date(allow_none=True, load_default=None)
 
-    @validates_schema
-    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
-        start, end = data.get("valid_from"), data.get("valid_until")
-        if start and end and end < start:
-            raise ValidationError("must not be before valid_from", "valid_until")
-        day, month = data.get("quota_per_day"), data.get("quota_per_month")
-        if day and month and month < day:
-            raise ValidationError("must allow at least the daily quota", "quota_per_month")
+
+def _cross_field(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Checks between fields, on whatever fields were valid on their own (so all are reported)."""
+    errors: dict[str, list[str]] = {}
+    start, end = data.get("valid_from"), data.get("valid_until")
+    if start and end and end < start:
+        errors["valid_until"] = ["must not be before valid_from"]
+    day, month = data.get("quota_per_day"), data.get("quota_per_month")
+    if day and month and month < day:
+        errors["quota_per_month"] = ["must allow at least the daily quota"]
+    return errors
 
 
 def clean_content(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,12 +201,18 @@ def clean_content(data: Mapping[str, Any]) -> dict[str, Any]:
     for name in OPTIONAL_FIELDS:
         if stripped.get(name) == "":
             stripped[name] = None
+    errors: dict[str, list[str]] = {}
     try:
         loaded: dict[str, Any] = ContentSchema().load(
             {k: v for k, v in stripped.items() if k in CONTENT_FIELDS}
         )
     except ValidationError as exc:
-        raise InvalidScenario(_messages(exc)) from None
+        errors = _messages(exc)
+        loaded = exc.valid_data if isinstance(exc.valid_data, dict) else {}
+    for name, messages in _cross_field(loaded).items():
+        errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise InvalidScenario(errors)
     return loaded
 
 
@@ -319,18 +329,18 @@ def venues_of(session: Session, scenario_id: int) -> list[Venue]:
     )
 
 
-_RULES: dict[int, Condition] = {}
+_RULES: dict[str, Condition] = {}
 
 
 def rule_of(version: ScenarioVersion) -> Condition:
-    """The parsed rule of a version; cached per frozen version (published versions never change)."""
-    if version.state == "draft":  # still editable: never cached
-        return parse_rule(version.eligibility)
-    rule = _RULES.get(version.id)
+    """The parsed rule of a version, cached by the rule's own canonical text (so a cached rule can
+    never be lent to another version, database or edit: equal text is an equal rule)."""
+    key = json.dumps(version.eligibility, sort_keys=True, separators=(",", ":"))
+    rule = _RULES.get(key)
     if rule is None:
         if len(_RULES) > 10_000:
             _RULES.clear()
-        rule = _RULES[version.id] = parse_rule(version.eligibility)
+        rule = _RULES[key] = parse_rule(version.eligibility)
     return rule
 
 

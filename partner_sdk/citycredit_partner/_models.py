@@ -30,6 +30,8 @@ class Verification:
     scenario: str
     benefit: Benefit
     verified_at: dt.datetime
+    # The version of the scenario's rules the answer was given under (None from older cities).
+    scenario_version: int | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Verification:
@@ -40,6 +42,7 @@ class Verification:
             scenario=data["scenario"],
             benefit=Benefit(**data["benefit"]),
             verified_at=dt.datetime.fromisoformat(data["verified_at"]),
+            scenario_version=data.get("scenario_version"),
         )
 
 
@@ -50,6 +53,7 @@ class Redemption:
     scenario: str
     benefit: Benefit
     redeemed_at: dt.datetime
+    scenario_version: int | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Redemption:
@@ -59,6 +63,7 @@ class Redemption:
             scenario=data["scenario"],
             benefit=Benefit(**data["benefit"]),
             redeemed_at=dt.datetime.fromisoformat(data["redeemed_at"]),
+            scenario_version=data.get("scenario_version"),
         )
 
 

@@ -1,0 +1,266 @@
+"""The admin's scenario, venue and client pages: the workflow, operators' walls, the auditor's read-only."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from citycredit.clients import ApiClient, AuthError, authenticate_secret
+from scenarios import operations as registry
+from scenarios.models import Scenario
+from tests.databases import ScratchDatabase
+from tests.integration.admin_support import AdminApp, admin_app, csrf, post, signed_in
+
+LIBRARY_FORM = {
+    "code": "library-forty-books",
+    "operator": "city-library",
+    "category": "library",
+    "name_zh": "信易阅·免押金借书40册",
+    "name_en": "Borrow 40 books deposit-free",
+    "benefit_zh": "免押金借阅图书最多40册",
+    "benefit_en": "Up to 40 books without a deposit",
+    "min_common_tier": "3",
+    "adults_only": "1",
+    "quota_per_day": "1",
+    "venues": "library-main",
+}
+
+
+@pytest.fixture
+def site(fresh_database: ScratchDatabase, tmp_path: Path) -> Iterator[AdminApp]:
+    from citycredit.migrate import upgrade
+
+    upgrade(fresh_database.engine)
+    with admin_app(fresh_database, tmp_path) as admin:
+        with admin.session() as session:
+            library = registry.ensure_operator(session, "city-library", "市图书馆", "City Library")
+            buses = registry.ensure_operator(session, "bus-group", "公交集团", "Bus Group")
+            for operator, code, category in (
+                (library, "library-main", "library"),
+                (buses, "bus-hub", "transport"),
+            ):
+                registry.add_venue(
+                    session,
+                    registry.SYSTEM,
+                    operator=operator,
+                    code=code,
+                    category=category,
+                    name_zh=code,
+                    name_en=code,
+                )
+            bus = registry.create_scenario(
+                session,
+                registry.Actor("seed"),
+                code="bus-discount",
+                operator=buses,
+                category="transport",
+                content={
+                    "name_zh": "公交八折",
+                    "name_en": "Bus discount",
+                    "benefit_zh": "八折",
+                    "benefit_en": "20% off",
+                    "eligibility": {"min_common_tier": 4},
+                },
+                venue_codes=["bus-hub"],
+            )
+            registry.publish_directly(
+                session, bus, submitter=registry.Actor("seed"), publisher=registry.SYSTEM
+            )
+        admin.add_user("librarian", "operator", operator_code="city-library")
+        admin.add_user("busman", "operator", operator_code="bus-group")
+        admin.add_user("root", "platform_admin")
+        admin.add_user("root2", "platform_admin")
+        admin.add_user("watcher", "auditor")
+        yield admin
+
+
+def _works(admin: AdminApp, client_id: str, secret: str) -> bool:
+    with admin.session() as session:
+        try:
+            authenticate_secret(session, client_id, secret)
+        except AuthError:
+            return False
+        return True
+
+
+def _status(admin: AdminApp, code: str) -> tuple[str, list[tuple[int, str]]]:
+    with admin.session() as session:
+        scenario = session.scalar(select(Scenario).where(Scenario.code == code))
+        assert scenario is not None
+        versions = [(v.number, v.state) for v in registry.versions_of(session, scenario.id)]
+        return scenario.status, versions
+
+
+def test_an_operator_drafts_and_an_admin_publishes(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    created = post(librarian, "/admin/scenarios", **LIBRARY_FORM)
+    assert created.status_code == 302
+    page = librarian.get("/admin/scenarios/library-forty-books").get_data(as_text=True)
+    assert "信用等级良好及以上且年满18周岁" in page and "草稿" in page
+    assert post(librarian, "/admin/scenarios/library-forty-books/submit").status_code == 302
+    assert _status(site, "library-forty-books") == ("in_review", [(1, "in_review")])
+    # Operators do not publish: that is the city's review.
+    assert post(librarian, "/admin/scenarios/library-forty-books/publish").status_code == 403
+
+    root = signed_in(site, "root")
+    waiting = root.get("/admin/scenarios?pending=review").get_data(as_text=True)
+    assert "library-forty-books" in waiting and "bus-discount" not in waiting
+    sent_back = post(root, "/admin/scenarios/library-forty-books/reject", note="请补充英文说明")
+    assert sent_back.status_code == 302
+    assert _status(site, "library-forty-books") == ("draft", [(1, "draft")])
+    assert "请补充英文说明" in librarian.get("/admin/scenarios/library-forty-books").get_data(
+        as_text=True
+    )
+    post(librarian, "/admin/scenarios/library-forty-books/submit")
+    assert post(root, "/admin/scenarios/library-forty-books/publish").status_code == 302
+    assert _status(site, "library-forty-books") == ("published", [(1, "published")])
+
+    # Editing the published scenario opens version 2; version 1 keeps serving until v2 is published.
+    edited = {**LIBRARY_FORM, "benefit_zh": "免押金借阅图书最多50册"}
+    del edited["code"], edited["operator"], edited["category"]
+    assert post(librarian, "/admin/scenarios/library-forty-books/edit", **edited).status_code == 302
+    assert _status(site, "library-forty-books") == (
+        "published",
+        [(2, "draft"), (1, "published")],
+    )
+    detail = librarian.get("/admin/scenarios/library-forty-books").get_data(as_text=True)
+    assert detail.count('class="changed"') == 1 and "最多50册" in detail
+    # Four eyes: the admin who submits a version cannot also publish it.
+    post(root, "/admin/scenarios/library-forty-books/submit")
+    refused = root.post(
+        "/admin/scenarios/library-forty-books/publish",
+        data={"csrf_token": csrf(root, "/admin/account")},
+        follow_redirects=True,
+    )
+    assert "四眼原则" in refused.get_data(as_text=True)
+    assert post(signed_in(site, "root2"), "/admin/scenarios/library-forty-books/publish")
+    assert _status(site, "library-forty-books") == (
+        "published",
+        [(2, "published"), (1, "superseded")],
+    )
+    assert {
+        e.actor
+        for e in site.events("scenario.publish")
+        if e.detail["scenario"] == "library-forty-books"
+    } == {"admin:root", "admin:root2"}
+
+
+def test_form_errors_name_every_field_and_keep_what_was_typed(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    bad = {
+        **LIBRARY_FORM,
+        "code": "Bad!",
+        "quota_per_day": "0",
+        "eligibility_json": '{"all": [{"min_common_tier": 3}, {"max_tier": 2}]}',
+    }
+    answer = post(librarian, "/admin/scenarios", **bad)
+    assert answer.status_code == 422
+    page = answer.get_data(as_text=True)
+    assert "all.1.max_tier：未知的条件类型" in page and "须为 3–64 位小写字母、数字或连字符" in page
+    assert 'value="信易阅·免押金借书40册"' in page  # nothing typed is lost
+    with site.session() as session:
+        assert session.scalar(select(Scenario).where(Scenario.code == "Bad!")) is None
+
+
+def test_an_operator_cannot_see_or_touch_another_operators_scenario(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    assert librarian.get("/admin/scenarios/bus-discount").status_code == 404
+    assert librarian.get("/admin/scenarios/bus-discount/edit").status_code == 404
+    assert "bus-discount" not in librarian.get("/admin/scenarios").get_data(as_text=True)
+    assert "bus-discount" not in librarian.get("/admin/scenarios/export.csv").get_data(as_text=True)
+    for step in ("suspend", "retire", "submit"):
+        assert post(librarian, f"/admin/scenarios/bus-discount/{step}", note="x").status_code == 404
+    assert (
+        post(librarian, "/admin/venues/bus-hub/clients", name="x", scopes="verify").status_code
+        == 404
+    )
+    assert librarian.get("/admin/venues/bus-hub").status_code == 404
+    # Not through the form either: another operator's venue cannot be attached.
+    stolen = post(librarian, "/admin/scenarios", **{**LIBRARY_FORM, "venues": "bus-hub"})
+    assert stolen.status_code == 422 and "场所 bus-hub 属于其他运营方" in stolen.get_data(
+        as_text=True
+    )
+    assert _status(site, "bus-discount") == ("published", [(1, "published")])
+
+
+def test_the_auditor_reads_everything_and_changes_nothing(site: AdminApp) -> None:
+    watcher = signed_in(site, "watcher")
+    for path in (
+        "/admin/scenarios",
+        "/admin/scenarios/bus-discount",
+        "/admin/venues",
+        "/admin/venues/bus-hub",
+        "/admin/clients",
+    ):
+        assert watcher.get(path).status_code == 200, path
+    page = watcher.get("/admin/scenarios/bus-discount").get_data(as_text=True)
+    assert "立即暂停" not in page and "编辑" not in page  # no buttons it could not use
+    before = len(site.events())
+    for path, form in (
+        ("/admin/scenarios", LIBRARY_FORM),
+        ("/admin/scenarios/bus-discount/suspend", {"note": "x"}),
+        ("/admin/venues", {"code": "new-venue", "operator": "bus-group"}),
+        ("/admin/venues/bus-hub/clients", {"name": "x", "scopes": "verify"}),
+    ):
+        assert post(watcher, path, **form).status_code == 403, path
+    assert _status(site, "bus-discount") == ("published", [(1, "published")])
+    with site.session() as session:
+        assert session.scalars(select(ApiClient)).all() == []
+    # Each refusal is itself on the record.
+    assert len(site.events("admin.denied")) >= 4 and len(site.events()) > before
+
+
+def test_a_client_secret_is_shown_once_and_rotation_voids_it(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    issued = post(
+        librarian, "/admin/venues/library-main/clients", name="一楼借阅台", scopes="verify"
+    )
+    assert issued.status_code == 200 and issued.headers["Cache-Control"] == "no-store"
+    page = issued.get_data(as_text=True)
+    client_id = re.search(r'id="client-id">([^<]+)<', page)
+    secret = re.search(r'id="client-secret">([^<]+)<', page)
+    assert client_id and secret
+    listing = librarian.get("/admin/venues/library-main").get_data(as_text=True)
+    assert client_id.group(1) in listing and secret.group(1) not in listing
+    assert _works(site, client_id.group(1), secret.group(1))
+    rotated = post(librarian, f"/admin/clients/{client_id.group(1)}/rotate")
+    new_secret = re.search(r'id="client-secret">([^<]+)<', rotated.get_data(as_text=True))
+    assert new_secret and new_secret.group(1) != secret.group(1)
+    assert not _works(site, client_id.group(1), secret.group(1))
+    assert _works(site, client_id.group(1), new_secret.group(1))
+    assert [e.detail["client"] for e in site.events("client.rotate")] == [client_id.group(1)]
+
+
+def test_csv_import_reports_rows_and_keeps_the_good_ones(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    header = "code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility,quota_per_day,venues"
+    rows = [
+        'library-a,city-library,library,甲,A,免押金,No deposit,"{""min_common_tier"":3}",1,library-main',
+        'library-b,city-library,library,乙,B,免押金,No deposit,"{""min_common_tier"":9}",1,',
+        'bus-new,bus-group,transport,丙,C,八折,20% off,"{""min_common_tier"":3}",1,',
+    ]
+    data = ("\n".join([header, *rows]) + "\n").encode()
+    import io
+
+    answer = librarian.post(
+        "/admin/scenarios/import",
+        data={
+            "csrf_token": csrf(librarian, "/admin/scenarios/import"),
+            "file": (io.BytesIO(data), "scenarios.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert re.search(
+        r"<td class=\"num\">3</td><td><code>library-b</code></td><td>准入条件</td>", page
+    )
+    assert re.search(r"<td class=\"num\">4</td><td><code>bus-new</code></td><td>运营方</td>", page)
+    assert _status(site, "library-a") == ("draft", [(1, "draft")])
+    with site.session() as session:
+        codes = set(session.scalars(select(Scenario.code)))
+    assert "library-b" not in codes and "bus-new" not in codes
