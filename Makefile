@@ -29,7 +29,7 @@ demo: $(STAMP)
 	@echo "  Admin (中文; English link on every page): http://$(HOST):$(PORT)/admin   (accounts printed above)"
 	@echo "  The citizen's phone page arrives with issue 5 (see docs/ARCHITECTURE.md)."
 	@echo
-	$(BIN)/citycredit serve --host $(HOST) --port $(PORT)
+	CITYCREDIT_DEMO_MODE=1 $(BIN)/citycredit serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m tests.run

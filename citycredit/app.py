@@ -28,6 +28,9 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from admin.web import init_admin
 
     init_admin(app)
+    from citizen.web import init_citizen
+
+    init_citizen(app)
     return app
 
 

@@ -33,6 +33,12 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     sql_echo: bool = False
     public_url: str = "http://127.0.0.1:5000"
+    # How citizens sign in (citizen.identity.PROVIDERS); "demo" sends one-time codes to the log.
+    citizen_identity: str = "demo"
+    # Demo mode shows the demo provider's one-time code on screen too. Never on in production.
+    demo_mode: bool = False
+    # Lifetime of a credit code, at most 120 s (shorter only to test the phone page's refresh).
+    code_lifetime_seconds: int = 120
 
     @property
     def tz(self) -> ZoneInfo:
@@ -119,5 +125,18 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         or _instance_key(instance_dir, "session.key").hex(),
         sql_echo=env.get("CITYCREDIT_SQL_ECHO", "") == "1",
         public_url=env.get("CITYCREDIT_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
+        citizen_identity=env.get("CITYCREDIT_CITIZEN_IDENTITY", "demo"),
+        demo_mode=env.get("CITYCREDIT_DEMO_MODE", "") == "1",
+        code_lifetime_seconds=_lifetime(env.get("CITYCREDIT_CODE_LIFETIME", "120")),
     )
     return settings.with_overrides(**overrides)
+
+
+def _lifetime(raw: str) -> int:
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ConfigError("CITYCREDIT_CODE_LIFETIME must be a whole number of seconds") from None
+    if not 5 <= seconds <= 120:
+        raise ConfigError("CITYCREDIT_CODE_LIFETIME must be from 5 to 120 seconds")
+    return seconds

@@ -73,6 +73,7 @@ def issue_credit_code(
         common_tier=snapshot.common_tier,
         local_tier=snapshot.tier_code,
         now=now,
+        lifetime=dt.timedelta(seconds=settings.code_lifetime_seconds),
     )
     audit(session, actor=actor, action="code.issue", citizen_id=citizen.id, jti=code.jti)
     return code

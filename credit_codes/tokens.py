@@ -107,10 +107,11 @@ def issue_code(
     common_tier: int,
     local_tier: str,
     now: dt.datetime,
+    lifetime: dt.timedelta = CODE_LIFETIME,
 ) -> CreditCode:
     jti = _b64(secrets.token_bytes(9))
     issued = now.replace(microsecond=0)
-    expires = issued + CODE_LIFETIME
+    expires = issued + min(lifetime, CODE_LIFETIME)
     claims = {
         "iss": issuer,
         "sub": seal_citizen(token_key, citizen_id, issuer=issuer, jti=jti),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import admin.models  # noqa: F401
+import citizen.models  # noqa: F401
 import citycredit.audit
 import citycredit.clients
 import citycredit.idempotency

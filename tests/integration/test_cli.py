@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-import admin.models  # noqa: F401  (every model module must be imported for the comparison)
+import admin.models  # noqa: F401
+import citizen.models  # noqa: F401  (every model module must be imported for the comparison)
 from citycredit.db import Base
 from citycredit.demo import reference_model_text
 from points_engine.ingest import FIELDS

@@ -1,0 +1,62 @@
+"""Tables of the citizen's page: one-time sign-in challenges and objections to records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from citycredit.db import Base, BigIntPK, utcnow
+
+BigFK = BigInteger().with_variant(Integer(), "sqlite")
+
+OBJECTION_STATUSES = ("open", "upheld", "rejected", "withdrawn")
+
+
+class SignInChallenge(Base):
+    """A one-time code sent to a citizen (by the identity provider); only its hash is kept."""
+
+    __tablename__ = "sign_in_challenge"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # The HMAC pseudonym of the ID number (never the number itself).
+    id_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # Kept so a first sign-in can register the citizen (age rules need it); not personal on its own.
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class Objection(Base):
+    """A citizen's objection to a record (异议). Filing it suspends the record's deduction at once;
+    the review workflow decides it (another issue)."""
+
+    __tablename__ = "objection"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'upheld', 'rejected', 'withdrawn')", name="status"),
+        # One open objection per record at a time.
+        Index(
+            "uq_objection_open_record",
+            "record_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    record_id: Mapped[int] = mapped_column(BigFK, ForeignKey("record.id"))
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    # What the record's status was before, so a rejected objection can restore it.
+    record_status_before: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
+    decision_note: Mapped[str | None] = mapped_column(String(1000))

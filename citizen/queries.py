@@ -1,0 +1,204 @@
+"""What the citizen's page reads: the home summary, the trend, how to improve, and everything held.
+
+Every function here reads one citizen's personal data and is audited as the citizen's own read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citizen.models import Objection
+from citycredit.audit import audit
+from credit_codes.queries import checks_of_citizen
+from points_engine.models import Citizen, ConsentEvent, DataSource, Record, ScoreSnapshot
+from points_engine.operations import NoPublishedModel, published_model
+from points_engine.queries import Explanation, explain
+from points_engine.rules import RecordFact, evaluate
+
+
+def actor_of(citizen: Citizen) -> str:
+    return f"citizen:{citizen.id}"
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    month: str  # "2026-06"
+    score: int
+
+
+@dataclass
+class Home:
+    explanation: Explanation
+    trend: list[TrendPoint]
+    change_since_last_month: int | None
+
+
+def month_ends(today: dt.date, months: int = 12) -> list[dt.date]:
+    """The last day of each of the previous ``months - 1`` months, then today."""
+    ends = []
+    first = today.replace(day=1)
+    for _ in range(months - 1):
+        last = first - dt.timedelta(days=1)
+        ends.append(last)
+        first = last.replace(day=1)
+    return [*reversed(ends), today]
+
+
+def home(session: Session, citizen: Citizen, *, today: dt.date) -> Home:
+    """The score and tier with their explanation, the change since a month ago, and a 12-month trend.
+
+    The trend scores the citizen's records as of each month's end under the model in force today, so
+    that the line shows what the records did, not changes of rules; the page says so.
+    """
+    explanation = explain(
+        session, citizen, as_of=today, actor=actor_of(citizen), purpose="citizen page"
+    )
+    if not explanation.consent_given or explanation.score is None:
+        return Home(explanation, [], None)
+    _, model = published_model(session)
+    records = session.execute(
+        select(Record.id, Record.item_code, Record.status, Record.occurred_on).where(
+            Record.citizen_id == citizen.id
+        )
+    ).all()
+    trend = []
+    for end in month_ends(today):
+        facts = [RecordFact(*r) for r in records if r.occurred_on <= end]
+        trend.append(TrendPoint(end.strftime("%Y-%m"), evaluate(model, facts, end).score))
+    month_ago = today - dt.timedelta(days=30)
+    facts = [RecordFact(*r) for r in records if r.occurred_on <= month_ago]
+    change = explanation.score - evaluate(model, facts, month_ago).score
+    return Home(explanation, trend, change)
+
+
+def explain_for_page(session: Session, citizen: Citizen, *, today: dt.date) -> Explanation:
+    """The engine's explanation of every record, read by the citizen (audited by ``explain``)."""
+    return explain(session, citizen, as_of=today, actor=actor_of(citizen), purpose="citizen page")
+
+
+@dataclass(frozen=True)
+class Improvement:
+    item_code: str
+    name_zh: str
+    name_en: str
+    points: int
+    dimension: str | None
+
+
+def improvements(session: Session) -> list[Improvement]:
+    """The positive items of the published model: what adds to a score (volunteering, awards…)."""
+    try:
+        _, model = published_model(session)
+    except NoPublishedModel:
+        return []
+    found = [
+        Improvement(code, item.name_zh, item.name_en, item.points, item.dimension)
+        for code, item in model.items.items()
+        if item.points > 0
+    ]
+    return sorted(found, key=lambda i: -i.points)
+
+
+def consent_history(session: Session, citizen: Citizen) -> list[ConsentEvent]:
+    return list(
+        session.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.citizen_id == citizen.id)
+            .order_by(ConsentEvent.at.desc(), ConsentEvent.id.desc())
+        )
+    )
+
+
+def objections_of(session: Session, citizen: Citizen) -> list[Objection]:
+    return list(
+        session.scalars(
+            select(Objection)
+            .where(Objection.citizen_id == citizen.id)
+            .order_by(Objection.created_at.desc(), Objection.id.desc())
+        )
+    )
+
+
+def everything_held(session: Session, citizen: Citizen, *, today: dt.date) -> dict[str, Any]:
+    """All the platform holds about the citizen (PIPL art. 45), as JSON-ready data. Audited."""
+    actor = actor_of(citizen)
+    audit(session, actor=actor, action="citizen.export", citizen_id=citizen.id)
+    records = session.execute(
+        select(Record, DataSource.code, DataSource.name_zh, DataSource.name_en)
+        .join(DataSource, DataSource.id == Record.source_id)
+        .where(Record.citizen_id == citizen.id)
+        .order_by(Record.occurred_on, Record.id)
+    ).all()
+    snapshots = session.scalars(
+        select(ScoreSnapshot)
+        .where(ScoreSnapshot.citizen_id == citizen.id)
+        .order_by(ScoreSnapshot.computed_at, ScoreSnapshot.id)
+    ).all()
+    return {
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+        "citizen": {
+            "birth_date": citizen.birth_date.isoformat() if citizen.birth_date else None,
+            "consent_given": citizen.consent_given,
+            "registered_at": citizen.created_at.isoformat(),
+            "note": "Your ID number is not stored; only a keyed pseudonym of it is.",
+        },
+        "consents": [
+            {"action": e.action, "channel": e.channel, "at": e.at.isoformat()}
+            for e in consent_history(session, citizen)
+        ],
+        "records": [
+            {
+                "id": r.id,
+                "source": code,
+                "source_name_zh": name_zh,
+                "source_name_en": name_en,
+                "source_record_id": r.source_record_id,
+                "item_code": r.item_code,
+                "document_no": r.document_no,
+                "occurred_on": r.occurred_on.isoformat(),
+                "reported_on": r.reported_on.isoformat() if r.reported_on else None,
+                "status": r.status,
+                "expires_on": r.expires_on.isoformat() if r.expires_on else None,
+            }
+            for r, code, name_zh, name_en in records
+        ],
+        "scores": [
+            {
+                "score": s.score,
+                "tier": s.tier_code,
+                "common_tier": s.common_tier,
+                "direct_tier": s.direct_tier,
+                "breakdown": s.breakdown,
+                "computed_at": s.computed_at.isoformat(),
+                "current": s.is_current,
+            }
+            for s in snapshots
+        ],
+        "objections": [
+            {
+                "id": o.public_id,
+                "record_id": o.record_id,
+                "reason": o.reason,
+                "status": o.status,
+                "filed_at": o.created_at.isoformat(),
+                "decided_at": o.decided_at.isoformat() if o.decided_at else None,
+            }
+            for o in objections_of(session, citizen)
+        ],
+        "verifications": [
+            {
+                "at": c.at.isoformat(),
+                "venue": c.checker,
+                "scenario_zh": c.scenario_zh,
+                "scenario_en": c.scenario_en,
+                "eligible": c.eligible,
+                "redeemed": c.redeemed,
+            }
+            for c in checks_of_citizen(session, citizen, actor=actor, limit=100_000)
+        ],
+    }
