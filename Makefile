@@ -27,7 +27,8 @@ demo: $(STAMP)
 	@echo "  City keys (JWKS):         http://$(HOST):$(PORT)/.well-known/jwks.json"
 	@echo "  Venue examples:           .venv/bin/python examples/library_desk.py --id <an ID printed above>"
 	@echo "  Admin (中文; English link on every page): http://$(HOST):$(PORT)/admin   (accounts printed above)"
-	@echo "  The citizen's phone page arrives with issue 5 (see docs/ARCHITECTURE.md)."
+	@echo "  Citizen's phone page:     http://$(HOST):$(PORT)/me   (sign in with an ID number printed above;"
+	@echo "                            the demo shows the one-time code on screen and in this log)"
 	@echo
 	CITYCREDIT_DEMO_MODE=1 $(BIN)/citycredit serve --host $(HOST) --port $(PORT)
 

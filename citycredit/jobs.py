@@ -21,7 +21,7 @@ from citycredit.db import unit_of_work
 log = logging.getLogger(__name__)
 
 # Domains whose jobs the scheduler runs; later domains append themselves here.
-JOB_MODULES = ("points_engine.jobs",)
+JOB_MODULES = ("points_engine.jobs", "citizen.jobs")
 
 
 @dataclass(frozen=True)
