@@ -25,6 +25,4 @@ def purge_sign_in_challenges(session: Session, ctx: JobContext) -> None:
     log.info("sign-in challenges purged: %d", result.rowcount)  # type: ignore[attr-defined]
 
 
-JOBS = (
-    JobSpec("citizen.purge_sign_in_challenges", purge_sign_in_challenges, "cron", {"hour": 3}),
-)
+JOBS = (JobSpec("citizen.purge_sign_in_challenges", purge_sign_in_challenges, "cron", {"hour": 3}),)

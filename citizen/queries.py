@@ -124,7 +124,9 @@ def objections_of(session: Session, citizen: Citizen) -> list[Objection]:
     )
 
 
-def everything_held(session: Session, citizen: Citizen, *, today: dt.date) -> dict[str, Any]:
+def everything_held(
+    session: Session, citizen: Citizen, *, today: dt.date, now: dt.datetime
+) -> dict[str, Any]:
     """All the platform holds about the citizen (PIPL art. 45), as JSON-ready data. Audited."""
     actor = actor_of(citizen)
     audit(session, actor=actor, action="citizen.export", citizen_id=citizen.id)
@@ -140,7 +142,7 @@ def everything_held(session: Session, citizen: Citizen, *, today: dt.date) -> di
         .order_by(ScoreSnapshot.computed_at, ScoreSnapshot.id)
     ).all()
     return {
-        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+        "exported_at": now.isoformat(),
         "citizen": {
             "birth_date": citizen.birth_date.isoformat() if citizen.birth_date else None,
             "consent_given": citizen.consent_given,

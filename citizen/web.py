@@ -272,10 +272,18 @@ def change_consent() -> Any:
     citizen = me()
     session_ = db_session()
     if request.form.get("action") == "give":
-        engine.give_consent(session_, citizen, channel="citizen-page", as_of=today())
+        engine.give_consent(
+            session_,
+            citizen,
+            channel="citizen-page",
+            as_of=today(),
+            actor=queries.actor_of(citizen),
+        )
         return redirect(url_for("citizen.home"))
     if request.form.get("action") == "withdraw":
-        engine.withdraw_consent(session_, citizen, channel="citizen-page")
+        engine.withdraw_consent(
+            session_, citizen, channel="citizen-page", actor=queries.actor_of(citizen)
+        )
         return redirect(url_for("citizen.consent", withdrawn=1))
     abort(400)
 
@@ -410,7 +418,8 @@ def benefits() -> Any:
     citizen = me()
     listed = my_benefits(db_session(), citizen, today=today(), actor=queries.actor_of(citizen))
     groups: dict[str, list[Any]] = {}
-    for item in listed:
+    # Within each category, what the citizen can use now comes first.
+    for item in sorted(listed, key=lambda b: not b.eligible):
         groups.setdefault(t(item.category_zh, item.category_en), []).append(item)
     return render_template(
         "citizen/benefits.html",
@@ -439,7 +448,7 @@ def my_data() -> Any:
 
 @bp.get("/data.json")
 def data_json() -> Any:
-    held = queries.everything_held(db_session(), me(), today=today())
+    held = queries.everything_held(db_session(), me(), today=today(), now=now())
     body = json.dumps(held, ensure_ascii=False, indent=2)
     return Response(
         body,
@@ -454,6 +463,6 @@ def data_json() -> Any:
 def report() -> Any:
     citizen = me()
     session_ = db_session()
-    held = queries.everything_held(session_, citizen, today=today())
+    held = queries.everything_held(session_, citizen, today=today(), now=now())
     explanation = queries.explain_for_page(session_, citizen, today=today())
     return render_template("citizen/report.html", held=held, e=explanation, today=today())

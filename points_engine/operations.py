@@ -87,7 +87,7 @@ def get_or_create_citizen(session: Session, key: bytes, citizen_id: CitizenId) -
 
 
 def give_consent(
-    session: Session, citizen: Citizen, *, channel: str, as_of: dt.date
+    session: Session, citizen: Citizen, *, channel: str, as_of: dt.date, actor: str | None = None
 ) -> scoring.RunResult | None:
     """Record consent and score the citizen at once. Giving consent twice changes nothing."""
     if citizen.consent_given:
@@ -95,7 +95,7 @@ def give_consent(
     citizen.consent_given = True
     citizen.consent_changed_at = utcnow()
     session.add(ConsentEvent(citizen=citizen, action="given", channel=channel))
-    audit(session, actor=channel, action="consent.given", citizen_id=citizen.id)
+    audit(session, actor=actor or channel, action="consent.given", citizen_id=citizen.id)
     session.flush()
     version, model = published_model(session)
     return scoring.recompute(
@@ -103,7 +103,9 @@ def give_consent(
     )
 
 
-def withdraw_consent(session: Session, citizen: Citizen, *, channel: str) -> None:
+def withdraw_consent(
+    session: Session, citizen: Citizen, *, channel: str, actor: str | None = None
+) -> None:
     """Withdraw consent: the citizen is no longer scored and every score computed for them is erased.
 
     Records stay: they are lawful public records held by their sources, not products of consent.
@@ -113,7 +115,7 @@ def withdraw_consent(session: Session, citizen: Citizen, *, channel: str) -> Non
     citizen.consent_given = False
     citizen.consent_changed_at = utcnow()
     session.add(ConsentEvent(citizen=citizen, action="withdrawn", channel=channel))
-    audit(session, actor=channel, action="consent.withdrawn", citizen_id=citizen.id)
+    audit(session, actor=actor or channel, action="consent.withdrawn", citizen_id=citizen.id)
     session.execute(delete(ScoreSnapshot).where(ScoreSnapshot.citizen_id == citizen.id))
     session.execute(delete(ScoreDirty).where(ScoreDirty.citizen_id == citizen.id))
     session.flush()
