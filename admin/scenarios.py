@@ -68,7 +68,7 @@ def category_name(code: str) -> str:
     return t(f"{brand}·{zh}" if brand else zh, en)
 
 
-@bp.app_context_processor
+@bp.context_processor
 def _helpers() -> dict[str, Any]:
     return {
         "status_name": status_name,

@@ -117,7 +117,7 @@ def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return moment.astimezone(settings().tz).strftime(fmt) if moment else "—"
 
 
-@bp.app_context_processor
+@bp.context_processor
 def _globals() -> dict[str, Any]:
     return {
         "t": t,
