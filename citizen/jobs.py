@@ -1,4 +1,4 @@
-"""Scheduled jobs of the citizen page: spent and expired sign-in challenges are deleted daily."""
+"""Scheduled jobs of the citizen page: spent sign-in challenges and ended sessions are deleted daily."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from citizen.models import SignInChallenge
+from citizen.models import CitizenSession, SignInChallenge
 from citycredit.db import utcnow
 from citycredit.jobs import JobContext, JobSpec
 
@@ -23,6 +23,10 @@ def purge_sign_in_challenges(session: Session, ctx: JobContext) -> None:
         delete(SignInChallenge).where(SignInChallenge.expires_at < utcnow() - RETENTION)
     )
     log.info("sign-in challenges purged: %d", result.rowcount)  # type: ignore[attr-defined]
+    ended = session.execute(
+        delete(CitizenSession).where(CitizenSession.started_at < utcnow() - dt.timedelta(hours=13))
+    )
+    log.info("ended citizen sessions purged: %d", ended.rowcount)  # type: ignore[attr-defined]
 
 
 JOBS = (JobSpec("citizen.purge_sign_in_challenges", purge_sign_in_challenges, "cron", {"hour": 3}),)

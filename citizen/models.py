@@ -60,3 +60,15 @@ class Objection(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[dt.datetime | None]
     decision_note: Mapped[str | None] = mapped_column(String(1000))
+
+
+class CitizenSession(Base):
+    """A signed-in phone: the cookie carries only this random id; signing out deletes the row, so a
+    copied cookie stops working too."""
+
+    __tablename__ = "citizen_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    started_at: Mapped[dt.datetime]
+    seen_at: Mapped[dt.datetime] = mapped_column(index=True)

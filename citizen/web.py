@@ -29,11 +29,13 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
+from sqlalchemy import delete
 from werkzeug.exceptions import BadRequest
 
 from citizen import charts, queries
 from citizen import operations as citizen_ops
 from citizen.identity import SignInError, provider_for
+from citizen.models import CitizenSession
 from citycredit.app import db_session, platform_of
 from citycredit.db import utcnow
 from citycredit.explain_text import reason_text
@@ -52,7 +54,7 @@ bp = Blueprint(
 
 IDLE = dt.timedelta(minutes=30)
 ABSOLUTE = dt.timedelta(hours=12)
-_ID, _STARTED, _SEEN, _CSRF, _LANG = "cz_id", "cz_started", "cz_seen", "cz_csrf", "cz_lang"
+_SID, _CSRF, _LANG = "cz_sid", "cz_csrf", "cz_lang"
 PUBLIC = frozenset({"citizen.login", "citizen.send_code", "citizen.check_code", "citizen.static"})
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -144,18 +146,23 @@ def _guard() -> Any:
         expected = session.get(_CSRF)
         if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
             raise BadRequest("csrf")
-    citizen_id = session.get(_ID)
-    moment = now().timestamp()
-    if citizen_id is not None:
-        started, seen = session.get(_STARTED, 0), session.get(_SEEN, 0)
-        if moment - seen > IDLE.total_seconds() or moment - started > ABSOLUTE.total_seconds():
+    sid = session.get(_SID)
+    if sid is not None:
+        moment = now()
+        stored = db_session().get(CitizenSession, sid)
+        if (
+            stored is None
+            or moment - stored.seen_at > IDLE
+            or moment - stored.started_at > ABSOLUTE
+        ):
+            if stored is not None:
+                db_session().delete(stored)
             _clear()
             g.expired = True
         else:
-            citizen = db_session().get(Citizen, citizen_id)
-            if citizen is not None:
-                g.citizen = citizen
-                session[_SEEN] = moment
+            g.citizen = db_session().get(Citizen, stored.citizen_id)
+            if moment - stored.seen_at > dt.timedelta(seconds=30):
+                stored.seen_at = moment
     if g.get("citizen") is None and request.endpoint not in PUBLIC:
         if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json"):
             return Response(json.dumps({"error": "signed-out"}), 401, mimetype="application/json")
@@ -182,7 +189,7 @@ def _bad_request(error: BadRequest) -> Any:
 
 
 def _clear() -> None:
-    for key in (_ID, _STARTED, _SEEN, _CSRF):
+    for key in (_SID, _CSRF):
         session.pop(key, None)
 
 
@@ -234,8 +241,9 @@ def check_code() -> Any:
     session.clear()  # a fresh session: nothing from before sign-in carries over
     if language:
         session[_LANG] = language
-    moment = now().timestamp()
-    session.update({_ID: citizen.id, _STARTED: moment, _SEEN: moment})
+    sid = secrets.token_urlsafe(32)
+    db_session().add(CitizenSession(id=sid, citizen_id=citizen.id, started_at=now(), seen_at=now()))
+    session[_SID] = sid
     from citycredit.audit import audit
 
     audit(
@@ -250,6 +258,9 @@ def check_code() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    sid = session.get(_SID)
+    if sid is not None:
+        db_session().execute(delete(CitizenSession).where(CitizenSession.id == sid))
     _clear()
     return redirect(url_for("citizen.login"))
 

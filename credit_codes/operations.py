@@ -22,7 +22,7 @@ from points_engine.models import Citizen
 from points_engine.operations import insert_ignore
 from points_engine.queries import current_snapshot
 from points_engine.tiers import common_tier
-from scenarios.benefits import citizen_facts
+from scenarios.benefits import age_on
 from scenarios.eligibility import CitizenFacts
 from scenarios.models import Scenario, ScenarioVersion
 from scenarios.operations import rule_of, scenario_for_use
@@ -74,6 +74,8 @@ def issue_credit_code(
         local_tier=snapshot.tier_code,
         now=now,
         lifetime=dt.timedelta(seconds=settings.code_lifetime_seconds),
+        local_score=snapshot.score,
+        direct_tier=snapshot.direct_tier,
     )
     audit(session, actor=actor, action="code.issue", citizen_id=citizen.id, jti=code.jti)
     return code
@@ -86,6 +88,9 @@ class Presentation:
     common_tier: int
     local_tier: str
     expires_at: dt.datetime
+    # Sealed in the code at issue (None in codes from before they were sealed there).
+    local_score: int | None = None
+    direct_tier: bool = False
 
 
 def open_presentation(
@@ -103,15 +108,17 @@ def open_presentation(
     if public is None:
         raise tokens.UnknownKey(f"key {str(header['kid'])[:32]!r} is not published by this city")
     claims = tokens.verify_code(token, public_key=public, issuer=settings.city_code, now=now)
-    citizen_id = tokens.open_citizen(
+    sealed = tokens.open_sealed(
         settings.token_key, claims["sub"], issuer=settings.city_code, jti=claims["jti"]
     )
     return Presentation(
-        citizen_id,
+        sealed.citizen_id,
         claims["jti"],
         claims["ct"],
         str(claims.get("lt", "")),
         dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+        sealed.local_score,
+        sealed.direct_tier,
     )
 
 
@@ -168,16 +175,20 @@ def verify_presentation(
     # A code vouches for its tier for its 120 s, online exactly as offline. Re-checking consent here
     # would answer "not eligible" for a qualifying tier and so tell the venue that consent was
     # withdrawn; withdrawal stops new codes at once instead.
+    # Every fact comes from the code itself (tier, and the sealed score and direct-tier flag) or
+    # never changes (age from the birth date): the answer cannot reveal a withdrawal since issue.
     rule = rule_of(version)
-    needs = rule.facts_needed()
-    if needs <= {"common_tier", "resident"}:
-        facts = CitizenFacts(presented.common_tier, None, None, True, False)
-    else:
+    age = None
+    if "age" in rule.facts_needed():
         citizen = session.get(Citizen, presented.citizen_id)
-        assert citizen is not None
-        facts = citizen_facts(
-            session, citizen, today=today, common_tier=presented.common_tier, needs=needs
-        )
+        age = age_on(citizen.birth_date if citizen else None, today)
+    facts = CitizenFacts(
+        common_tier=presented.common_tier,
+        local_score=presented.local_score,
+        age=age,
+        resident=True,
+        has_direct_tier_record=presented.direct_tier,
+    )
     eligible = rule.evaluate(facts).eligible
     verification = Verification(
         public_id="ver_" + secrets.token_hex(8),

@@ -72,21 +72,51 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def seal_citizen(token_key: bytes, citizen_id: int, *, issuer: str, jti: str) -> str:
+def seal_citizen(
+    token_key: bytes,
+    citizen_id: int,
+    *,
+    issuer: str,
+    jti: str,
+    local_score: int | None = None,
+    direct_tier: bool = False,
+) -> str:
+    """The per-code pseudonym: the citizen's row id, and optionally the facts the code vouches for
+    beyond its tier (the local score and whether a record sets the tier), sealed with AES-GCM so that
+    only the city reads them. A venue never sees them; the city answers from them, not from live data,
+    so a code means the same thing for its whole life (withdrawal cannot show through)."""
+    plain = citizen_id.to_bytes(8, "big")
+    if local_score is not None:
+        plain += local_score.to_bytes(4, "big", signed=True) + bytes([1 if direct_tier else 0])
     nonce = secrets.token_bytes(12)
-    sealed = AESGCM(token_key).encrypt(
-        nonce, citizen_id.to_bytes(8, "big"), f"{issuer}|{jti}".encode()
-    )
+    sealed = AESGCM(token_key).encrypt(nonce, plain, f"{issuer}|{jti}".encode())
     return _b64(nonce + sealed)
 
 
-def open_citizen(token_key: bytes, sub: str, *, issuer: str, jti: str) -> int:
+@dataclass(frozen=True)
+class SealedFacts:
+    citizen_id: int
+    local_score: int | None
+    direct_tier: bool
+
+
+def open_sealed(token_key: bytes, sub: str, *, issuer: str, jti: str) -> SealedFacts:
     raw = _unb64(sub)
     try:
         plain = AESGCM(token_key).decrypt(raw[:12], raw[12:], f"{issuer}|{jti}".encode())
     except (InvalidTag, ValueError):
         raise BadSignature("the citizen reference does not open with this city's key") from None
-    return int.from_bytes(plain, "big")
+    if len(plain) == 13:
+        return SealedFacts(
+            int.from_bytes(plain[:8], "big"),
+            int.from_bytes(plain[8:12], "big", signed=True),
+            plain[12] == 1,
+        )
+    return SealedFacts(int.from_bytes(plain[:8], "big"), None, False)
+
+
+def open_citizen(token_key: bytes, sub: str, *, issuer: str, jti: str) -> int:
+    return open_sealed(token_key, sub, issuer=issuer, jti=jti).citizen_id
 
 
 @dataclass(frozen=True)
@@ -108,13 +138,22 @@ def issue_code(
     local_tier: str,
     now: dt.datetime,
     lifetime: dt.timedelta = CODE_LIFETIME,
+    local_score: int | None = None,
+    direct_tier: bool = False,
 ) -> CreditCode:
     jti = _b64(secrets.token_bytes(9))
     issued = now.replace(microsecond=0)
     expires = issued + min(lifetime, CODE_LIFETIME)
     claims = {
         "iss": issuer,
-        "sub": seal_citizen(token_key, citizen_id, issuer=issuer, jti=jti),
+        "sub": seal_citizen(
+            token_key,
+            citizen_id,
+            issuer=issuer,
+            jti=jti,
+            local_score=local_score,
+            direct_tier=direct_tier,
+        ),
         "ct": common_tier,
         "lt": local_tier,
         "iat": int(issued.timestamp()),

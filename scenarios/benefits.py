@@ -8,6 +8,7 @@ lookup, two catalogue queries and 300 small tree evaluations (``bench/benefits.p
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +129,10 @@ class CatalogueEntry:
 # Per process: (database, day) -> (fingerprint, entries). The fingerprint (how many scenarios are
 # published and when any of them last changed) is one small query; every workflow step, venue change
 # and publication updates ``scenario.updated_at``, so a stale catalogue is never served.
-_CATALOGUES: dict[tuple[str, dt.date], tuple[tuple[Any, ...], list[CatalogueEntry]]] = {}
+_CATALOGUES: dict[tuple[str, dt.date], tuple[tuple[Any, ...], float, list[CatalogueEntry]]] = {}
+# ``updated_at`` is stamped when a change is made, not when it commits: two changes committing in the
+# other order could leave the fingerprint unchanged. Entries are therefore also rebuilt after this long.
+CATALOGUE_MAX_AGE = 30.0
 
 
 def live_catalogue(session: Session, *, today: dt.date) -> list[CatalogueEntry]:
@@ -142,12 +146,13 @@ def live_catalogue(session: Session, *, today: dt.date) -> list[CatalogueEntry]:
     )
     key = (session.get_bind().engine.url.render_as_string(hide_password=True), today)
     cached = _CATALOGUES.get(key)
-    if cached is not None and cached[0] == fingerprint:
-        return cached[1]
+    moment = time.monotonic()
+    if cached is not None and cached[0] == fingerprint and moment - cached[1] < CATALOGUE_MAX_AGE:
+        return cached[2]
     entries = _load_catalogue(session, today)
     if len(_CATALOGUES) > 64:
         _CATALOGUES.clear()
-    _CATALOGUES[key] = (fingerprint, entries)
+    _CATALOGUES[key] = (fingerprint, moment, entries)
     return entries
 
 

@@ -94,6 +94,11 @@ def _content_of(version: ScenarioVersion) -> dict[str, Any]:
     }
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection); such cells are
+# exported with a leading apostrophe, which spreadsheets hide and the import strips again.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -101,7 +106,12 @@ def _cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
 
 
 def export_rows(session: Session, actor: Actor) -> Iterable[dict[str, str]]:
@@ -156,12 +166,14 @@ def read_csv(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         )
     reader.fieldnames = header
     rows = []
+    first_line = reader.line_num + 1  # a quoted cell may span lines: report a row by its first
     try:
         for row in reader:
             if None in row:
-                rows.append((reader.line_num, {"__extra__": "more cells than columns"}))
-                continue
-            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items()}))
+                rows.append((first_line, {"__extra__": "more cells than columns"}))
+            else:
+                rows.append((first_line, {k: _uncell((v or "").strip()) for k, v in row.items()}))
+            first_line = reader.line_num + 1
     except csv.Error as exc:
         raise CsvFileError(f"line {reader.line_num}: {exc}") from None
     return header, rows
@@ -210,7 +222,14 @@ def _import_row(
         _check_identity(code, row.get("category", ""))
     except InvalidScenario as exc:
         problems += [(f, m) for f, msgs in exc.errors.items() for m in msgs]
+    existing = session.scalar(select(Scenario).where(Scenario.code == code))
+    # A column the file does not have leaves that field as it is; only an empty cell means "none".
     content = {k: row[k] for k in COLUMNS if k in row and k not in ("code", "operator", "venues")}
+    if existing is not None and actor.may_see(existing.operator_id):
+        current = pending_version(session, existing.id) or live_version(session, existing.id)
+        if current is not None:
+            for name, value in _content_of(current).items():
+                content.setdefault(name, value)
     content.setdefault("eligibility", "")
     try:
         cleaned = clean_content(content)
@@ -219,8 +238,8 @@ def _import_row(
     if problems:
         return problems
     assert operator is not None
+    venues_given = "venues" in row
     venue_codes = row.get("venues", "").replace(";", " ").replace(",", " ").split()
-    existing = session.scalar(select(Scenario).where(Scenario.code == code))
     try:
         with session.begin_nested():
             if existing is None:
@@ -238,14 +257,14 @@ def _import_row(
                 report.created.append(code)
                 return []
             if not actor.may_see(existing.operator_id):
-                return [("code", f"scenario {code!r} belongs to another operator")]
+                return [("code", f"scenario {code!r} exists already")]
             if existing.operator_id != operator.id or existing.category != row["category"]:
                 return [("operator", "a scenario's operator and category cannot change")]
             current = pending_version(session, existing.id) or live_version(session, existing.id)
             changed = current is None or _content_of(current) != cleaned
-            venues_changed = sorted(v.code for v in venues_of(session, existing.id)) != sorted(
-                set(venue_codes)
-            )
+            venues_changed = venues_given and sorted(
+                v.code for v in venues_of(session, existing.id)
+            ) != sorted(set(venue_codes))
             if not changed and not venues_changed:
                 report.unchanged.append(code)
                 return []

@@ -85,8 +85,13 @@ def register(cls: type[Condition]) -> type[Condition]:
     return cls
 
 
+MAX_DEPTH = 8
+
+
 def parse_rule(data: Any, path: str = "") -> Condition:
     """Parse a rule tree; raise :class:`RuleError` naming the exact place of the first problem."""
+    if path.count(".") >= 2 * MAX_DEPTH:
+        raise RuleError(path, f"nested too deeply (at most {MAX_DEPTH} levels of all/any)")
     if not isinstance(data, dict) or len(data) != 1:
         raise RuleError(path, "a condition is an object with exactly one key, its kind")
     ((kind, value),) = data.items()

@@ -14,12 +14,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
     Index,
     Integer,
     String,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -90,6 +92,8 @@ class Scenario(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     # Redemptions so far, across versions; a total quota is enforced by a conditional UPDATE on it.
     redeemed_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A suspension by the city (not the operator) can be lifted only by the city.
+    suspended_by_city: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -145,6 +149,8 @@ class ScenarioVersion(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[dt.datetime | None]
     review_note: Mapped[str | None] = mapped_column(String(500))
+    # The last person who changed the content; neither they nor its creator may publish it.
+    edited_by: Mapped[str | None] = mapped_column(String(200))
     published_at: Mapped[dt.datetime | None]
 
 

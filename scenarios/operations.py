@@ -38,6 +38,8 @@ from scenarios.models import (
 )
 
 CODE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+# Path segments of the admin's own pages (/admin/scenarios/new, …/import).
+RESERVED_CODES = frozenset({"new", "import", "export"})
 OPTIONAL_FIELDS = ("quota_per_day", "quota_per_month", "quota_total", "valid_from", "valid_until")
 CONTENT_FIELDS = (
     "name_zh",
@@ -122,6 +124,18 @@ def _require_manage(actor: Actor, scenario: Scenario) -> None:
         raise UnknownScenario(scenario.code)
     if not actor.may_manage(scenario.operator_id):
         raise NotPermitted(f"{actor.name} may not change scenario {scenario.code!r}")
+    _lock(scenario)
+
+
+def _lock(scenario: Scenario) -> None:
+    """Take the scenario's row lock: workflow steps on one scenario happen one after another (two
+    edits cannot both open "version 3"; an edit cannot slip into a version being published)."""
+    from sqlalchemy.orm import object_session
+
+    session = object_session(scenario)
+    if session is not None:
+        session.execute(select(Scenario.id).where(Scenario.id == scenario.id).with_for_update())
+        session.refresh(scenario)
 
 
 # --- field validation -----------------------------------------------------------------------------
@@ -145,10 +159,14 @@ class _Rule(fields.Field):
         if value in ("", None):
             raise ValidationError('required: a rule such as {"min_common_tier": 3}')
         if isinstance(value, str):
+            if len(value) > 20_000:
+                raise ValidationError("too long (at most 20,000 characters)")
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValidationError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+            except RecursionError:
+                raise ValidationError("nested too deeply") from None
         try:
             return parse_rule(value).to_data()
         except RuleError as exc:
@@ -228,6 +246,8 @@ def _check_identity(code: str, category: str) -> None:
     errors: dict[str, list[str]] = {}
     if not CODE.match(code or ""):
         errors["code"] = ["3–64 characters: lower-case letters, digits and '-'"]
+    elif code in RESERVED_CODES:
+        errors["code"] = [f"{code!r} is reserved; choose another code"]
     if category not in CATEGORIES:
         errors["category"] = [f"unknown category (known: {', '.join(CATEGORIES)})"]
     if errors:
@@ -299,13 +319,18 @@ def live_version(session: Session, scenario_id: int) -> ScenarioVersion | None:
     )
 
 
-def pending_version(session: Session, scenario_id: int) -> ScenarioVersion | None:
-    return session.scalar(
-        select(ScenarioVersion).where(
-            ScenarioVersion.scenario_id == scenario_id,
-            ScenarioVersion.state.in_(PENDING_STATES),
-        )
+def pending_version(
+    session: Session, scenario_id: int, *, lock: bool = False
+) -> ScenarioVersion | None:
+    """The draft or in-review version. ``lock`` takes its row lock (and re-reads it), so that an
+    edit, a submit and a publish of one version happen one after another, never interleaved."""
+    query = select(ScenarioVersion).where(
+        ScenarioVersion.scenario_id == scenario_id,
+        ScenarioVersion.state.in_(PENDING_STATES),
     )
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
 
 
 def versions_of(session: Session, scenario_id: int) -> list[ScenarioVersion]:
@@ -460,7 +485,7 @@ def edit_scenario(
     if scenario.status == "retired":
         raise WorkflowError("a retired scenario cannot be edited")
     cleaned = clean_content(content)
-    pending = pending_version(session, scenario.id)
+    pending = pending_version(session, scenario.id, lock=True)
     if pending is not None and pending.state == "in_review":
         raise WorkflowError("version under review: wait for the review, or ask for it back")
     if pending is None:
@@ -476,6 +501,7 @@ def edit_scenario(
         session.add(pending)
     for name, value in cleaned.items():
         setattr(pending, name, value)
+    pending.edited_by = actor.name
     scenario.updated_at = utcnow()
     session.flush()
     audit(
@@ -514,7 +540,7 @@ def set_venues(
 def submit(session: Session, actor: Actor, scenario: Scenario) -> ScenarioVersion:
     """Send the pending draft for review; it is frozen from now on."""
     _require_manage(actor, scenario)
-    pending = pending_version(session, scenario.id)
+    pending = pending_version(session, scenario.id, lock=True)
     if pending is None or pending.state != "draft":
         raise WorkflowError("there is no draft to submit")
     if scenario.status == "retired":
@@ -541,7 +567,8 @@ def _require_review(session: Session, actor: Actor, scenario: Scenario) -> Scena
         raise UnknownScenario(scenario.code)
     if not actor.can_publish or actor.read_only:
         raise NotPermitted(f"{actor.name} may not review scenarios")
-    pending = pending_version(session, scenario.id)
+    _lock(scenario)
+    pending = pending_version(session, scenario.id, lock=True)
     if pending is None or pending.state != "in_review":
         raise WorkflowError("there is no version waiting for review")
     return pending
@@ -574,8 +601,11 @@ def reject(session: Session, actor: Actor, scenario: Scenario, note: str) -> Sce
 def publish(session: Session, actor: Actor, scenario: Scenario, note: str = "") -> ScenarioVersion:
     """Make the version under review live; the previous live version is superseded (not deleted)."""
     pending = _require_review(session, actor, scenario)
-    if pending.submitted_by == actor.name and actor is not SYSTEM:
-        raise NotPermitted("four eyes: a version is published by someone other than its submitter")
+    authors = {pending.created_by, pending.edited_by, pending.submitted_by}
+    if actor.name in authors and actor is not SYSTEM:
+        raise NotPermitted(
+            "four eyes: a version is published by someone other than those who wrote or submitted it"
+        )
     now = utcnow()
     live = live_version(session, scenario.id)
     if live is not None:
@@ -612,8 +642,14 @@ def _transition(
     _require_manage(actor, scenario)
     if scenario.status not in allowed:
         raise WorkflowError(f"cannot {action} a scenario that is {scenario.status}")
+    if action == "resume" and scenario.suspended_by_city and actor.operator_id is not None:
+        raise NotPermitted("the city suspended this scenario: only the city can resume it")
     before = scenario.status
     scenario.status = to
+    if action == "suspend":
+        scenario.suspended_by_city = actor.operator_id is None
+    elif action == "resume":
+        scenario.suspended_by_city = False
     scenario.updated_at = utcnow()
     if to == "retired":
         for version in session.scalars(

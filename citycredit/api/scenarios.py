@@ -111,7 +111,7 @@ def _actor(client: ApiClient) -> registry.Actor:
     return registry.Actor(f"client:{client.client_id}", operator_id=-1, read_only=True)
 
 
-def _version(version: ScenarioVersion | None) -> dict[str, Any] | None:
+def _version(version: ScenarioVersion | None, *, owned: bool = False) -> dict[str, Any] | None:
     if version is None:
         return None
     rule = registry.rule_of(version)
@@ -127,7 +127,8 @@ def _version(version: ScenarioVersion | None) -> dict[str, Any] | None:
         "quota_total": version.quota_total,
         "valid_from": version.valid_from,
         "valid_until": version.valid_until,
-        "review_note": version.review_note,
+        # The city's review notes are for the operator, not for every partner.
+        "review_note": version.review_note if owned else None,
     }
 
 
@@ -173,8 +174,8 @@ def _outs(session: Session, client: ApiClient, scenarios: list[Scenario]) -> lis
                 "operator": operators[scenario.operator_id],
                 "category": scenario.category,
                 "status": scenario.status,
-                "live": _version(live.get(scenario.id)),
-                "pending": _version(pending.get(scenario.id)) if owned else None,
+                "live": _version(live.get(scenario.id), owned=owned),
+                "pending": _version(pending.get(scenario.id), owned=True) if owned else None,
                 "venues": [code for _, code in where],
             }
         )

@@ -261,11 +261,18 @@ def test_the_demo_code_is_not_on_the_page_outside_demo_mode(
 def test_sign_out_ends_the_session(city: CitizenApp) -> None:
     client = consented(city, city.seed().alice)
     assert client.get("/me/").status_code == 200
+    # Someone copies the session cookie before the citizen signs out on a shared phone…
+    copied = city.app.test_client()
+    for cookie in client._cookies.values():
+        copied.set_cookie(cookie.key, cookie.value, domain=cookie.domain)
+    assert copied.get("/me/").status_code == 200
     response = post(client, "/me/logout", token_from="/me/")
     assert response.status_code == 302 and response.location.endswith("/me/login")
     assert client.get("/me/").location.endswith("/me/login")
     assert client.get("/me/records").location.endswith("/me/login")
     assert client.get("/me/code.json").status_code == 401
+    # …and after sign-out the copy is worthless: the session itself ended on the server.
+    assert copied.get("/me/").location.endswith("/me/login?expired=1")
 
 
 def test_an_idle_session_expires_after_thirty_minutes(city: CitizenApp) -> None:

@@ -1046,3 +1046,111 @@ def test_the_demo_catalogue_loads_once_with_every_scenario_live_at_its_venue(
         assert venue is not None
         scenario, version = registry.scenario_for_use(session, code, venue_id=venue.id, today=TODAY)
         assert (scenario.code, version.number) == (code, 1)
+
+
+# --- review fixes ---------------------------------------------------------------------------------
+
+
+def test_a_code_keeps_its_answer_after_consent_is_withdrawn(
+    session: Session, reg: Registry, desk_of: Callable[..., Desk]
+) -> None:
+    """Score and direct-tier facts travel sealed in the code: withdrawal cannot show through it."""
+    from points_engine.operations import withdraw_consent
+
+    live(session, reg, "lib-score", eligibility={"min_local_score": 1005})
+    live(session, reg, "lib-clean", eligibility={"no_direct_tier_record": True})
+    at = desk_of()
+    good, watched = scored(session, "AWARD"), scored(session, "WATCH")
+    good_code, watched_code = at.code(good, NOW), at.code(watched, NOW)
+    for person in (good, watched):
+        withdraw_consent(session, person, channel="app")
+
+    def verdict(token: str, scenario: str) -> bool:
+        return codes.verify_presentation(
+            session, at.settings, at.client, token, scenario, now=NOW + MINUTE
+        ).eligible
+
+    assert verdict(good_code, "lib-score") is True  # not "no longer scored"
+    assert verdict(watched_code, "lib-clean") is False  # the severe record still counts
+    # The sealed facts are the city's: the venue-readable claims carry no score.
+    import jwt
+
+    claims = jwt.decode(good_code, options={"verify_signature": False})
+    assert set(claims) == {"iss", "sub", "ct", "lt", "iat", "exp", "jti"}
+    assert "1010" not in good_code
+
+
+def test_only_the_city_lifts_the_citys_suspension(session: Session, reg: Registry) -> None:
+    scenario = live(session, reg, "lib-brake")
+    registry.suspend(session, OFFICE, scenario, "complaints")
+    with pytest.raises(NotPermitted, match="only the city"):
+        registry.resume(session, reg.librarian, scenario)
+    registry.resume(session, OFFICE, scenario)
+    registry.suspend(session, reg.librarian, scenario, "stock-take")
+    registry.resume(session, reg.librarian, scenario)  # its own brake, its own to release
+    assert scenario.status == "published"
+
+
+def test_four_eyes_covers_whoever_wrote_the_version(session: Session, reg: Registry) -> None:
+    scenario = draft(session, reg, "lib-eyes")
+    registry.edit_scenario(session, LEAD, scenario, content(benefit_zh="由领导改写"))
+    registry.submit(session, reg.librarian, scenario)
+    with pytest.raises(NotPermitted, match="four eyes"):
+        registry.publish(session, LEAD, scenario)  # LEAD wrote the content it would approve
+    registry.publish(session, OFFICE, scenario)
+    assert states(session, scenario) == {1: "published"}
+
+
+def test_nested_and_reserved_input_is_refused_with_a_reason(
+    session: Session, reg: Registry
+) -> None:
+    rule: dict[str, Any] = {"min_common_tier": 3}
+    for _ in range(300):
+        rule = {"all": [rule]}
+    with pytest.raises(InvalidScenario) as deep:
+        draft(session, reg, "lib-deep", eligibility=rule)
+    assert "nested too deeply" in deep.value.errors["eligibility"][0]
+    with pytest.raises(InvalidScenario) as reserved:
+        draft(session, reg, "import")
+    assert "reserved" in reserved.value.errors["code"][0]
+
+
+def test_csv_import_leaves_absent_columns_alone_and_exports_no_formulas(
+    session: Session, reg: Registry
+) -> None:
+    from scenarios import csvio
+
+    scenario = live(
+        session, reg, "lib-csv", venues=("lib-central",), quota_per_day=2, quota_per_month=9
+    )
+    data = (
+        b"code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility\n"
+        b'lib-csv,test-library,library,=HYPERLINK("x"),N,B,B,"{""min_common_tier"":3}"\n'
+    )
+    report = csvio.import_csv(session, reg.librarian, data)
+    assert (report.updated, report.errors) == (["lib-csv"], [])
+    pending = registry.pending_version(session, scenario.id)
+    assert pending is not None and (pending.quota_per_day, pending.quota_per_month) == (2, 9)
+    assert [v.code for v in registry.venues_of(session, scenario.id)] == ["lib-central"]
+    import io
+
+    out = io.StringIO()
+    csvio.write_csv(session, reg.librarian, out)
+    assert "'=HYPERLINK" in out.getvalue()  # shown as text by a spreadsheet, never run
+    again = csvio.import_csv(session, reg.librarian, out.getvalue().encode())
+    assert again.unchanged == ["lib-csv"] and pending.name_zh == '=HYPERLINK("x")'
+
+
+def test_csv_errors_name_the_first_line_of_a_multi_line_row(
+    session: Session, reg: Registry
+) -> None:
+    from scenarios import csvio
+
+    data = (
+        "code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility\n"
+        'lib-multi,test-library,library,"第一行\n第二行",N,B,B,"{""min_common_tier"":3}"\n'
+        'lib-bad,test-library,library,名称,N,B,B,"{""min_common_tier"":9}"\n'
+    ).encode()
+    report = csvio.import_csv(session, reg.librarian, data)
+    assert report.created == ["lib-multi"]
+    assert [(e.line, e.code) for e in report.errors] == [(4, "lib-bad")]

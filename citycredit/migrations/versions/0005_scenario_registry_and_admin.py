@@ -148,6 +148,7 @@ def upgrade() -> None:
         sa.Column("reviewed_by", sa.String(length=200), nullable=True),
         sa.Column("reviewed_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("review_note", sa.String(length=500), nullable=True),
+        sa.Column("edited_by", sa.String(length=200), nullable=True),
         sa.Column("published_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "state IN ('draft', 'in_review', 'published', 'superseded', 'withdrawn')",
@@ -216,6 +217,9 @@ def upgrade() -> None:
         )
         batch_op.add_column(
             sa.Column("updated_at", citycredit.db.UTCDateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("suspended_by_city", sa.Boolean(), nullable=False, server_default=sa.false())
         )
     for table in ("verification", "redemption"):
         with op.batch_alter_table(table, schema=None) as batch_op:
@@ -311,6 +315,26 @@ def _move_scenarios_into_versions() -> None:
                 f"UPDATE {table} SET scenario_version_id = (SELECT v.id FROM scenario_version v"
                 f" WHERE v.scenario_id = {table}.scenario_id AND v.number = 1)"
             )
+        )
+    # Past use counts towards quotas set from now on: the running total and this month's counters.
+    bind.execute(
+        sa.text(
+            "UPDATE scenario SET redeemed_total ="
+            " (SELECT count(*) FROM redemption r WHERE r.scenario_id = scenario.id)"
+        )
+    )
+    months: dict[tuple[int, int, str], int] = {}
+    for citizen_id, scenario_id, day in bind.execute(
+        sa.text("SELECT citizen_id, scenario_id, day FROM redemption")
+    ):
+        key = (citizen_id, scenario_id, str(day)[:7])
+        months[key] = months.get(key, 0) + 1
+    for (citizen_id, scenario_id, month), used in months.items():
+        bind.execute(
+            sa.text(
+                "INSERT INTO redemption_counter (citizen_id, scenario_id, period, used) VALUES (:c, :s, :p, :u)"
+            ),
+            {"c": citizen_id, "s": scenario_id, "p": month, "u": used},
         )
     counters = bind.execute(
         sa.text("SELECT citizen_id, scenario_id, day, used FROM redemption_quota")
