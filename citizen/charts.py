@@ -71,9 +71,11 @@ def line_chart(points: Sequence[tuple[str, int]], *, title: str, desc: str) -> M
             f'<circle cx="{x:.1f}" cy="{yy:.1f}" r="3.5" fill="{LINE}">'
             f"<title>{escape(label)}: {value}</title></circle>"
         )
+    last = len(points) - 1
     for i, (label, _) in enumerate(points):
-        if i % 2 == len(points) % 2 or i == len(points) - 1:
-            body.append(_text(left + i * step, top + height + 18, label, size=11))
+        if (last - i) % 3 == 0:  # every third month, counting back from the latest
+            anchor = "end" if i == last else ("start" if i == 0 else "middle")
+            body.append(_text(left + i * step, top + height + 18, label, anchor=anchor, size=11))
     body.append(_text(coords[-1][0], coords[-1][1] - 8, str(values[-1]), anchor="end"))
     return _frame(title, desc, top + height + 26, body)
 

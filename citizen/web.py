@@ -408,7 +408,9 @@ def _fresh_code() -> dict[str, Any] | None:
 @bp.get("/code")
 def code() -> Any:
     fresh = _fresh_code()
-    return render_template("citizen/code.html", fresh=fresh)
+    return render_template(
+        "citizen/code.html", fresh=fresh, lifetime=settings().code_lifetime_seconds
+    )
 
 
 @bp.get("/code.json")
@@ -476,4 +478,7 @@ def report() -> Any:
     session_ = db_session()
     held = queries.everything_held(session_, citizen, today=today(), now=now())
     explanation = queries.explain_for_page(session_, citizen, today=today())
-    return render_template("citizen/report.html", held=held, e=explanation, today=today())
+    names = {r.item_code: (r.item_name_zh, r.item_name_en) for r in explanation.records}
+    return render_template(
+        "citizen/report.html", held=held, e=explanation, today=today(), names=names
+    )
