@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 
 from admin import operations
 from admin.web import (
@@ -33,8 +33,9 @@ _ENDED = {
         "Your session reached 12 hours; please sign in again.",
     ),
     "revoked": (
-        "您的登录已失效（密码已更改或账户已停用），请重新登录。",
-        "Your session was ended (password changed or account disabled); please sign in again.",
+        "您的登录已失效（已退出登录、密码已更改或账户已停用），请重新登录。",
+        "Your session was ended (signed out, password changed or account disabled); please sign in "
+        "again.",
     ),
 }
 
@@ -51,7 +52,11 @@ def login() -> Any:
         return render_template("admin/login.html", next=target, username="")
     username = request.form.get("username", "")
     outcome = operations.authenticate(
-        db_session(), username, request.form.get("password", ""), now=now()
+        db_session(),
+        username,
+        request.form.get("password", ""),
+        now=now(),
+        secret=current_app.secret_key or "",
     )
     g.admin_audited = True
     if outcome.user is None:
@@ -73,9 +78,20 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    user = current_user()
+    assert user is not None  # the guard sends a signed-out visitor to the login page
     admin_audit("admin.logout")
+    # Clearing this browser's cookie is not enough: a copy taken before would still be valid. Every
+    # session of the account ends, on other devices too.
+    operations.end_sessions(db_session(), user)
     end_session()
-    flash(t("您已退出登录。", "You have signed out."), "success")
+    flash(
+        t(
+            "您已退出登录；此账户在所有设备上的登录均已失效。",
+            "You have signed out; this account's sessions on every device have ended.",
+        ),
+        "success",
+    )
     return redirect(url_for("admin.login"))
 
 
@@ -94,9 +110,19 @@ def change_own_password() -> Any:
     form = request.form
     actor = operations.actor_of(user.username)
     errors: list[str] = []
-    if not operations.check_current_password(user, form.get("current_password", "")):
-        locked = operations.record_failure(db, user, now=now(), actor=actor)
-        admin_audit("admin.password_change_refused", reason="wrong current password")
+    # Reserved before the check, as a sign-in is: parallel guesses get no more than five checks.
+    attempt = operations.reserve_attempt(db, user, now=now())
+    if attempt is None or not operations.check_current_password(
+        user, form.get("current_password", "")
+    ):
+        if attempt is None:
+            db.refresh(user, ["failed_logins", "locked_until"])
+            admin_audit("admin.password_change_refused", reason="locked")
+            locked = user.locked_until
+        else:
+            admin_audit("admin.password_change_refused", reason="wrong current password")
+            operations.record_failure(db, attempt, actor=actor)
+            locked = attempt.locked_until
         if locked is not None:
             end_session()
             flash(
@@ -109,8 +135,10 @@ def change_own_password() -> Any:
             return redirect(url_for("admin.login"))
         errors.append(t("当前密码不正确。", "The current password is wrong."))
     elif form.get("new_password", "") != form.get("new_password_again", ""):
+        operations.clear_failures(db, user, attempt)
         errors.append(t("两次输入的新密码不一致。", "The two new passwords differ."))
     else:
+        operations.clear_failures(db, user, attempt)
         try:
             operations.set_password(db, user, form["new_password"], actor=actor, now=now())
         except operations.AdminInputError as exc:

@@ -1,18 +1,23 @@
 """Writes of the admin: accounts, passwords, sign-in with lockout. No Flask here (the CLI uses it too).
 
 Passwords are hashed with scrypt (werkzeug). A sign-in costs one hash check whatever happens (unknown
-name, disabled or locked account), so the time taken does not tell whether a username exists.
+name, disabled or locked account), so the time taken does not tell whether a username exists. Each
+check of an account's password is reserved (counted and committed) before it is made, so no more than
+five are made per lockout window, however many are sent at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, literal, null, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from admin.models import ROLES, AdminUser
@@ -204,29 +209,49 @@ class SignIn:
     locked_until: dt.datetime | None = None
 
 
-def authenticate(session: Session, username: str, password: str, *, now: dt.datetime) -> SignIn:
-    """Check a username and password, counting failures; audited whatever the outcome."""
+def unknown_actor(username: str, secret: str | bytes) -> str:
+    """The audit actor for a sign-in under a name no account has: a keyed tag, never the typed text.
+
+    What was typed may be a password typed into the wrong field; the tag still lets an auditor see
+    that repeated failures came with the same name, without being able to read the name back.
+    """
+    if not username:
+        return actor_of("-")
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, username.encode(), hashlib.sha256).hexdigest()
+    return actor_of(f"?{digest[:8]}")
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, now: dt.datetime, secret: str | bytes
+) -> SignIn:
+    """Check a username and password, counting failures; audited whatever the outcome.
+
+    Each attempt on an account is reserved and committed (:func:`reserve_attempt`) before its password
+    is checked, so a burst of parallel guesses gets no more than ``LOCK_AFTER_FAILURES`` checks.
+    ``secret`` keys the tag audited in place of a name no account has (:func:`unknown_actor`).
+    """
     username = normalise_username(username)[:64]
     user = find_user(session, username)
-    actor = actor_of(username or "-")
-    if user is None:
+    if user is None or user.status != "active":
+        # The same work as any other attempt; a disabled account's password is not even looked at.
         check_password_hash(_DUMMY_HASH, password)
+        actor = actor_of(username) if user is not None else unknown_actor(username, secret)
         audit(session, actor=actor, action="admin.login_failed", reason="unknown or disabled")
         return SignIn(None)
-    if user.locked_until is not None and user.locked_until > now:
+    actor = actor_of(username)
+    attempt = reserve_attempt(session, user, now=now)
+    if attempt is None:
         # Same work as any other attempt; the password is not even looked at while locked.
         check_password_hash(_DUMMY_HASH, password)
+        session.refresh(user, ["failed_logins", "locked_until"])
         audit(session, actor=actor, action="admin.login_refused_locked")
         return SignIn(None, user.locked_until)
-    good = check_password_hash(user.password_hash, password)
-    if user.status != "active":
-        audit(session, actor=actor, action="admin.login_failed", reason="unknown or disabled")
-        return SignIn(None)
-    if not good:
+    if not check_password_hash(user.password_hash, password):
         audit(session, actor=actor, action="admin.login_failed", reason="wrong password")
-        return SignIn(None, record_failure(session, user, now=now, actor=actor))
-    user.failed_logins = 0
-    user.locked_until = None
+        record_failure(session, attempt, actor=actor)
+        return SignIn(None, attempt.locked_until)
+    clear_failures(session, user, attempt)
     user.last_login_at = now
     session.flush()
     audit(session, actor=actor, action="admin.login")
@@ -237,22 +262,75 @@ def check_current_password(user: AdminUser, password: str) -> bool:
     return check_password_hash(user.password_hash, password)
 
 
-def record_failure(
-    session: Session, user: AdminUser, *, now: dt.datetime, actor: str
-) -> dt.datetime | None:
-    """Count a wrong password; the fifth in a row locks the account. Returns the lock's end, if locked."""
-    # Incremented in SQL: two wrong guesses at the same moment must both count.
+@dataclass(frozen=True)
+class Attempt:
+    """A reserved password check: the failures counted so far (this one included) and, when this
+    attempt was the last one allowed, the end of the lock it set."""
+
+    failures: int
+    locked_until: dt.datetime | None
+
+
+def reserve_attempt(session: Session, user: AdminUser, *, now: dt.datetime) -> Attempt | None:
+    """Count a password check before it is made; None when the account is locked (check nothing).
+
+    One conditional UPDATE, committed at once: parallel attempts each get their own count, and the
+    one that reaches ``LOCK_AFTER_FAILURES`` locks the account, so every attempt after it, however
+    many were sent at the same moment, finds the account locked. A lock that has run out starts the
+    count again. The commit ends the session's transaction: call this before the unit of work writes
+    anything else. A correct password then clears the count (:func:`clear_failures`).
+    """
+    # Past the WHERE below, a lock that is still set is one that has run out.
+    expired = AdminUser.locked_until.is_not(None)
+    failures = case((expired, literal(1)), else_=AdminUser.failed_logins + 1)
+    until = now + LOCK_DURATION
+    row = session.execute(
+        update(AdminUser)
+        .where(
+            AdminUser.id == user.id,
+            or_(AdminUser.locked_until.is_(None), AdminUser.locked_until <= now),
+        )
+        .values(
+            failed_logins=failures,
+            locked_until=case(
+                (failures >= LOCK_AFTER_FAILURES, literal(until, AdminUser.locked_until.type)),
+                else_=null(),
+            ),
+        )
+        .returning(AdminUser.failed_logins, AdminUser.locked_until)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    session.commit()
+    # Nothing more is read here: the password check that follows runs outside any transaction
+    # (on SQLite a transaction holds the database's write lock).
+    if row is None:
+        return None
+    set_committed_value(user, "failed_logins", row.failed_logins)
+    set_committed_value(user, "locked_until", row.locked_until)
+    return Attempt(row.failed_logins, row.locked_until)
+
+
+def record_failure(session: Session, attempt: Attempt, *, actor: str) -> None:
+    """The reserved check found a wrong password: audit the lock if this attempt set it."""
+    if attempt.locked_until is not None:
+        audit(session, actor=actor, action="admin.lockout", until=attempt.locked_until.isoformat())
+
+
+def clear_failures(session: Session, user: AdminUser, attempt: Attempt) -> None:
+    """A correct password: the failure count starts again, and the lock is lifted if this attempt
+    set it (it was the fifth). A lock set by a parallel wrong guess that used the fifth check stays."""
+    user.failed_logins = 0
+    if attempt.locked_until is not None:
+        user.locked_until = None
+    session.flush()
+
+
+def end_sessions(session: Session, user: AdminUser) -> None:
+    """Void every session of the account (signing out ends them all: a copied cookie is refused)."""
     session.execute(
         update(AdminUser)
         .where(AdminUser.id == user.id)
-        .values(failed_logins=AdminUser.failed_logins + 1)
+        .values(session_version=AdminUser.session_version + 1)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(user, ["failed_logins"])
-    if user.failed_logins < LOCK_AFTER_FAILURES:
-        return None
-    user.locked_until = now + LOCK_DURATION
-    user.failed_logins = 0
-    session.flush()
-    audit(session, actor=actor, action="admin.lockout", until=user.locked_until.isoformat())
-    return user.locked_until
+    session.refresh(user, ["session_version"])

@@ -7,13 +7,16 @@ import json
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 from sqlalchemy import select
 
 from admin import charts, queries
 from admin.web import (
     admin_audit,
     bp,
+    can,
     current_user,
+    operator_scope,
     require_permission,
     source_scope,
     t,
@@ -41,14 +44,20 @@ def dashboard() -> Any:
     tz = platform_of(current_app).settings.tz
     last = today()
     first = last - dt.timedelta(days=DASHBOARD_DAYS - 1)
-    figures = queries.headline(session, today=last, tz=tz)
+    # An operator sees its own scenarios' usage only; the tier distribution and the citizen counts
+    # are city-wide aggregates. Usage per scenario is shown only to roles that need it.
+    scope = operator_scope()
+    usage = can("dashboard.scenario_usage")
+    figures = queries.headline(session, today=last, tz=tz, operator_id=scope)
     try:
         tiers = engine_queries.tier_distribution(session)
     except operations.NoPublishedModel:
         tiers = []
     days = [first + dt.timedelta(days=i) for i in range(DASHBOARD_DAYS)]
-    per_day = queries.redemptions_by_day_and_category(session, first=first, last=last)
-    top = queries.top_scenarios(session, first=first, last=last)
+    per_day = queries.redemptions_by_day_and_category(
+        session, first=first, last=last, operator_id=scope
+    )
+    top = queries.top_scenarios(session, first=first, last=last, operator_id=scope) if usage else []
     present = [code for code in CATEGORIES if any(per_day.get((d, code)) for d in days)]
     series = [
         charts.Series(
@@ -85,7 +94,27 @@ def dashboard() -> Any:
         y_label=t("核销次数", "Redemptions"),
         empty=none_yet,
     )
-    top_chart = charts.horizontal_bar_chart(
+    top_chart = None
+    if usage:
+        top_chart = _top_chart(top, first=first, last=last, empty=none_yet)
+    return render_template(
+        "admin/dashboard.html",
+        figures=figures,
+        tiers=tiers,
+        series=series,
+        days=days,
+        top=top,
+        tier_chart=tier_chart,
+        redemption_chart=redemption_chart,
+        top_chart=top_chart,
+        own_operator=scope is not None,
+    )
+
+
+def _top_chart(
+    top: list[queries.ScenarioCount], *, first: dt.date, last: dt.date, empty: str
+) -> Markup:
+    return charts.horizontal_bar_chart(
         [
             charts.Bar(
                 t(s.name_zh, s.name_en),
@@ -102,18 +131,7 @@ def dashboard() -> Any:
             f"{first} 至 {last} 核销次数最多的场景及其次数。",
             f"The scenarios most redeemed from {first} to {last}, with their counts.",
         ),
-        empty=none_yet,
-    )
-    return render_template(
-        "admin/dashboard.html",
-        figures=figures,
-        tiers=tiers,
-        series=series,
-        days=days,
-        top=top,
-        tier_chart=tier_chart,
-        redemption_chart=redemption_chart,
-        top_chart=top_chart,
+        empty=empty,
     )
 
 
@@ -221,9 +239,19 @@ def batch(batch_id: int) -> Any:
     only = source_scope()
     if only is not None and only not in {s.id for s in linked}:
         abort(403)
+    # A batch may mix sources: a clerk limited to one reads only the rejected rows of that source.
+    errors = list(found.errors or [])
+    if only is not None:
+        errors = queries.source_errors(session, only).of(found)
     # Row errors name the sources' record ids: reading them is recorded.
     admin_audit("admin.batch_view", batch=batch_id)
-    return render_template("admin/batch.html", batch=found, sources=linked)
+    return render_template(
+        "admin/batch.html",
+        batch=found,
+        sources=linked,
+        errors=errors,
+        withheld=len(found.errors or []) - len(errors),
+    )
 
 
 # --- scoring models -------------------------------------------------------------------------------
@@ -249,7 +277,9 @@ def _version(version_id: int) -> ScoringModelVersion:
     return version
 
 
-@bp.get("/models/<int:version_id>/whatif")
+# A POST from the models page's form (with its CSRF token), not a link: the what-if scores every
+# consenting citizen into scratch rows, work no other site may set off with a link or an image.
+@bp.post("/models/<int:version_id>/whatif")
 @require_permission("models.view")
 def what_if(version_id: int) -> Any:
     session = db_session()

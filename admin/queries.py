@@ -47,12 +47,27 @@ class Headline:
     verifications_today: int
 
 
-def headline(session: Session, *, today: dt.date, tz: ZoneInfo) -> Headline:
+def headline(
+    session: Session, *, today: dt.date, tz: ZoneInfo, operator_id: int | None = None
+) -> Headline:
+    """The dashboard's counts; those on scenarios (published, verified today) cover only
+    ``operator_id``'s scenarios when given. Citizens and scores are city-wide aggregates."""
     start, end = day_bounds(today, today, tz)
 
     def count(query: Select[Any]) -> int:
         return session.scalar(query) or 0
 
+    published = select(func.count()).select_from(Scenario).where(Scenario.status == "published")
+    verified = (
+        select(func.count())
+        .select_from(Verification)
+        .where(Verification.at >= start, Verification.at < end)
+    )
+    if operator_id is not None:
+        published = published.where(Scenario.operator_id == operator_id)
+        verified = verified.join(Scenario, Scenario.id == Verification.scenario_id).where(
+            Scenario.operator_id == operator_id
+        )
     return Headline(
         citizens=count(select(func.count()).select_from(Citizen)),
         scored=count(
@@ -60,27 +75,25 @@ def headline(session: Session, *, today: dt.date, tz: ZoneInfo) -> Headline:
             .select_from(ScoreSnapshot)
             .where(ScoreSnapshot.is_current.is_(True))
         ),
-        published_scenarios=count(
-            select(func.count()).select_from(Scenario).where(Scenario.status == "published")
-        ),
-        verifications_today=count(
-            select(func.count())
-            .select_from(Verification)
-            .where(Verification.at >= start, Verification.at < end)
-        ),
+        published_scenarios=count(published),
+        verifications_today=count(verified),
     )
 
 
 def redemptions_by_day_and_category(
-    session: Session, *, first: dt.date, last: dt.date
+    session: Session, *, first: dt.date, last: dt.date, operator_id: int | None = None
 ) -> dict[tuple[dt.date, str], int]:
-    """Redemptions per city-local day and scenario category, ``first`` to ``last`` inclusive."""
-    rows = session.execute(
+    """Redemptions per city-local day and scenario category, ``first`` to ``last`` inclusive
+    (of ``operator_id``'s scenarios only, when given)."""
+    query = (
         select(Redemption.day, Scenario.category, func.count())
         .join(Scenario, Scenario.id == Redemption.scenario_id)
         .where(Redemption.day >= first, Redemption.day <= last)
         .group_by(Redemption.day, Scenario.category)
-    ).all()
+    )
+    if operator_id is not None:
+        query = query.where(Scenario.operator_id == operator_id)
+    rows = session.execute(query).all()
     return {(day, category): count for day, category, count in rows}
 
 
@@ -93,9 +106,15 @@ class ScenarioCount:
 
 
 def top_scenarios(
-    session: Session, *, first: dt.date, last: dt.date, limit: int = 10
+    session: Session,
+    *,
+    first: dt.date,
+    last: dt.date,
+    limit: int = 10,
+    operator_id: int | None = None,
 ) -> list[ScenarioCount]:
-    """The scenarios most redeemed in the period, named from their live (published) version."""
+    """The scenarios most redeemed in the period, named from their live (published) version
+    (``operator_id``'s scenarios only, when given)."""
     counts = (
         select(Redemption.scenario_id, func.count().label("redemptions"))
         .where(Redemption.day >= first, Redemption.day <= last)
@@ -103,13 +122,16 @@ def top_scenarios(
         .subquery()
     )
     live = ScenarioVersion
-    rows = session.execute(
+    query = (
         select(Scenario.code, live.name_zh, live.name_en, counts.c.redemptions)
         .join(counts, counts.c.scenario_id == Scenario.id)
         .outerjoin(live, and_(live.scenario_id == Scenario.id, live.state == "published"))
         .order_by(counts.c.redemptions.desc(), Scenario.code)
         .limit(limit)
-    ).all()
+    )
+    if operator_id is not None:
+        query = query.where(Scenario.operator_id == operator_id)
+    rows = session.execute(query).all()
     # A scenario suspended since has no live version; its code stands in for the name.
     return [ScenarioCount(code, zh or code, en or code, n) for code, zh, en, n in rows]
 
@@ -226,9 +248,37 @@ class BatchView:
     error_fields: list[tuple[str, int]]
 
 
-def _view(batch: IngestBatch) -> BatchView:
-    fields = Counter(str(e.get("field", "?")) for e in batch.errors or [])
+def _view(batch: IngestBatch, errors: list[dict[str, Any]] | None = None) -> BatchView:
+    fields = Counter(
+        str(e.get("field", "?")) for e in (batch.errors or [] if errors is None else errors)
+    )
     return BatchView(batch, fields.most_common())
+
+
+@dataclass(frozen=True)
+class SourceErrors:
+    """Which of a batch's stored row errors a reader limited to one source may see."""
+
+    source_code: str
+    # client_ids of the API clients bound to the source: every row they upload is the source's.
+    clients: frozenset[str]
+
+    def of(self, batch: IngestBatch) -> list[dict[str, Any]]:
+        """The errors attributable to the source. A rejected row wrote no record, so only what the
+        error says ties it to a source: the ``source`` it names, or the batch's uploader when that
+        is one of the source's clients. Any other rejected row may be another source's: withheld."""
+        from_own_client = batch.origin.startswith("api:") and batch.origin[4:] in self.clients
+        return [
+            e
+            for e in batch.errors or []
+            if e.get("source") == self.source_code or ("source" not in e and from_own_client)
+        ]
+
+
+def source_errors(session: Session, source_id: int) -> SourceErrors:
+    code = session.scalar(select(DataSource.code).where(DataSource.id == source_id)) or ""
+    clients = session.scalars(select(ApiClient.client_id).where(ApiClient.source_id == source_id))
+    return SourceErrors(code, frozenset(clients))
 
 
 @dataclass
@@ -265,8 +315,11 @@ def sources_overview(
         .where(ranked.c.rank <= per_source)
         .order_by(ranked.c.source_id, IngestBatch.id.desc())
     ).all()
+    limited = source_errors(session, only_source) if only_source is not None else None
     for source_id, batch in rows:
-        views[source_id].batches.append(_view(batch))
+        views[source_id].batches.append(
+            _view(batch, limited.of(batch) if limited is not None else None)
+        )
     return list(views.values())
 
 

@@ -136,7 +136,8 @@ def scenarios() -> Any:
     category = args.get("category", "")
     operator = args.get("operator", "")
     pending = args.get("pending", "")
-    page = max(1, args.get("page", 1, type=int) or 1)
+    # Clamped: a huge page number would overflow the OFFSET.
+    page = min(max(1, args.get("page", 1, type=int) or 1), 10_000)
 
     shown = (
         select(ScenarioVersion.scenario_id, func.max(ScenarioVersion.number).label("number"))
@@ -208,12 +209,17 @@ def rule_from_form(form: Any) -> Any:
     if advanced:
         return advanced
     conditions: list[dict[str, Any]] = []
-    tier = form.get("min_common_tier", "")
+
+    def number(raw: str) -> Any:
+        # Not a plain number: passed on as typed, for the registry to report on ``eligibility``.
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw
+
+    tier = form.get("min_common_tier", "").strip()
     if tier:
-        conditions.append({"min_common_tier": int(tier)})
+        conditions.append({"min_common_tier": number(tier)})
     score = form.get("min_local_score", "").strip()
     if score:
-        conditions.append({"min_local_score": int(score) if score.isdigit() else score})
+        conditions.append({"min_local_score": number(score)})
     if form.get("adults_only"):
         conditions.append({"min_age": 18})
     if form.get("residents_only"):

@@ -80,8 +80,9 @@ PAGE_MODULES: list[str] = [
     "admin.venues",
 ]
 PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static"})
-# Ending one's own session is not a change to anything an auditor must not touch.
-READ_ONLY_ALLOWED = frozenset({"admin.login", "admin.logout"})
+# Ending one's own session is not a change to anything an auditor must not touch; nor is a what-if,
+# a POST only because it does heavy work (scratch rows it deletes again) that no link may trigger.
+READ_ONLY_ALLOWED = frozenset({"admin.login", "admin.logout", "admin.what_if"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_ONLY_ROLES = frozenset({"auditor"})
 
@@ -104,6 +105,10 @@ ALL_ROLES = frozenset(ROLES)
 # permission -> roles holding it. Pages check these, never role names, so a role's reach is read here.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "dashboard.view": ALL_ROLES,
+    # Usage per scenario (the dashboard's top scenarios) is an operator's business figure: the
+    # platform and its auditor see every operator's, an operator its own (operator_scope()); clerks
+    # and reviewers need none of it and see city-wide aggregates only.
+    "dashboard.scenario_usage": frozenset({"platform_admin", "operator", "auditor"}),
     "audit.view": frozenset({"platform_admin", "auditor"}),
     "sources.view": frozenset({"platform_admin", "clerk", "reviewer", "auditor"}),
     "batches.view": frozenset({"platform_admin", "clerk", "reviewer", "auditor"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,10 @@ def test_signing_in_and_a_wrong_password_or_unknown_name_look_the_same(
     assert done.status_code == 302 and done.headers["Location"] == "/admin/audit?actor=x"
     assert "王管理" in client.get("/admin/").get_data(as_text=True)
     failed = site.events("admin.login_failed")
-    assert [e.actor for e in failed] == ["admin:boss", "admin:nobody"]
+    # A name no account has is audited as a keyed tag: it may be a password typed in the wrong field.
+    tag = admin_operations.unknown_actor("nobody", site.app.secret_key or "")
+    assert [e.actor for e in failed] == ["admin:boss", tag]
+    assert tag.startswith("admin:?") and len(tag) == len("admin:?") + 8
     assert [e.actor for e in site.events("admin.login")] == ["admin:boss"]
 
 
@@ -152,6 +156,90 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(site: AdminApp) -> N
     for attempt in range(7):
         page = sign_in(client, "ghost", f"guess {attempt}").get_data(as_text=True)
         assert WRONG_ZH in page and "锁定" not in _error_of(page)
+
+
+def _count_real_checks(monkeypatch: pytest.MonkeyPatch, during_first: Any = None) -> list[str]:
+    """The passwords checked against an account's own hash (not the stand-in checked for show)."""
+    real_check = admin_operations.check_password_hash
+    checked: list[str] = []
+
+    def counting(stored: str, password: str) -> bool:
+        if stored != admin_operations._DUMMY_HASH:
+            checked.append(password)
+            if len(checked) == 1 and during_first is not None:
+                during_first()
+        return real_check(stored, password)
+
+    monkeypatch.setattr(admin_operations, "check_password_hash", counting)
+    return checked
+
+
+def test_guesses_sent_while_a_password_is_checked_get_five_checks_in_all(
+    site: AdminApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the first guess's password is being checked, six more arrive (the last one right).
+    meanwhile: list[str] = []
+    senders: list[threading.Thread] = []
+
+    def more_guesses() -> None:
+        client = site.client()
+        for password in [*(f"wrong guess {n}" for n in range(5)), PASSWORD]:
+            meanwhile.append(sign_in(client, "clerk1", password).get_data(as_text=True))
+
+    def send_more() -> None:
+        # From another thread, as other browsers would; they must not wait for this request's end.
+        senders.append(threading.Thread(target=more_guesses))
+        senders[0].start()
+        senders[0].join(timeout=20)
+
+    checked = _count_real_checks(monkeypatch, send_more)
+    first = sign_in(site.client(), "clerk1", "the first wrong guess").get_data(as_text=True)
+    done_in_time = len(meanwhile) == 6
+    senders[0].join()
+    assert done_in_time
+    # Each attempt was counted before its check: five checks, the fifth locking the account.
+    assert len(checked) == 5 and PASSWORD not in checked
+    assert WRONG_ZH in first and all(WRONG_ZH in page for page in meanwhile[:3])
+    assert all("此账户已锁定" in page for page in meanwhile[3:])
+    # The right password came after the five: refused, and it stays refused while locked.
+    assert "此账户已锁定" in sign_in(site.client(), "clerk1").get_data(as_text=True)
+    assert len(checked) == 5 and len(site.events("admin.lockout")) == 1
+    site.clock.advance(minutes=15, seconds=1)
+    assert sign_in(site.client(), "clerk1").status_code == 302
+    assert site.user("clerk1").failed_logins == 0
+
+
+def test_a_burst_of_parallel_guesses_gets_no_more_than_five_checks(
+    site: AdminApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = _count_real_checks(monkeypatch)
+    count = 16
+    clients = [site.client() for _ in range(count)]
+    tokens = [csrf(client) for client in clients]
+    start = threading.Barrier(count)
+    pages: list[Any] = [None] * count
+
+    def guess(i: int) -> None:
+        password = PASSWORD if i == count - 1 else f"wrong guess {i:02d}"
+        start.wait()
+        pages[i] = clients[i].post(
+            "/admin/login",
+            data={"username": "clerk1", "password": password, "csrf_token": tokens[i]},
+        )
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(checked) <= 5
+    right = pages[-1]
+    if PASSWORD in checked:  # the right password was among the five checked: it signs in
+        assert right.status_code == 302
+    else:  # it came after the five: refused although right
+        assert right.status_code == 200 and "此账户已锁定" in right.get_data(as_text=True)
+        assert "此账户已锁定" in sign_in(site.client(), "clerk1").get_data(as_text=True)
+    assert all(page.status_code in (200, 302) for page in pages)
 
 
 def test_a_post_without_the_right_csrf_token_is_refused_and_changes_nothing(
@@ -273,6 +361,43 @@ def test_signing_out(site: AdminApp) -> None:
     assert post(client, "/admin/logout").headers["Location"] == "/admin/login"
     assert client.get("/admin/").status_code == 302
     assert [e.actor for e in site.events("admin.logout")] == ["admin:boss"]
+
+
+def test_signing_out_ends_every_session_so_a_copied_cookie_is_refused(site: AdminApp) -> None:
+    client = signed_in(site, "boss")
+    elsewhere = signed_in(site, "boss")
+    cookie = client.get_cookie("session")
+    assert cookie is not None and client.get("/admin/users").status_code == 200
+    out = post(client, "/admin/logout")
+    assert out.status_code == 302
+    # The cookie as it was before signing out, replayed by someone who copied it.
+    replay = site.client()
+    replay.set_cookie("session", cookie.value)
+    refused = replay.get("/admin/users")
+    assert refused.status_code == 302 and refused.headers["Location"].startswith("/admin/login")
+    assert "已退出登录" in replay.get("/admin/login").get_data(as_text=True)
+    said = client.get("/admin/login").get_data(as_text=True)
+    assert "此账户在所有设备上的登录均已失效" in said
+    # Every session of the account ended, as the confirmation says; signing in again works.
+    assert elsewhere.get("/admin/").status_code == 302
+    assert signed_in(site, "boss").get("/admin/users").status_code == 200
+
+
+def test_a_password_typed_as_the_username_never_reaches_the_audit_log(site: AdminApp) -> None:
+    client = site.client()
+    for _ in range(2):
+        page = sign_in(client, PASSWORD, PASSWORD).get_data(as_text=True)
+        assert WRONG_ZH in page
+    sign_in(client, "someone-else", "whatever it was")
+    failed = site.events("admin.login_failed")
+    assert all(
+        PASSWORD not in event.actor and PASSWORD not in str(event.detail) for event in failed
+    )
+    # The same name gives the same tag (repeated failures stay visible), another name another one.
+    tags = [event.actor for event in failed]
+    assert tags[0] == tags[1] != tags[2] and all(tag.startswith("admin:?") for tag in tags)
+    log = signed_in(site, "boss").get("/admin/audit").get_data(as_text=True)
+    assert PASSWORD not in log and "someone-else" not in log and tags[0] in log
 
 
 def test_english_is_one_click_away_and_stays_chosen(site: AdminApp) -> None:

@@ -13,13 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin.models import AdminUser
+from admin.web import READ_ONLY_ALLOWED
 from citycredit.audit import AuditEvent, audit
-from citycredit.clients import ApiClient
+from citycredit.clients import ApiClient, register_client
 from citycredit.demo import ensure_reference_models, ensure_sources
 from credit_codes.models import Redemption, Verification
 from points_engine import operations
 from points_engine.ingest import finish_batch, ingest_rows, start_batch
-from points_engine.models import Citizen, ScoreSnapshot, ScoringModelVersion
+from points_engine.models import Citizen, DataSource, ScoreSnapshot, ScoringModelVersion
 from scenarios.models import Operator, Scenario, ScenarioVersion
 from tests import factories
 from tests.conftest import KEY
@@ -62,7 +63,7 @@ def _post_routes(site: AdminApp) -> list[str]:
     for rule in site.app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or "POST" not in (rule.methods or ()):
             continue
-        if rule.endpoint in ("admin.login", "admin.logout"):
+        if rule.endpoint in READ_ONLY_ALLOWED:
             continue
         routes.append(re.sub(r"<(?:\w+:)?\w+>", "1", rule.rule))
     return sorted(routes)
@@ -181,9 +182,15 @@ def _snapshots(session: Session, tiers: dict[str, int]) -> None:
 
 
 def _scenario(
-    session: Session, code: str, category: str, names: tuple[str, str], *, status: str = "published"
+    session: Session,
+    code: str,
+    category: str,
+    names: tuple[str, str],
+    *,
+    status: str = "published",
+    operator_code: str = "city-library",
 ) -> Scenario:
-    operator = session.scalar(select(Operator).where(Operator.code == "city-library"))
+    operator = session.scalar(select(Operator).where(Operator.code == operator_code))
     assert operator is not None
     scenario = Scenario(code=code, operator_id=operator.id, category=category, status=status)
     session.add(scenario)
@@ -287,7 +294,7 @@ def test_the_dashboard_draws_three_charts_from_the_data(site: AdminApp) -> None:
         _redeem(session, gone, TODAY - dt.timedelta(days=3), 3)
         _redeem(session, bus, TODAY - dt.timedelta(days=30), 50)  # before the 30 days: left out
 
-    client = signed_in(site, "rev1")
+    client = signed_in(site, "boss")
     page = client.get("/admin/").get_data(as_text=True)
     assert page.count('<svg class="chart"') == 3
     figures = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", page))
@@ -333,6 +340,51 @@ def test_the_dashboard_says_when_there_is_nothing_to_draw(site: AdminApp) -> Non
     assert page.count('<svg class="chart"') == 3
     assert page.count(">暂无数据</text>") == 2
     assert "AAA级（诚信模范）: 0" in _figure(page, "tiers")
+
+
+def test_an_operator_sees_its_own_scenarios_usage_and_clerks_and_reviewers_none(
+    site: AdminApp,
+) -> None:
+    with site.session() as session:
+        _snapshots(session, {"A": 2})
+        session.add(Operator(code="bus-group", name_zh="公交集团", name_en="Bus Group"))
+        session.flush()
+        books = _scenario(session, "books", "library", ("免押金借书", "Deposit-free books"))
+        bus = _scenario(
+            session, "bus", "transport", ("公交八折", "Bus discount"), operator_code="bus-group"
+        )
+        _redeem(session, books, TODAY, 2)
+        _redeem(session, bus, TODAY, 5)
+
+    def dashboard(username: str) -> tuple[str, dict[str, str]]:
+        page = signed_in(site, username).get("/admin/").get_data(as_text=True)
+        return page, dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", page))
+
+    # The library's operator: its own scenario's usage only; citizens and tiers are city-wide.
+    page, figures = dashboard("lib-op")
+    assert "公交八折" not in page and ">公共交通</text>" not in page
+    assert _titles(_figure(page, "top-scenarios")) == ["免押金借书: 2"]
+    assert _titles(_figure(page, "redemptions")) == ["06-30 图书借阅: 2"]
+    assert figures == {"在册市民": "2", "已评分": "2", "已发布场景": "1", "今日核验": "2"}
+    assert "A级（诚信）: 2" in _figure(page, "tiers")
+    assert "仅含本运营方的场景" in page
+
+    # The platform (and its auditor) see every operator's.
+    page, figures = dashboard("boss")
+    assert _titles(_figure(page, "top-scenarios")) == ["公交八折: 5", "免押金借书: 2"]
+    assert figures["已发布场景"] == "2" and figures["今日核验"] == "7"
+    assert "公交八折" in signed_in(site, "audit1").get("/admin/").get_data(as_text=True)
+
+    # Clerks and reviewers: city-wide aggregates by category, never a scenario's own usage.
+    for username in ("clerk-all", "clerk-court", "rev1"):
+        page, figures = dashboard(username)
+        assert page.count('<svg class="chart"') == 2, username
+        assert 'id="top-scenarios"' not in page and "公交八折" not in page and "books" not in page
+        assert sorted(_titles(_figure(page, "redemptions"))) == [
+            "06-30 公共交通: 5",
+            "06-30 图书借阅: 2",
+        ]
+        assert figures["已发布场景"] == "2" and figures["今日核验"] == "7"
 
 
 # --- the audit log --------------------------------------------------------------------------------
@@ -426,6 +478,43 @@ def test_sources_show_their_batches_and_a_clerk_sees_only_their_own(site: AdminA
     assert f"/admin/sources/batches/{tax}" in every
 
 
+def test_a_clerk_limited_to_one_source_reads_only_that_sources_rejected_rows(
+    site: AdminApp,
+) -> None:
+    number = factories.id_number()
+    mixed = _ingest(
+        site,
+        "mixed.csv",
+        [
+            _row("court", "court-ok-1", number),
+            _row("tax", "TAX-SECRET-REF-77", number, item_code="TAX_ARREARS", occurred_on="x"),
+        ],
+    )
+    with site.session() as session:
+        court_id = session.scalar(select(DataSource.id).where(DataSource.code == "court"))
+        feed = register_client(
+            session, name="court feed", kind="source", scopes=["records:write"], source_id=court_id
+        ).client.client_id
+    uploaded = _ingest(site, f"api:{feed}", [_row("court", "COURT-BAD-9", number, status="?")])
+
+    clerk = signed_in(site, "clerk-court")
+    page = clerk.get(f"/admin/sources/batches/{mixed}")
+    body = page.get_data(as_text=True)
+    # The batch is the court's too (it wrote a court record), but the rejected tax row is not: a
+    # rejected row wrote nothing, so only an uploader bound to the court vouches for its rows.
+    assert page.status_code == 200 and "mixed.csv" in body
+    assert "TAX-SECRET-REF-77" not in body and "1 条拒收错误未显示" in body
+    listing = clerk.get("/admin/sources").get_data(as_text=True)
+    assert "<code>occurred_on</code>" not in listing
+    own = clerk.get(f"/admin/sources/batches/{uploaded}").get_data(as_text=True)
+    assert "COURT-BAD-9" in own and "未显示" not in own
+
+    # Those who see every source read every row.
+    for username in ("boss", "clerk-all"):
+        every = signed_in(site, username).get(f"/admin/sources/batches/{mixed}")
+        assert "TAX-SECRET-REF-77" in every.get_data(as_text=True), username
+
+
 # --- scoring models -------------------------------------------------------------------------------
 
 
@@ -444,7 +533,7 @@ def test_what_if_shows_internal_ids_only_and_publishing_rescores(site: AdminApp)
         citizen_ids = session.scalars(select(Citizen.id)).all()
 
     auditor = signed_in(site, "audit1")
-    page = auditor.get(f"/admin/models/{draft_id}/whatif").get_data(as_text=True)
+    page = post(auditor, f"/admin/models/{draft_id}/whatif").get_data(as_text=True)
     assert "3 人中有" in page
     for cid in citizen_ids:
         assert f"#{cid}</td>" in page
@@ -457,7 +546,7 @@ def test_what_if_shows_internal_ids_only_and_publishing_rescores(site: AdminApp)
     assert site.events("model.what_if")[0].actor == "admin:audit1"
 
     boss = signed_in(site, "boss")
-    assert f"发布 {draft_label}" in boss.get(f"/admin/models/{draft_id}/whatif").get_data(
+    assert f"发布 {draft_label}" in post(boss, f"/admin/models/{draft_id}/whatif").get_data(
         as_text=True
     )
     done = post(boss, f"/admin/models/{draft_id}/publish")
@@ -471,6 +560,50 @@ def test_what_if_shows_internal_ids_only_and_publishing_rescores(site: AdminApp)
     assert set(scored_with) == {draft_id}
     assert [e.actor for e in site.events("model.publish")][-1] == "admin:boss"
     assert site.events("admin.model_publish")[0].detail["citizens"] == 3
+
+
+def test_a_what_if_runs_only_from_the_models_pages_form(site: AdminApp) -> None:
+    with site.session() as session:
+        draft_id = operations.find_version(session, "weighted-dimensions").id
+    boss = signed_in(site, "boss")
+    listing = boss.get("/admin/models").get_data(as_text=True)
+    assert (
+        f'<form class="inline" method="post" action="/admin/models/{draft_id}/whatif">' in listing
+    )
+    # Heavy work that writes scratch rows: no link, image or other site's form sets it off.
+    assert boss.get(f"/admin/models/{draft_id}/whatif").status_code == 405
+    forged = boss.post(f"/admin/models/{draft_id}/whatif")
+    assert forged.status_code == 400 and not site.events("model.what_if")
+    assert post(boss, f"/admin/models/{draft_id}/whatif").status_code == 200
+    assert len(site.events("model.what_if")) == 1
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_numbers_on_the_scenario_pages_are_answered_not_failures(site: AdminApp) -> None:
+    boss = signed_in(site, "boss")
+    for page in ("99999999999999999999999", "10001", "-3", "x"):
+        answer = boss.get(f"/admin/scenarios?page={page}")
+        assert answer.status_code == 200, page
+    form = {
+        "code": "lib-books",
+        "operator": "city-library",
+        "category": "library",
+        "name_zh": "免押金借书",
+        "name_en": "Deposit-free books",
+        "benefit_zh": "免押金",
+        "benefit_en": "No deposit",
+    }
+    for tier in ("x", "²", "３", "9" * 5000, "-1"):
+        answer = post(boss, "/admin/scenarios", **form, min_common_tier=tier)
+        assert answer.status_code == 422, tier
+        assert 'eligibility-error">min_common_tier：须为 1 到 5 的整数' in answer.get_data(
+            as_text=True
+        )
+    with site.session() as session:
+        assert session.scalar(select(Scenario).where(Scenario.code == "lib-books")) is None
+    assert post(boss, "/admin/scenarios", **form, min_common_tier=" 3 ").status_code == 302
 
 
 # --- users ----------------------------------------------------------------------------------------
