@@ -76,6 +76,8 @@ class RowError:
     field: str
     reason: str
     source_record_id: str = ""
+    # The row's source when it names a known one: lets a source's clerk read its own rejected rows.
+    source: str = ""
 
 
 @dataclass
@@ -181,10 +183,12 @@ class _Validator:
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
         ref = str(raw.get("source_record_id") or "")[:128]
+        named = str(raw.get("source") or "").strip()
+        source = named if named in self.sources else ""
 
         def err(field_name: str, reason: str) -> None:
             # A row with a missing cell shifts the ID number into another field: never echo one.
-            errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref)))
+            errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source))
 
         values = {f: (str(raw.get(f) or "")).strip() for f in FIELDS}
         for name in REQUIRED:

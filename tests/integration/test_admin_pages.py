@@ -488,6 +488,7 @@ def test_a_clerk_limited_to_one_source_reads_only_that_sources_rejected_rows(
         [
             _row("court", "court-ok-1", number),
             _row("tax", "TAX-SECRET-REF-77", number, item_code="TAX_ARREARS", occurred_on="x"),
+            _row("court", "COURT-CSV-BAD-3", number, status="?"),
         ],
     )
     with site.session() as session:
@@ -501,9 +502,12 @@ def test_a_clerk_limited_to_one_source_reads_only_that_sources_rejected_rows(
     page = clerk.get(f"/admin/sources/batches/{mixed}")
     body = page.get_data(as_text=True)
     # The batch is the court's too (it wrote a court record), but the rejected tax row is not: a
-    # rejected row wrote nothing, so only an uploader bound to the court vouches for its rows.
+    # rejected row wrote nothing, so only the source it names, or an uploader bound to the court,
+    # ties it to the court.
     assert page.status_code == 200 and "mixed.csv" in body
     assert "TAX-SECRET-REF-77" not in body and "1 条拒收错误未显示" in body
+    # A rejected row that names the court is the court's to read, whoever uploaded the file.
+    assert "COURT-CSV-BAD-3" in body
     listing = clerk.get("/admin/sources").get_data(as_text=True)
     assert "<code>occurred_on</code>" not in listing
     own = clerk.get(f"/admin/sources/batches/{uploaded}").get_data(as_text=True)
