@@ -198,7 +198,7 @@ class Record(Base):
     # Computed from the published model's validity rules; recomputed when another model is published.
     expires_on: Mapped[dt.date | None] = mapped_column(Date)
     revision: Mapped[int] = mapped_column(Integer, default=1)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
