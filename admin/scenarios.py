@@ -8,6 +8,7 @@ so the registry itself refuses another operator's scenario (it reads as unknown:
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from typing import Any
 
@@ -20,6 +21,7 @@ from admin.web import (
     NAV,
     PERMISSIONS,
     NavItem,
+    admin_audit,
     bp,
     can,
     current_user,
@@ -533,12 +535,8 @@ def scenario_step(code: str, step: str) -> Any:
 @bp.get("/scenarios/export.csv")
 @require_permission("scenarios.view")
 def export_scenarios() -> Any:
-    import io
-
     out = io.StringIO()
     count = csvio.write_csv(db_session(), actor(), out)
-    from admin.web import admin_audit
-
     admin_audit("scenario.export", count=count)
     return Response(
         "\ufeff" + out.getvalue(),  # Excel opens UTF-8 CSV correctly only with a BOM
@@ -573,8 +571,6 @@ def import_scenarios() -> Any:
     except csvio.CsvFileError as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.import_form"))
-    from admin.web import admin_audit
-
     admin_audit(
         "scenario.import",
         file=upload.filename[:200],

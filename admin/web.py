@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hmac
 import importlib
 import logging
 import secrets
@@ -56,6 +55,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, InternalServerError
 
 from admin.models import ROLES, AdminUser
+from citycredit import forms
 from citycredit.app import db_session, platform_of, roll_back_request
 from citycredit.audit import audit
 from citycredit.db import utcnow
@@ -223,14 +223,7 @@ def role_name(role: str) -> str:
 
 def lang_url(code: str) -> str:
     """This page in another language (the dashboard when this page answers only POST)."""
-    rule = request.url_rule
-    if rule is None or "GET" not in (rule.methods or ()) or request.endpoint is None:
-        return url_for("admin.dashboard", lang=code)
-    # url_for reads "_external", "_anchor"… as options: a visitor's query must not set them.
-    args: dict[str, Any] = {
-        k: v for k, v in request.args.items() if k != "lang" and not k.startswith("_")
-    }
-    return url_for(request.endpoint, **(request.view_args or {}), **args, lang=code)
+    return forms.lang_url(code, "admin.dashboard")
 
 
 # --- the signed-in user ---------------------------------------------------------------------------
@@ -392,20 +385,15 @@ def admin_audit(
 
 
 def csrf_token() -> str:
-    token = session.get(_CSRF)
-    if not token:
-        token = session[_CSRF] = secrets.token_urlsafe(32)
-    return str(token)
+    return forms.csrf_token(_CSRF)
 
 
 def csrf_field() -> Markup:
-    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
+    return forms.csrf_field(_CSRF)
 
 
 def _check_csrf() -> None:
-    expected = session.get(_CSRF)
-    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
+    if not forms.csrf_ok(_CSRF):
         raise CsrfRefused()
 
 

@@ -55,23 +55,20 @@ def home(session: Session, citizen: Citizen, *, today: dt.date) -> Home:
     The trend scores the citizen's records as of each month's end under the model in force today, so
     that the line shows what the records did, not changes of rules; the page says so.
     """
-    explanation = explain(
-        session, citizen, as_of=today, actor=actor_of(citizen), purpose="citizen page"
-    )
+    explanation = explain_for_page(session, citizen, today=today)
     if not explanation.consent_given or explanation.score is None:
         return Home(explanation, [], None)
     _, model = published_model(session)
-    records = session.execute(
-        select(Record.id, Record.item_code, Record.status, Record.occurred_on).where(
-            Record.citizen_id == citizen.id
-        )
-    ).all()
+    # The explanation already holds every record of the citizen: no second read.
+    records = [
+        RecordFact(r.record_id, r.item_code, r.status, r.occurred_on) for r in explanation.records
+    ]
     trend = []
     for end in month_ends(today):
-        facts = [RecordFact(*r) for r in records if r.occurred_on <= end]
+        facts = [r for r in records if r.occurred_on <= end]
         trend.append(TrendPoint(end.strftime("%Y-%m"), evaluate(model, facts, end).score))
     month_ago = today - dt.timedelta(days=30)
-    facts = [RecordFact(*r) for r in records if r.occurred_on <= month_ago]
+    facts = [r for r in records if r.occurred_on <= month_ago]
     change = explanation.score - evaluate(model, facts, month_ago).score
     return Home(explanation, trend, change)
 

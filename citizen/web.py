@@ -9,7 +9,6 @@ citizen's record or objection id answers 404, exactly like an id that does not e
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import secrets
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from citizen import charts, queries
 from citizen import operations as citizen_ops
 from citizen.identity import SignInError, provider_for
 from citizen.models import CitizenSession
+from citycredit import forms
 from citycredit.app import db_session, platform_of
 from citycredit.db import utcnow
 from citycredit.explain_text import reason_text
@@ -87,25 +87,11 @@ def t(zh: str, en: str) -> str:
 
 def lang_url(code: str) -> str:
     """This page in another language (home when this page answers only POST)."""
-    rule = request.url_rule
-    if rule is None or "GET" not in (rule.methods or ()) or request.endpoint is None:
-        return url_for("citizen.home", lang=code)
-    # url_for reads "_external", "_anchor"… as options: a visitor's query must not set them.
-    args: dict[str, Any] = {
-        k: v for k, v in request.args.items() if k != "lang" and not k.startswith("_")
-    }
-    return url_for(request.endpoint, **(request.view_args or {}), **args, lang=code)
-
-
-def csrf_token() -> str:
-    token = session.get(_CSRF)
-    if not token:
-        token = session[_CSRF] = secrets.token_urlsafe(32)
-    return str(token)
+    return forms.lang_url(code, "citizen.home")
 
 
 def csrf_field() -> Markup:
-    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
+    return forms.csrf_field(_CSRF)
 
 
 def me() -> Citizen:
@@ -141,11 +127,8 @@ def _guard() -> Any:
         g.cz_lang = chosen
     if request.endpoint == "citizen.static":
         return None
-    if request.method == "POST":
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-        expected = session.get(_CSRF)
-        if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
-            raise BadRequest("csrf")
+    if request.method == "POST" and not forms.csrf_ok(_CSRF):
+        raise BadRequest("csrf")
     sid = session.get(_SID)
     if sid is not None:
         moment = now()

@@ -161,10 +161,8 @@ def ensure_demo_accounts(session: Session, settings: Settings) -> tuple[Path, di
     path = settings.instance_dir / "demo" / "accounts.json"
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     for username, role, name, operator in DEMO_ACCOUNTS:
-        if admin_operations.find_user(session, username) is not None and username in known:
-            continue
         if admin_operations.find_user(session, username) is not None:
-            continue  # created outside the demo: its password is not ours to know
+            continue  # made by an earlier seed (its password is in the file) or by hand (not ours)
         password = "demo-" + secrets.token_urlsafe(9)
         admin_operations.create_user(
             session,

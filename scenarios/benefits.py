@@ -29,27 +29,12 @@ def age_on(birth: dt.date | None, today: dt.date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def citizen_facts(
-    session: Session,
-    citizen: Citizen,
-    *,
-    today: dt.date,
-    common_tier: int | None = None,
-    needs: frozenset[str] | None = None,
-) -> CitizenFacts:
-    """The facts a rule may look at. ``common_tier`` comes from a presented code when there is one
-    (the code vouches for it); the snapshot is read only when the rule needs it (``needs``)."""
-    wants_snapshot = needs is None or bool(
-        needs & {"local_score", "has_direct_tier_record"}
-        or (common_tier is None and "common_tier" in needs)
-    )
-    snapshot = (
-        current_snapshot(session, citizen.id) if wants_snapshot and citizen.consent_given else None
-    )
-    if common_tier is None and snapshot is not None:
-        common_tier = snapshot.common_tier
+def citizen_facts(session: Session, citizen: Citizen, *, today: dt.date) -> CitizenFacts:
+    """What a rule may look at for a signed-in citizen, from their current snapshot. (A presented
+    code carries its own facts: ``credit_codes.operations.verify_presentation``.)"""
+    snapshot = current_snapshot(session, citizen.id) if citizen.consent_given else None
     return CitizenFacts(
-        common_tier=common_tier,
+        common_tier=snapshot.common_tier if snapshot is not None else None,
         local_score=snapshot.score if snapshot is not None else None,
         age=age_on(citizen.birth_date, today),
         # Every citizen in this city's registry is its resident; visitors from recognised cities

@@ -137,16 +137,15 @@ def scenarios_list(
             query = query.where(Scenario.category == category)
         if operator_code:
             query = query.where(Scenario.operator_id == _operator(session, operator_code).id)
-        count = 0
-        for s in session.scalars(query):
-            live = registry.live_version(session, s.id)
-            pending = registry.pending_version(session, s.id)
-            shown = live or pending
+        found = list(session.scalars(query))
+        versions = registry.current_versions(session, [s.id for s in found])
+        for s in found:
+            pending = versions.pending.get(s.id)
+            shown = versions.live.get(s.id) or pending
             name = shown.name_zh if shown else ""
             extra = f"  [v{pending.number} {pending.state}]" if pending else ""
             click.echo(f"{s.code:40} {s.category:11} {s.status:10} {name}{extra}")
-            count += 1
-        click.echo(f"{count} scenario(s)", err=True)
+        click.echo(f"{len(found)} scenario(s)", err=True)
 
 
 @scenarios.command("show")

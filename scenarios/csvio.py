@@ -27,6 +27,7 @@ from scenarios.operations import (
     _check_identity,
     clean_content,
     create_scenario,
+    current_versions,
     edit_scenario,
     live_version,
     pending_version,
@@ -117,10 +118,14 @@ def _uncell(text: str) -> str:
 def export_rows(session: Session, actor: Actor) -> Iterable[dict[str, str]]:
     """Each scenario the actor may see, as its current definition (the pending version if any)."""
     operators = {o.id: o.code for o in session.scalars(select(Operator))}
-    for scenario in session.scalars(select(Scenario).order_by(Scenario.code)):
-        if not actor.may_see(scenario.operator_id):
-            continue
-        version = pending_version(session, scenario.id) or live_version(session, scenario.id)
+    scenarios = [
+        s
+        for s in session.scalars(select(Scenario).order_by(Scenario.code))
+        if actor.may_see(s.operator_id)
+    ]
+    versions = current_versions(session, [s.id for s in scenarios])
+    for scenario in scenarios:
+        version = versions.current(scenario.id)
         if version is None:  # retired before anything was published
             continue
         row = {
@@ -128,7 +133,7 @@ def export_rows(session: Session, actor: Actor) -> Iterable[dict[str, str]]:
             "operator": operators[scenario.operator_id],
             "category": scenario.category,
             **{k: _cell(v) for k, v in _content_of(version).items()},
-            "venues": " ".join(v.code for v in venues_of(session, scenario.id)),
+            "venues": " ".join(v.code for v in versions.venues.get(scenario.id, [])),
             "status": scenario.status,
             "version": str(version.number),
             "version_state": version.state,

@@ -354,6 +354,43 @@ def venues_of(session: Session, scenario_id: int) -> list[Venue]:
     )
 
 
+@dataclass(frozen=True)
+class CurrentVersions:
+    """For many scenarios at once: the live and the pending version of each, and its venues."""
+
+    live: dict[int, ScenarioVersion]
+    pending: dict[int, ScenarioVersion]
+    venues: dict[int, list[Venue]]
+
+    def current(self, scenario_id: int) -> ScenarioVersion | None:
+        """The scenario's current definition: the pending version if any, else the live one."""
+        return self.pending.get(scenario_id) or self.live.get(scenario_id)
+
+
+def current_versions(session: Session, scenario_ids: Sequence[int]) -> CurrentVersions:
+    """Versions and venues of a list of scenarios in two queries (listings, exports, the API)."""
+    live: dict[int, ScenarioVersion] = {}
+    pending: dict[int, ScenarioVersion] = {}
+    venues: dict[int, list[Venue]] = {}
+    if not scenario_ids:
+        return CurrentVersions(live, pending, venues)
+    for version in session.scalars(
+        select(ScenarioVersion).where(
+            ScenarioVersion.scenario_id.in_(scenario_ids),
+            ScenarioVersion.state.in_(("published", *PENDING_STATES)),
+        )
+    ):
+        (live if version.state == "published" else pending)[version.scenario_id] = version
+    for scenario_id, venue in session.execute(
+        select(ScenarioVenue.scenario_id, Venue)
+        .join(Venue, Venue.id == ScenarioVenue.venue_id)
+        .where(ScenarioVenue.scenario_id.in_(scenario_ids))
+        .order_by(Venue.code)
+    ):
+        venues.setdefault(scenario_id, []).append(venue)
+    return CurrentVersions(live, pending, venues)
+
+
 _RULES: dict[str, Condition] = {}
 
 

@@ -21,13 +21,10 @@ from citycredit.clients import ApiClient
 from scenarios import operations as registry
 from scenarios.models import (
     CATEGORIES,
-    PENDING_STATES,
     SCENARIO_STATUSES,
     Operator,
     Scenario,
-    ScenarioVenue,
     ScenarioVersion,
-    Venue,
 )
 
 blueprint = Blueprint(
@@ -138,35 +135,18 @@ def _owns(client: ApiClient, scenario: Scenario) -> bool:
 
 def _outs(session: Session, client: ApiClient, scenarios: list[Scenario]) -> list[dict[str, Any]]:
     """The scenarios this client may see, rendered with three set-based queries in all."""
-    ids = [s.id for s in scenarios]
-    if not ids:
+    if not scenarios:
         return []
-    venues: dict[int, list[tuple[int, str]]] = {}
-    for scenario_id, venue_id, code in session.execute(
-        select(ScenarioVenue.scenario_id, Venue.id, Venue.code)
-        .join(Venue, Venue.id == ScenarioVenue.venue_id)
-        .where(ScenarioVenue.scenario_id.in_(ids))
-        .order_by(Venue.code)
-    ):
-        venues.setdefault(scenario_id, []).append((venue_id, code))
-    live: dict[int, ScenarioVersion] = {}
-    pending: dict[int, ScenarioVersion] = {}
-    for version in session.scalars(
-        select(ScenarioVersion).where(
-            ScenarioVersion.scenario_id.in_(ids),
-            ScenarioVersion.state.in_(("published", *PENDING_STATES)),
-        )
-    ):
-        (live if version.state == "published" else pending)[version.scenario_id] = version
-    operators = dict(session.execute(select(Operator.id, Operator.code)).tuples().all())
+    versions = registry.current_versions(session, [s.id for s in scenarios])
+    operators = {i: code for i, code in session.execute(select(Operator.id, Operator.code))}
     out = []
     for scenario in scenarios:
         owned = _owns(client, scenario)
-        where = venues.get(scenario.id, [])
+        where = versions.venues.get(scenario.id, [])
         if not owned:
             if scenario.status not in ("published", "suspended"):
                 continue
-            if client.venue_id is not None and client.venue_id not in {v for v, _ in where}:
+            if client.venue_id is not None and client.venue_id not in {v.id for v in where}:
                 continue
         out.append(
             {
@@ -174,9 +154,11 @@ def _outs(session: Session, client: ApiClient, scenarios: list[Scenario]) -> lis
                 "operator": operators[scenario.operator_id],
                 "category": scenario.category,
                 "status": scenario.status,
-                "live": _version(live.get(scenario.id), owned=owned),
-                "pending": _version(pending.get(scenario.id), owned=True) if owned else None,
-                "venues": [code for _, code in where],
+                "live": _version(versions.live.get(scenario.id), owned=owned),
+                "pending": _version(versions.pending.get(scenario.id), owned=True)
+                if owned
+                else None,
+                "venues": [v.code for v in where],
             }
         )
     return out
