@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from citycredit.db import Base, utcnow
+from citycredit.core.db import Base, utcnow
 
 # role -> (Chinese, English)
 ROLES: dict[str, tuple[str, str]] = {

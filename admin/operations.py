@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from admin.models import ROLES, AdminUser
-from citycredit.audit import audit
+from citycredit.core.audit import audit
 from points_engine.models import DataSource
 from scenarios.models import Operator
 

@@ -15,8 +15,8 @@ from sqlalchemy import Select, and_, func, literal, select, union
 from sqlalchemy.orm import Session
 
 from admin.models import AdminUser
-from citycredit.audit import AuditEvent
-from citycredit.clients import ApiClient
+from citycredit.core.audit import AuditEvent
+from citycredit.core.clients import ApiClient
 from credit_codes.models import Redemption, Verification
 from points_engine.models import (
     Citizen,

@@ -48,8 +48,8 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import event, func, select, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from citycredit import demo  # noqa: E402
-from citycredit.db import make_session_factory  # noqa: E402
+from citycredit.cli import demo  # noqa: E402
+from citycredit.core.db import make_session_factory  # noqa: E402
 from points_engine import ingest as ingestion  # noqa: E402
 from points_engine import operations  # noqa: E402
 from points_engine.models import Citizen, ScoreSnapshot  # noqa: E402

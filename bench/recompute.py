@@ -29,8 +29,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from citycredit import demo
-from citycredit.db import make_engine, make_session_factory
+from citycredit.cli import demo
+from citycredit.core.db import make_engine, make_session_factory
 from citycredit.migrate import upgrade
 from points_engine import ingest as ingestion
 from points_engine import operations

@@ -63,7 +63,7 @@ import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
 
-from citycredit.config import Settings, load_settings  # noqa: E402
+from citycredit.core.config import Settings, load_settings  # noqa: E402
 from citycredit_partner import PartnerClient  # noqa: E402
 from credit_codes import qr  # noqa: E402
 from credit_codes.qr import qr_version  # noqa: E402
@@ -805,7 +805,7 @@ def profile_endpoint(
     server: LiveServer, tokens: list[str], bearer: str
 ) -> tuple[str, dict[str, Any]]:
     """Where a verification's time goes inside the app: the same app, in this process, under cProfile."""
-    from citycredit.app import create_app
+    from citycredit.web.app import create_app
 
     app = create_app(server.settings)
     client = app.test_client()

@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from citizen.models import SignInChallenge
-from citycredit.config import Settings
-from citycredit.idnumber import InvalidIdNumber, id_hash, parse_id_number
+from citycredit.core.config import Settings
+from citycredit.core.idnumber import InvalidIdNumber, id_hash, parse_id_number
 from points_engine.models import Citizen
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from citizen.models import CitizenSession, SignInChallenge
-from citycredit.db import utcnow
-from citycredit.jobs import JobContext, JobSpec
+from citycredit.core.db import utcnow
+from citycredit.core.jobs import JobContext, JobSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from citycredit.db import Base, BigIntPK, utcnow
+from citycredit.core.db import Base, BigIntPK, utcnow
 
 BigFK = BigInteger().with_variant(Integer(), "sqlite")
 

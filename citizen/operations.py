@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from citizen.models import Objection
 from citizen.queries import actor_of
-from citycredit.audit import audit
+from citycredit.core.audit import audit
 from points_engine import scoring
 from points_engine.models import Citizen, Record, RecordStatus
 from points_engine.operations import published_model

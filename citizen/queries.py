@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citizen.models import Objection
-from citycredit.audit import audit
+from citycredit.core.audit import audit
 from credit_codes.queries import checks_of_citizen
 from points_engine.models import Citizen, ConsentEvent, DataSource, Record, ScoreSnapshot
 from points_engine.operations import NoPublishedModel, published_model

@@ -1,5 +1,5 @@
-"""Core plumbing shared by every domain: configuration, database, CLI, scheduler, web app."""
+"""The city credit platform's own floors: ``core`` (ground), and the shells ``web`` and ``cli``.
 
-from citycredit.app import create_app
-
-__all__ = ["create_app"]
+Importing this package loads nothing: the ground never pulls in Flask, and a domain importing
+``citycredit.core`` must not pay for the web app (see docs/ARCHITECTURE.md, "Layers").
+"""

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from citycredit.db import Base, BigIntPK, utcnow
+from citycredit.core.db import Base, BigIntPK, utcnow
 
 BigFK = BigInteger().with_variant(Integer(), "sqlite")
 

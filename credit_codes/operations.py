@@ -12,10 +12,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from citycredit import keys
-from citycredit.audit import audit
-from citycredit.clients import ApiClient
-from citycredit.config import Settings
+from citycredit.core import keys
+from citycredit.core.audit import audit
+from citycredit.core.clients import ApiClient
+from citycredit.core.config import Settings
 from credit_codes import tokens
 from credit_codes.models import Redemption, RedemptionCounter, Verification
 from points_engine.models import Citizen

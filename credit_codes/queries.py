@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import audit
-from citycredit.clients import ApiClient
+from citycredit.core.audit import audit
+from citycredit.core.clients import ApiClient
 from credit_codes.models import Redemption, Verification
 from points_engine.models import Citizen
 from scenarios.models import ScenarioVersion, Venue

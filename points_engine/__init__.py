@@ -3,3 +3,15 @@
 Free of Flask by design: every function takes plain data and a SQLAlchemy session, so the API, the admin,
 the scheduler, the CLI, the benchmarks and the tests all call the same code.
 """
+
+from citycredit.core.registry import Domain
+
+DOMAIN = Domain(
+    name="points_engine",
+    models=("points_engine.models",),
+    jobs="points_engine.jobs:JOBS",
+    scopes={"records:write": "upload records (data sources)"},
+    client_kinds=("source",),
+    api=("citycredit.web.api.records:blueprint",),
+    cli=("citycredit.cli.engine:COMMANDS",),
+)

@@ -38,8 +38,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from citycredit.db import utcnow
-from citycredit.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
+from citycredit.core.db import utcnow
+from citycredit.core.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
 from points_engine.models import (
     Citizen,
     DataSource,

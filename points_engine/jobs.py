@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from citycredit.jobs import JobContext, JobSpec
+from citycredit.core.jobs import JobContext, JobSpec
 from points_engine import operations
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from sqlalchemy import BigInteger, Select, bindparam, delete, func, insert, lite
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from citycredit.audit import audit
-from citycredit.db import add_days, utcnow
-from citycredit.idnumber import CitizenId, id_hash
+from citycredit.core.audit import audit
+from citycredit.core.db import add_days, utcnow
+from citycredit.core.idnumber import CitizenId, id_hash
 from points_engine import scoring
 from points_engine.models import (
     Citizen,

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import audit
-from citycredit.idnumber import CitizenId, id_hash
+from citycredit.core.audit import audit
+from citycredit.core.idnumber import CitizenId, id_hash
 from points_engine import scoring
 from points_engine.models import (
     Citizen,

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from citycredit.db import JSONDoc, add_days, json_object_agg, utcnow
+from citycredit.core.db import JSONDoc, add_days, json_object_agg, utcnow
 from points_engine.models import (
     Citizen,
     RecordStatus,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from citycredit.idnumber import make_id_number
+from citycredit.core.idnumber import make_id_number
 from points_engine.ingest import FIELDS
 
 # Huangshi's districts and counties (黄石港区, 西塞山区, 下陆区, 铁山区, 阳新县, 大冶市).

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import audit
+from citycredit.core.audit import audit
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
 from scenarios.eligibility import Any_, CitizenFacts, Condition, MinCommonTier, Reason

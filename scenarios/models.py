@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from citycredit.db import Base, JSONDoc, utcnow
+from citycredit.core.db import Base, JSONDoc, utcnow
 
 # code -> (信易+ brand, Chinese name, English name). The catalogue and the admin's filters use these.
 CATEGORIES: dict[str, tuple[str, str, str]] = {

@@ -24,8 +24,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import audit
-from citycredit.db import utcnow
+from citycredit.core.audit import audit
+from citycredit.core.db import utcnow
 from scenarios.eligibility import Condition, RuleError, parse_rule
 from scenarios.models import (
     CATEGORIES,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from citycredit.db import make_engine
+from citycredit.core.db import make_engine
 from citycredit.migrate import upgrade
 
 PG_URL = os.environ.get(

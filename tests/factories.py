@@ -7,7 +7,7 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from citycredit.idnumber import make_id_number, parse_id_number
+from citycredit.core.idnumber import make_id_number, parse_id_number
 from points_engine import operations
 from points_engine.models import Citizen, DataSource, Record, ScoringModelVersion
 from tests.conftest import KEY

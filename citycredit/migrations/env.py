@@ -5,22 +5,16 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import admin.models  # noqa: F401
-import citizen.models  # noqa: F401
-import citycredit.audit
-import citycredit.clients
-import citycredit.idempotency
-import citycredit.keys  # noqa: F401
-import credit_codes.models  # noqa: F401
-import points_engine.models  # noqa: F401
-import scenarios.models  # noqa: F401
-from citycredit.db import Base
+from citycredit.core.db import Base
+from citycredit.core.registry import load_models
+
+load_models()
 
 config = context.config
 engine = config.attributes.get("engine")
 if engine is None:
-    from citycredit.config import load_settings
-    from citycredit.db import make_engine
+    from citycredit.core.config import load_settings
+    from citycredit.core.db import make_engine
 
     engine = make_engine(load_settings().database_url)
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from citycredit.db import Base, BigIntPK, JSONDoc, utcnow
+from citycredit.core.db import Base, BigIntPK, JSONDoc, utcnow
 
 BigFK = BigInteger().with_variant(Integer(), "sqlite")
 

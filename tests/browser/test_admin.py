@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from admin import operations as admin_operations
-from citycredit.db import make_session_factory, unit_of_work, utcnow
+from citycredit.core.db import make_session_factory, unit_of_work, utcnow
 from citycredit_partner import PartnerClient, ScenarioUnavailableError
 from scenarios import operations as registry
 from tests.browser.test_pages import open_page, screenshot

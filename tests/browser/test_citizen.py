@@ -27,9 +27,9 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import select
 
-from citycredit.config import load_settings
-from citycredit.db import make_session_factory, unit_of_work
-from citycredit.idnumber import parse_id_number
+from citycredit.core.config import load_settings
+from citycredit.core.db import make_session_factory, unit_of_work
+from citycredit.core.idnumber import parse_id_number
 from citycredit_partner import CodeRejectedError, PartnerClient
 from points_engine import operations
 from points_engine.models import Record

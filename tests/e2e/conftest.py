@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from citycredit.clients import register_client
-from citycredit.config import Settings, load_settings
-from citycredit.db import make_session_factory, unit_of_work
-from citycredit.idnumber import parse_id_number
-from citycredit.keys import current_signing_key
+from citycredit.core.clients import register_client
+from citycredit.core.config import Settings, load_settings
+from citycredit.core.db import make_session_factory, unit_of_work
+from citycredit.core.idnumber import parse_id_number
+from citycredit.core.keys import current_signing_key
 from points_engine import operations
 from scenarios.demo import ensure_demo_scenarios
 from tests import factories
@@ -46,7 +46,7 @@ def gunicorn(
     command = [
         sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
-        "citycredit.wsgi:app",
+        "citycredit.web.wsgi:app",
     ]  # fmt: skip
     with log_path.open("w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -22,8 +22,8 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 from PIL import Image
 
-from citycredit.db import make_session_factory, unit_of_work
-from citycredit.keys import current_signing_key
+from citycredit.core.db import make_session_factory, unit_of_work
+from citycredit.core.keys import current_signing_key
 from citycredit_partner import (
     AlreadyRedeemedError,
     AuthenticationError,
@@ -235,7 +235,7 @@ def test_a_retried_redemption_with_the_same_key_is_not_counted_twice(city: LiveC
 
 
 def test_revoking_or_rotating_a_client_takes_effect_at_once(city: LiveCity) -> None:
-    from citycredit.clients import find_client, revoke_client, rotate_secret
+    from citycredit.core.clients import find_client, revoke_client, rotate_secret
 
     factory = make_session_factory(city.db.engine)
     with sdk(city) as desk:
@@ -260,7 +260,7 @@ def test_revoking_or_rotating_a_client_takes_effect_at_once(city: LiveCity) -> N
 
 
 def test_key_rotation_keeps_codes_in_flight_valid(city: LiveCity) -> None:
-    from citycredit.keys import create_signing_key
+    from citycredit.core.keys import create_signing_key
 
     before = city.code(city.good)
     with unit_of_work(make_session_factory(city.db.engine)) as session:
@@ -277,7 +277,7 @@ def test_key_rotation_keeps_codes_in_flight_valid(city: LiveCity) -> None:
 
 
 def test_withdrawing_consent_stops_new_codes_without_telling_venues(city: LiveCity) -> None:
-    from citycredit.idnumber import parse_id_number
+    from citycredit.core.idnumber import parse_id_number
     from points_engine.operations import withdraw_consent
     from points_engine.queries import find_citizen
 
@@ -445,7 +445,7 @@ def test_the_three_examples_run_against_a_city(city: LiveCity, tmp_path: Path) -
 def test_a_client_with_a_registered_public_key_authenticates_by_assertion(city: LiveCity) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from citycredit.clients import register_client
+    from citycredit.core.clients import register_client
 
     key = Ed25519PrivateKey.generate()
     pem = (
@@ -502,8 +502,8 @@ def test_a_client_with_a_registered_public_key_authenticates_by_assertion(city: 
 def test_every_verification_is_recorded_for_the_citizen_to_see(city: LiveCity) -> None:
     from sqlalchemy import select
 
-    from citycredit.audit import AuditEvent
-    from citycredit.idnumber import parse_id_number
+    from citycredit.core.audit import AuditEvent
+    from citycredit.core.idnumber import parse_id_number
     from credit_codes.models import Verification
     from points_engine.queries import find_citizen
 

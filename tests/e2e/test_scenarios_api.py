@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from citycredit.clients import register_client
-from citycredit.db import make_session_factory, unit_of_work
+from citycredit.core.clients import register_client
+from citycredit.core.db import make_session_factory, unit_of_work
 from scenarios import operations as registry
 from tests.e2e.conftest import LiveCity
 

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from admin import operations
 from admin.models import AdminUser
-from citycredit import create_app
-from citycredit.audit import AuditEvent
-from citycredit.db import unit_of_work
+from citycredit.core.audit import AuditEvent
+from citycredit.core.db import unit_of_work
+from citycredit.web.app import create_app
 from tests.databases import ScratchDatabase
 
 PASSWORD = "correct horse battery"

@@ -16,9 +16,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citycredit import create_app
-from citycredit.audit import AuditEvent
-from citycredit.db import unit_of_work
+from citycredit.core.audit import AuditEvent
+from citycredit.core.db import unit_of_work
+from citycredit.web.app import create_app
 from tests import factories
 from tests.databases import ScratchDatabase
 from tests.integration.admin_support import START, Clock

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from admin import operations as admin_operations
 from admin.models import AdminUser
-from citycredit import create_app
-from citycredit.audit import AuditEvent
-from citycredit.cli import Context, main
+from citycredit.cli.main import Context, main
+from citycredit.core.audit import AuditEvent
+from citycredit.web.app import create_app
 from tests.databases import ScratchDatabase
 from tests.integration.admin_support import (
     PASSWORD,

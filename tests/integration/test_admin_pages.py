@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin.models import AdminUser
-from admin.web import READ_ONLY_ALLOWED
-from citycredit.audit import AuditEvent, audit
-from citycredit.clients import ApiClient, register_client
-from citycredit.demo import ensure_reference_models, ensure_sources
+from citycredit.cli.demo import ensure_reference_models, ensure_sources
+from citycredit.core.audit import AuditEvent, audit
+from citycredit.core.clients import ApiClient, register_client
+from citycredit.web.admin.web import READ_ONLY_ALLOWED
 from credit_codes.models import Redemption, Verification
 from points_engine import operations
 from points_engine.ingest import finish_batch, ingest_rows, start_batch

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from citycredit.clients import ApiClient, AuthError, authenticate_secret
+from citycredit.core.clients import ApiClient, AuthError, authenticate_secret
 from scenarios import operations as registry
 from scenarios.models import Scenario
 from tests.databases import ScratchDatabase

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from citycredit import create_app
-from citycredit.db import unit_of_work
-from citycredit.demo import ensure_reference_models, ensure_sources
+from citycredit.cli.demo import ensure_reference_models, ensure_sources
+from citycredit.core.db import unit_of_work
+from citycredit.web.app import create_app
 from tests.databases import ScratchDatabase
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import AuditEvent
-from citycredit.clients import register_client
-from citycredit.config import load_settings
+from citycredit.core.audit import AuditEvent
+from citycredit.core.clients import register_client
+from citycredit.core.config import load_settings
 from credit_codes import operations
 from credit_codes.queries import checks_of_citizen
 from points_engine.operations import give_consent

@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from citizen.models import SignInChallenge
-from citycredit.config import load_settings
-from citycredit.db import make_session_factory, unit_of_work, utcnow
-from citycredit.jobs import JobContext, registered_jobs, run_job
+from citycredit.core.config import load_settings
+from citycredit.core.db import make_session_factory, unit_of_work, utcnow
+from citycredit.core.jobs import JobContext, registered_jobs, run_job
 from tests.databases import ScratchDatabase
 
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from citizen.models import Objection
-from citycredit.clients import register_client
+from citycredit.core.clients import register_client
 from credit_codes.operations import issue_credit_code, verify_presentation
 from points_engine.models import Citizen, ConsentEvent, Record, ScoreSnapshot
 from points_engine.tiers import common_tier

@@ -15,8 +15,8 @@ from alembic.migration import MigrationContext
 
 import admin.models  # noqa: F401
 import citizen.models  # noqa: F401  (every model module must be imported for the comparison)
-from citycredit.db import Base
-from citycredit.demo import reference_model_text
+from citycredit.cli.demo import reference_model_text
+from citycredit.core.db import Base
 from points_engine.ingest import FIELDS
 from tests import factories
 from tests.databases import ScratchDatabase

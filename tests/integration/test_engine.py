@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import AuditEvent
-from citycredit.demo import reference_model_text
+from citycredit.cli.demo import reference_model_text
+from citycredit.core.audit import AuditEvent
+from citycredit.core.idnumber import parse_id_number
 from points_engine import ingest, operations, queries
 from points_engine.models import Record, RecordRevision, ScoreDirty, ScoreSnapshot
 from tests import factories
@@ -37,7 +38,7 @@ def setup(session: Session) -> None:
 
 
 def score_of(session: Session, number: str) -> int | None:
-    from citycredit.idnumber import parse_id_number
+    from citycredit.core.idnumber import parse_id_number
 
     person = queries.find_citizen(session, KEY, parse_id_number(number))
     assert person is not None
@@ -72,9 +73,7 @@ def test_good_rows_land_and_each_bad_row_is_reported_with_row_field_and_reason(
     }
     assert all(bad_id not in e.reason and good not in e.reason for e in report.errors)
     # Ingested records update the citizen's score at once (consent given first).
-    person = queries.find_citizen(
-        session, KEY, __import__("citycredit.idnumber").idnumber.parse_id_number(good)
-    )
+    person = queries.find_citizen(session, KEY, parse_id_number(good))
     assert person is not None
     operations.give_consent(session, person, channel="test", as_of=AS_OF)
     assert score_of(session, good) == 1000 - 5 - 20

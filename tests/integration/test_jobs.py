@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from citycredit.config import load_settings
-from citycredit.db import make_session_factory, unit_of_work
-from citycredit.jobs import JobContext, JobSpec, registered_jobs, run_job
+from citycredit.core.config import load_settings
+from citycredit.core.db import make_session_factory, unit_of_work
+from citycredit.core.jobs import JobContext, JobSpec, registered_jobs, run_job
 from points_engine.models import Record, ScoreSnapshot
 from tests import factories
 from tests.databases import ScratchDatabase

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from citycredit.audit import AuditEvent
-from citycredit.clients import ApiClient, register_client
-from citycredit.config import Settings, load_settings
+from citycredit.core.audit import AuditEvent
+from citycredit.core.clients import ApiClient, register_client
+from citycredit.core.config import Settings, load_settings
 from credit_codes import operations as codes
 from credit_codes.models import Redemption, RedemptionCounter, Verification
 from points_engine.models import Citizen

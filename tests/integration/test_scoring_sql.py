@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from citycredit.demo import ensure_reference_models, ensure_sources
+from citycredit.cli.demo import ensure_reference_models, ensure_sources
 from points_engine import operations, scoring
 from points_engine.ingest import ingest_rows, start_batch
 from points_engine.models import Citizen, Record, ScoreSnapshot

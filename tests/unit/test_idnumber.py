@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from citycredit.idnumber import InvalidIdNumber, id_hash, make_id_number, parse_id_number
+from citycredit.core.idnumber import InvalidIdNumber, id_hash, make_id_number, parse_id_number
 
 VALID = "11010519491231002X"  # the standard's own worked example
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import citycredit.db
+import citycredit.core.db
 
 revision = "0001"
 down_revision = None
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_event",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column(
@@ -48,8 +48,10 @@ def upgrade() -> None:
         sa.Column("id_hash", sa.String(length=64), nullable=False),
         sa.Column("birth_date", sa.Date(), nullable=True),
         sa.Column("consent_given", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("consent_changed_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "consent_changed_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_citizen")),
         sa.UniqueConstraint("id_hash", name=op.f("uq_citizen_id_hash")),
     )
@@ -59,7 +61,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("name_zh", sa.String(length=200), nullable=False),
         sa.Column("name_en", sa.String(length=200), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_data_source")),
         sa.UniqueConstraint("code", name=op.f("uq_data_source_code")),
     )
@@ -69,8 +71,8 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(length=500), nullable=False),
         sa.Column("format", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("started_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("rows_total", sa.Integer(), nullable=False),
         sa.Column("inserted", sa.Integer(), nullable=False),
         sa.Column("updated", sa.Integer(), nullable=False),
@@ -117,8 +119,8 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("loaded_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("published_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("loaded_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("published_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "kind IN ('itemised', 'weighted')", name=op.f("ck_scoring_model_version_kind")
         ),
@@ -146,7 +148,7 @@ def upgrade() -> None:
         ),
         sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
-        sa.Column("at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "action IN ('given', 'withdrawn')", name=op.f("ck_consent_event_action")
         ),
@@ -176,8 +178,8 @@ def upgrade() -> None:
         sa.Column("expires_on", sa.Date(), nullable=True),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "status IN ('active', 'under_objection', 'repaired', 'expired', 'revoked')",
             name=op.f("ck_record_status"),
@@ -228,7 +230,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("computed_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("computed_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["citizen_id"], ["citizen.id"], name=op.f("fk_score_snapshot_citizen_id_citizen")
@@ -288,7 +290,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("replaced_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("replaced_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("replaced_by_batch_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["record_id"], ["record.id"], name=op.f("fk_record_revision_record_id_record")

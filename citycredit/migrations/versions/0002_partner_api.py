@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import citycredit.db
+import citycredit.core.db
 
 revision = "0002"
 down_revision = "0001"
@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("min_common_tier", sa.Integer(), nullable=False),
         sa.Column("daily_quota_per_citizen", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "status IN ('published', 'suspended', 'retired')", name=op.f("ck_scenario_status")
         ),
@@ -55,8 +55,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("private_pem", sa.Text(), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("retired_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("retired_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signing_key")),
         sa.UniqueConstraint("kid", name=op.f("uq_signing_key_kid")),
     )
@@ -72,8 +72,8 @@ def upgrade() -> None:
         sa.Column("public_key_pem", sa.Text(), nullable=True),
         sa.Column("credential_version", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "kind IN ('venue', 'source', 'city', 'app')", name=op.f("ck_api_client_kind")
         ),
@@ -113,7 +113,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["api_client.id"],
@@ -133,7 +133,7 @@ def upgrade() -> None:
         sa.Column("token_jti", sa.String(length=32), nullable=False),
         sa.Column("eligible", sa.Boolean(), nullable=False),
         sa.Column("common_tier", sa.Integer(), nullable=False),
-        sa.Column("at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["citizen_id"], ["citizen.id"], name=op.f("fk_verification_citizen_id_citizen")
         ),
@@ -163,7 +163,7 @@ def upgrade() -> None:
         sa.Column("scenario_id", sa.Integer(), nullable=False),
         sa.Column("token_jti", sa.String(length=32), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["citizen_id"], ["citizen.id"], name=op.f("fk_redemption_citizen_id_citizen")
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import citycredit.db
+import citycredit.core.db
 
 revision = "0004"
 down_revision = "0003"
@@ -24,7 +24,7 @@ def upgrade() -> None:
         "used_assertion",
         sa.Column("client_id", sa.Integer(), nullable=False),
         sa.Column("jti", sa.String(length=200), nullable=False),
-        sa.Column("expires_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"], ["api_client.id"], name=op.f("fk_used_assertion_client_id_api_client")
         ),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import citycredit.db
+import citycredit.core.db
 
 revision = "0005"
 down_revision = "0004"
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("name_zh", sa.String(length=200), nullable=False),
         sa.Column("name_en", sa.String(length=200), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operator")),
         sa.UniqueConstraint("code", name=op.f("uq_operator_code")),
     )
@@ -42,11 +42,13 @@ def upgrade() -> None:
         sa.Column("source_id", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
-        sa.Column("locked_until", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("locked_until", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("session_version", sa.Integer(), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_login_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("password_changed_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_login_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "password_changed_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.CheckConstraint(
             "role <> 'operator' OR operator_id IS NOT NULL",
             name=op.f("ck_admin_user_operator_account"),
@@ -75,7 +77,7 @@ def upgrade() -> None:
         sa.Column("name_en", sa.String(length=200), nullable=False),
         sa.Column("address_zh", sa.String(length=300), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("status IN ('active', 'closed')", name=op.f("ck_venue_status")),
         sa.ForeignKeyConstraint(
             ["operator_id"], ["operator.id"], name=op.f("fk_venue_operator_id_operator")
@@ -142,14 +144,14 @@ def upgrade() -> None:
         sa.Column("valid_from", sa.Date(), nullable=True),
         sa.Column("valid_until", sa.Date(), nullable=True),
         sa.Column("created_by", sa.String(length=200), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("submitted_by", sa.String(length=200), nullable=True),
-        sa.Column("submitted_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("submitted_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("reviewed_by", sa.String(length=200), nullable=True),
-        sa.Column("reviewed_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reviewed_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("review_note", sa.String(length=500), nullable=True),
         sa.Column("edited_by", sa.String(length=200), nullable=True),
-        sa.Column("published_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("published_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "state IN ('draft', 'in_review', 'published', 'superseded', 'withdrawn')",
             name=op.f("ck_scenario_version_state"),
@@ -216,7 +218,7 @@ def upgrade() -> None:
             sa.Column("redeemed_total", sa.BigInteger(), nullable=False, server_default="0")
         )
         batch_op.add_column(
-            sa.Column("updated_at", citycredit.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("updated_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
             sa.Column("suspended_by_city", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -229,7 +231,9 @@ def upgrade() -> None:
     with op.batch_alter_table("scenario", schema=None) as batch_op:
         batch_op.alter_column("operator_id", existing_type=sa.Integer(), nullable=False)
         batch_op.alter_column(
-            "updated_at", existing_type=citycredit.db.UTCDateTime(timezone=True), nullable=False
+            "updated_at",
+            existing_type=citycredit.core.db.UTCDateTime(timezone=True),
+            nullable=False,
         )
         batch_op.alter_column("redeemed_total", existing_type=sa.BigInteger(), server_default=None)
         batch_op.drop_constraint(batch_op.f("ck_scenario_status"), type_="check")

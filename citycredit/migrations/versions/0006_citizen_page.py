@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import citycredit.db
+import citycredit.core.db
 
 revision = "0006"
 down_revision = "0005"
@@ -28,8 +28,8 @@ def upgrade() -> None:
         sa.Column(
             "citizen_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column("started_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("seen_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("seen_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["citizen_id"], ["citizen.id"], name=op.f("fk_citizen_session_citizen_id_citizen")
         ),
@@ -49,9 +49,9 @@ def upgrade() -> None:
         sa.Column("birth_date", sa.Date(), nullable=True),
         sa.Column("code_hash", sa.String(length=64), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sign_in_challenge")),
         sa.UniqueConstraint("public_id", name=op.f("uq_sign_in_challenge_public_id")),
     )
@@ -71,8 +71,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=1000), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("record_status_before", sa.String(length=16), nullable=False),
-        sa.Column("created_at", citycredit.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("decided_at", citycredit.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("decision_note", sa.String(length=1000), nullable=True),
         sa.CheckConstraint(
             "status IN ('open', 'upheld', 'rejected', 'withdrawn')",

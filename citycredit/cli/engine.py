@@ -1,0 +1,351 @@
+"""The points engine's commands: sources, scoring models, ingest, recompute, expiry, explanations, consent."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citycredit.cli.base import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
+from citycredit.core.idnumber import CitizenId, InvalidIdNumber, parse_id_number
+from points_engine import ingest as ingestion
+from points_engine import operations, queries
+from points_engine.models import DataSource, ScoringModelVersion
+from points_engine.scoring_model import ModelFileError
+
+
+@click.group()
+def sources() -> None:
+    """Data sources (departments that report records)."""
+
+
+@sources.command("add")
+@click.argument("code")
+@click.argument("name_zh")
+@click.argument("name_en")
+@click.option(
+    "--item", "items", multiple=True, help="A scoring item it may report; repeat. Default: any."
+)
+@pass_ctx
+def sources_add(
+    ctx: Context, code: str, name_zh: str, name_en: str, items: tuple[str, ...]
+) -> None:
+    """Register a data source, and the scoring items it may report."""
+    with ctx.session() as session:
+        operations.add_source(session, code, name_zh, name_en, items=list(items) or None)
+    click.echo(f"added source {code}")
+
+
+@sources.command("list")
+@pass_ctx
+def sources_list(ctx: Context) -> None:
+    with ctx.session() as session:
+        for source in session.scalars(select(DataSource).order_by(DataSource.code)):
+            click.echo(f"{source.code:16} {source.name_zh}  ({source.name_en})")
+
+
+# --- scoring models -------------------------------------------------------------------------------
+
+
+@click.group()
+def model() -> None:
+    """Scoring-model versions: load, list, what-if, publish."""
+
+
+@model.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+def model_load(ctx: Context, file: Path) -> None:
+    """Validate a model file and store it as a new draft version."""
+    with ctx.session() as session:
+        version = operations.load_model_version(session, file.read_text("utf-8"), str(file))
+        label = version.label
+    click.echo(f"loaded {label} (draft); compare it with `citycredit model whatif {label}`")
+
+
+@model.command("list")
+@pass_ctx
+def model_list(ctx: Context) -> None:
+    with ctx.session() as session:
+        for v in session.scalars(
+            select(ScoringModelVersion).order_by(
+                ScoringModelVersion.name, ScoringModelVersion.version
+            )
+        ):
+            click.echo(f"{v.label:32} {v.kind:9} {v.status:10} loaded {v.loaded_at:%Y-%m-%d %H:%M}")
+
+
+def _table(headings: tuple[str, str], counts: dict[Any, int]) -> None:
+    click.echo(f"\n{headings[0]:>12} {headings[1]:>12} {'citizens':>10}")
+    for (old, new), count in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        click.echo(f"{old or '(unscored)'!s:>12} {new!s:>12} {count:>10}")
+
+
+@model.command("whatif")
+@click.argument("label")
+@click.option("--movers", default=20, show_default=True, help="How many biggest movers to list.")
+@pass_ctx
+def model_whatif(ctx: Context, label: str, movers: int) -> None:
+    """Score everyone with a draft version, without publishing it, and show who would move."""
+    with ctx.session() as session:
+        draft = operations.find_version(session, label)
+        report = queries.what_if(
+            session, draft, as_of=ctx.platform.today(), actor=ACTOR, movers=movers
+        )
+    basis = "tier" if report.basis == "tier" else "common-scale level (the tier tables differ)"
+    click.echo(
+        f"{report.draft_label} against {report.published_label}: {report.citizens} citizens, "
+        f"{report.moved} would change {basis}"
+    )
+    _table(("now", "draft"), report.transitions)
+    if report.basis != "tier":
+        _table(("now level", "draft level"), report.common_transitions)
+    click.echo("\nbiggest movers (citizen #, score now -> draft):")
+    for m in report.biggest_movers:
+        click.echo(
+            f"  #{m.citizen_id:<8} {m.old_score!s:>5} {m.old_tier or '-':>4} -> {m.new_score:>5} {m.new_tier}"
+        )
+
+
+@model.command("publish")
+@click.argument("label")
+@click.option("--chunk-size", default=50_000, show_default=True)
+@pass_ctx
+def model_publish(ctx: Context, label: str, chunk_size: int) -> None:
+    """Publish a version and recompute every score with it."""
+    with ctx.session() as session:
+        version = operations.find_version(session, label)
+        operations.publish_model_version(session, version, actor=ACTOR, today=ctx.platform.today())
+    click.echo(f"published {label}; recomputing scores")
+    _recompute(ctx, chunk_size)
+
+
+# --- ingestion and scoring ------------------------------------------------------------------------
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the per-row error report [default: FILE.report.csv].",
+)
+@click.option("--chunk-size", default=5000, show_default=True)
+@pass_ctx
+def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> None:
+    """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land.
+
+    Exit status: 0 when every row landed, 3 when some rows were rejected (see the report), 1 on failure.
+    """
+    try:
+        fmt = ingestion.detect_format(file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report_path = report or file.with_name(file.name + ".report.csv")
+    summary = _ingest_file(ctx, file, fmt, report_path, chunk_size)
+    click.echo(
+        f"{summary.rows} rows: {summary.inserted} new, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {summary.rejected} rejected"
+    )
+    for error in summary.errors[:20]:
+        click.echo(f"  row {error.row}: {error.field}: {error.reason}", err=True)
+    if len(summary.errors) > 20:
+        click.echo(f"  … {len(summary.errors) - 20} more", err=True)
+    if summary.errors:
+        click.echo(f"error report: {report_path}", err=True)
+        # Distinct from a failure (1): the good rows landed, but someone must look at the bad ones.
+        sys.exit(EXIT_ROWS_REJECTED)
+
+
+def _ingest_file(
+    ctx: Context, file: Path, fmt: str, report_path: Path, chunk_size: int
+) -> ingestion.IngestReport:
+    platform = ctx.platform
+    total = max(_count_lines(file) - (1 if fmt == "csv" else 0), 0)
+    session = platform.sessions()
+    batch = None
+    try:
+        batch = ingestion.start_batch(session, str(file), fmt)
+        session.commit()
+        with (
+            file.open(encoding="utf-8-sig", newline="") as stream,
+            click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar,
+        ):
+            done = 0
+            summary = None
+            for summary in ingestion.ingest_rows(
+                session,
+                ingestion.read_rows(stream, fmt),
+                key=platform.settings.id_hash_key,
+                batch=batch,
+                today=platform.today(),
+                chunk_size=chunk_size,
+            ):
+                session.commit()  # one chunk, one transaction: a crash keeps whole chunks only
+                bar.update(summary.rows - done)
+                done = summary.rows
+        assert summary is not None
+        ingestion.write_report_file(report_path, summary.errors)
+        ingestion.finish_batch(batch, summary, str(report_path) if summary.errors else None)
+        operations.drain_dirty(session, as_of=platform.today())
+        session.commit()
+        return summary
+    except (operations.EngineError, ModelFileError) as exc:
+        session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        session.rollback()
+        _mark_failed(session, batch)
+        why = (
+            "the file is not UTF-8 text (save it as UTF-8; GBK files are common from departments)"
+            if isinstance(exc, UnicodeDecodeError)
+            else f"the CSV cannot be read: {exc}"
+        )
+        raise click.ClickException(
+            f"{file}: {why}. Whole chunks before the problem were kept; fix the file and rerun "
+            "(rows already stored are recognised and change nothing)."
+        ) from None
+    except BaseException:
+        session.rollback()
+        _mark_failed(session, batch)
+        raise
+    finally:
+        session.close()
+
+
+def _mark_failed(session: Session, batch: Any) -> None:
+    """Record that a run stopped, so the batch does not read as still running."""
+    if batch is None:
+        return
+    from citycredit.core.db import utcnow
+
+    batch.status = "failed"
+    batch.finished_at = utcnow()
+    session.commit()
+
+
+def _recompute(ctx: Context, chunk_size: int) -> operations.RecomputeSummary:
+    platform = ctx.platform
+    session = platform.sessions()
+    try:
+        from points_engine.scoring import citizen_id_ranges
+
+        span = sum(high - low + 1 for low, high in citizen_id_ranges(session, chunk_size))
+        with click.progressbar(length=span, label="recomputing", file=sys.stderr) as bar:
+            summary = operations.recompute_all(
+                session,
+                as_of=platform.today(),
+                chunk_size=chunk_size,
+                progress=bar.update,
+                commit=session.commit,
+            )
+        session.commit()
+    except operations.EngineError as exc:
+        session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        session.close()
+    click.echo(f"{summary.citizens} citizens scored, {summary.changed} scores changed")
+    return summary
+
+
+@click.command()
+@click.option("--chunk-size", default=50_000, show_default=True, help="Citizens per transaction.")
+@pass_ctx
+def recompute(ctx: Context, chunk_size: int) -> None:
+    """Recompute every consenting citizen's score with the published model (set-based)."""
+    _recompute(ctx, chunk_size)
+
+
+@click.command()
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="Pretend today is this date.")
+@pass_ctx
+def expire(ctx: Context, today: dt.datetime | None) -> None:
+    """Run the daily expiry job now."""
+    day = today.date() if today else ctx.platform.today()
+    with ctx.session() as session:
+        expired, result = operations.expire_records(session, today=day)
+    click.echo(f"{expired} record(s) expired; {result.changed if result else 0} score(s) changed")
+
+
+# --- one citizen ----------------------------------------------------------------------------------
+
+
+def _read_id(raw: str) -> CitizenId:
+    """An ID given as ``-`` is read without echo, keeping it out of shell history and process lists."""
+    if raw == "-":
+        raw = getpass.getpass("ID number: ") if sys.stdin.isatty() else sys.stdin.readline()
+    try:
+        return parse_id_number(raw)
+    except InvalidIdNumber as exc:
+        raise click.ClickException(f"invalid ID number: {exc}") from exc
+
+
+def _citizen(ctx: Context, session: Session, raw: str) -> Any:
+    citizen = queries.find_citizen(session, ctx.platform.settings.id_hash_key, _read_id(raw))
+    if citizen is None:
+        raise click.ClickException("no citizen with this ID number has any record here")
+    return citizen
+
+
+@click.command()
+@click.argument("id_number")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+@pass_ctx
+def explain(ctx: Context, id_number: str, lang: str) -> None:
+    """Explain a citizen's score: every record, the points it gave, and why. ID_NUMBER may be '-'."""
+    from points_engine.explain_text import render_explanation
+
+    with ctx.session() as session:
+        citizen = _citizen(ctx, session, id_number)
+        explanation = queries.explain(
+            session, citizen, as_of=ctx.platform.today(), actor=ACTOR, purpose="operator query"
+        )
+    click.echo(render_explanation(explanation, lang))
+
+
+@click.group()
+def consent() -> None:
+    """A citizen's consent to be scored (given at a counter, on paper, or withdrawn)."""
+
+
+@consent.command("give")
+@click.argument("id_number")
+@click.option("--channel", default="counter", show_default=True)
+@pass_ctx
+def consent_give(ctx: Context, id_number: str, channel: str) -> None:
+    with ctx.session() as session:
+        citizen = _citizen(ctx, session, id_number)
+        result = operations.give_consent(
+            session, citizen, channel=channel, as_of=ctx.platform.today()
+        )
+    click.echo("consent recorded; score computed" if result else "consent was already given")
+
+
+@consent.command("withdraw")
+@click.argument("id_number")
+@click.option("--channel", default="counter", show_default=True)
+@pass_ctx
+def consent_withdraw(ctx: Context, id_number: str, channel: str) -> None:
+    with ctx.session() as session:
+        citizen = _citizen(ctx, session, id_number)
+        operations.withdraw_consent(session, citizen, channel=channel)
+    click.echo("consent withdrawn; the citizen's scores are erased and no longer computed")
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+COMMANDS = (sources, model, ingest, recompute, expire, explain, consent)

@@ -1,0 +1,299 @@
+"""``citycredit``: the operator's command line. Every command is one unit of work (or one per chunk)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citycredit.cli.base import ACTOR, Context, pass_ctx
+from citycredit.cli.engine import _ingest_file, _recompute
+from citycredit.core.audit import audit
+from citycredit.core.registry import installed_domains, resolve_all
+from points_engine.models import DataSource
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what the jobs and commands do.")
+def main(verbose: bool) -> None:
+    """City personal credit points (信用积分): operator commands."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# --- database -------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply every pending migration."""
+    from citycredit.migrate import current_revision, upgrade
+
+    upgrade(ctx.platform.engine)
+    click.echo(f"database at revision {current_revision(ctx.platform.engine)}")
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+@main.command()
+@pass_ctx
+def scheduler(ctx: Context) -> None:
+    """Run the job scheduler (daily expiry and the rest) in this process, until stopped."""
+    from citycredit.core.jobs import run_scheduler
+
+    logging.getLogger().setLevel(logging.INFO)
+    click.echo("scheduler running; Ctrl-C to stop")
+    run_scheduler(ctx.platform.settings, ctx.platform.sessions)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the web app with gunicorn."""
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            "-",
+            "citycredit.web.wsgi:app",
+        ],
+    )
+
+
+@main.group()
+def keys() -> None:
+    """The city's signing keys (credit codes, access tokens)."""
+
+
+@keys.command("rotate")
+@pass_ctx
+def keys_rotate(ctx: Context) -> None:
+    """Add a new signing key; the old one stops signing but stays published until its tokens expire."""
+    from citycredit.core import keys as signing
+
+    with ctx.session() as session:
+        key = signing.create_signing_key(session, ctx.platform.settings.key_secret)
+        kid = key.kid
+    click.echo(
+        f"new signing key {kid}; the previous key stays in the JWKS for {signing.MAX_TOKEN_LIFETIME}"
+    )
+
+
+@keys.command("list")
+@pass_ctx
+def keys_list(ctx: Context) -> None:
+    from citycredit.core.keys import SigningKey
+
+    with ctx.session() as session:
+        for key in session.scalars(select(SigningKey).order_by(SigningKey.id)):
+            state = (
+                "signing" if key.retired_at is None else f"retired {key.retired_at:%Y-%m-%d %H:%M}"
+            )
+            click.echo(
+                f"{key.kid}  {key.algorithm}  created {key.created_at:%Y-%m-%d %H:%M}  {state}"
+            )
+
+
+@main.group()
+def clients() -> None:
+    """API clients: partner venues, data sources, the city's app."""
+
+
+@clients.command("add")
+@click.argument("name")
+@click.option(
+    "--kind", type=click.Choice(["venue", "source", "city", "app", "operator"]), required=True
+)
+@click.option("--scope", "scopes", multiple=True, required=True, help="Repeat for several scopes.")
+@click.option("--source", "source_code", help="For a data source: the only source it may write.")
+@click.option(
+    "--venue", "venue_code", help="For a venue desk: its venue (verifies only its scenarios)."
+)
+@click.option("--operator", "operator_code", help="For an operator's system: its operator.")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM public key: the client authenticates with signed assertions instead of a secret.",
+)
+@pass_ctx
+def clients_add(
+    ctx: Context,
+    name: str,
+    kind: str,
+    scopes: tuple[str, ...],
+    source_code: str | None,
+    venue_code: str | None,
+    operator_code: str | None,
+    public_key: Path | None,
+) -> None:
+    """Register a client; its secret is shown once and never again."""
+    from citycredit.core.clients import register_client
+    from scenarios.models import Operator, Venue
+
+    with ctx.session() as session:
+        source_id = None
+        if source_code:
+            source = session.scalar(select(DataSource).where(DataSource.code == source_code))
+            if source is None:
+                raise click.ClickException(f"no data source {source_code!r}")
+            source_id = source.id
+        venue = operator = None
+        if venue_code:
+            venue = session.scalar(select(Venue).where(Venue.code == venue_code))
+            if venue is None:
+                raise click.ClickException(f"no venue {venue_code!r}")
+        if operator_code:
+            operator = session.scalar(select(Operator).where(Operator.code == operator_code))
+            if operator is None:
+                raise click.ClickException(f"no operator {operator_code!r}")
+        try:
+            issued = register_client(
+                session,
+                name=name,
+                kind=kind,
+                scopes=list(scopes),
+                source_id=source_id,
+                venue_id=venue.id if venue else None,
+                operator_id=operator.id if operator else (venue.operator_id if venue else None),
+                public_key_pem=public_key.read_text() if public_key else None,
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        client_id = issued.client.client_id
+    click.echo(f"client_id:     {client_id}")
+    if issued.secret:
+        click.echo(f"client_secret: {issued.secret}")
+        click.echo("(the secret is shown once; store it now)")
+
+
+@clients.command("list")
+@pass_ctx
+def clients_list(ctx: Context) -> None:
+    from citycredit.core.clients import ApiClient
+
+    with ctx.session() as session:
+        for c in session.scalars(select(ApiClient).order_by(ApiClient.id)):
+            click.echo(f"{c.client_id}  {c.kind:6} {c.status:8} {c.scopes:32} {c.name}")
+
+
+def _client(session: Session, client_id: str) -> Any:
+    from citycredit.core.clients import find_client
+
+    client = find_client(session, client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    return client
+
+
+@clients.command("rotate")
+@click.argument("client_id")
+@pass_ctx
+def clients_rotate(ctx: Context, client_id: str) -> None:
+    """Give a client a new secret; the old one and every token issued with it stop working at once."""
+    from citycredit.core.clients import rotate_secret
+
+    with ctx.session() as session:
+        secret = rotate_secret(session, _client(session, client_id))
+        audit(session, actor=ACTOR, action="client.rotate", client=client_id)
+    click.echo(f"client_secret: {secret}\n(the secret is shown once; store it now)")
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+@pass_ctx
+def clients_revoke(ctx: Context, client_id: str) -> None:
+    """Revoke a client; its tokens stop working at once."""
+    from citycredit.core.clients import revoke_client
+
+    with ctx.session() as session:
+        revoke_client(session, _client(session, client_id))
+        audit(session, actor=ACTOR, action="client.revoke", client=client_id)
+    click.echo(f"revoked {client_id}")
+
+
+@main.group()
+def demo() -> None:
+    """The demo city."""
+
+
+@demo.command("seed")
+@click.option("--citizens", default=3000, show_default=True)
+@click.option("--seed", default=20261123, show_default=True)
+@pass_ctx
+def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
+    """Create sources and models, generate a synthetic city, ingest it, gather consent, score it."""
+    from citycredit.cli import demo as demo_city
+
+    with ctx.session() as session:
+        demo_city.ensure_sources(session)
+        demo_city.ensure_reference_models(session, actor=ACTOR)
+    plan = demo_city.default_plan(citizens, seed, ctx.platform.today())
+    files = demo_city.write_demo_records(ctx.platform.settings.instance_dir / "demo", plan)
+    click.echo(f"generated {files.rows} record rows in {files.records_csv}")
+    ctx_report = files.records_csv.with_name(files.records_csv.name + ".report.csv")
+    summary = _ingest_file(ctx, files.records_csv, "csv", ctx_report, 5000)
+    click.echo(
+        f"ingested: {summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged, "
+        f"{summary.rejected} rejected (see {ctx_report})"
+    )
+    with ctx.session() as session:
+        consented = demo_city.consent_most(session)
+    click.echo(f"{consented} citizens consented to scoring")
+    _recompute(ctx, 50_000)
+    with ctx.session() as session:
+        credentials = demo_city.ensure_demo_partners(session, ctx.platform.settings)
+    click.echo(f"demo venue and app credentials: {credentials}")
+    with ctx.session() as session:
+        from sqlalchemy import func
+
+        from credit_codes.models import Redemption
+
+        if not session.scalar(select(func.count()).select_from(Redemption)):
+            made = demo_city.simulate_use(session, ctx.platform.settings)
+            click.echo(f"simulated a month of venue scans: {made} benefits redeemed")
+    with ctx.session() as session:
+        accounts_file, accounts = demo_city.ensure_demo_accounts(session, ctx.platform.settings)
+    click.echo(f"admin accounts (passwords also in {accounts_file}):")
+    for username, password in accounts.items():
+        click.echo(f"  {username:10} {password}")
+    with ctx.session() as session:
+        samples = demo_city.sample_citizens(session, ctx.platform.settings.id_hash_key, plan)
+    click.echo("try:")
+    for label, number in samples:
+        click.echo(f"  .venv/bin/citycredit explain {number}    # {label}")
+
+
+def _register_domain_commands() -> None:
+    for domain in installed_domains():
+        for command in resolve_all(domain.cli):
+            main.add_command(command)
+
+
+_register_domain_commands()
+
+if __name__ == "__main__":
+    main()

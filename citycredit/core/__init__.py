@@ -1,0 +1,14 @@
+"""The ground floor: configuration, database, audit, ID numbers, identities (API clients, actors), signing
+keys, jobs and the domain registry. It imports no domain and no web framework."""
+
+from citycredit.core.registry import Domain
+
+DOMAIN = Domain(
+    name="core",
+    models=(
+        "citycredit.core.audit",
+        "citycredit.core.clients",
+        "citycredit.core.keys",
+        "citycredit.core.idempotency",
+    ),
+)

@@ -1,0 +1,273 @@
+"""API clients (partner venues, data sources, partner cities) and their OAuth 2 access tokens.
+
+A client authenticates at ``/oauth/token`` with the client-credentials grant, by secret (HTTP Basic or
+form fields) or by a JWT signed with its registered public key (RFC 7523 ``private_key_jwt``). Access
+tokens are short-lived JWTs signed with the city key and bound to the client's credential version, so
+revoking a client or rotating its secret takes effect at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from citycredit.core import keys
+from citycredit.core.config import Settings
+from citycredit.core.db import Base, utcnow
+from citycredit.core.registry import all_client_kinds, all_scopes
+
+ACCESS_TOKEN_LIFETIME = dt.timedelta(seconds=300)
+AUDIENCE = "citycredit-api"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(32))
+
+
+class ApiClient(Base):
+    __tablename__ = "api_client"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        CheckConstraint("kind IN ('venue', 'source', 'city', 'app', 'operator')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(String(500))
+    # For data sources: the only source whose records this client may write.
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("data_source.id"))
+    # For venues: the venue whose desk this is; it may verify only the scenarios that venue honours.
+    venue_id: Mapped[int | None] = mapped_column(ForeignKey("venue.id"), index=True)
+    # For operators' systems, and for venue desks: the operator whose scenarios they may see and manage.
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(300))
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    credential_version: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+
+class UsedAssertion(Base):
+    """Client assertions already exchanged for a token, kept until they expire, so none is replayed."""
+
+    __tablename__ = "used_assertion"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class AuthError(Exception):
+    """Authentication failed; ``error`` is the OAuth 2 error code (RFC 6749 §5.2)."""
+
+    def __init__(self, error: str, detail: str, status: int = 401):
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IssuedClient:
+    client: ApiClient
+    secret: str | None  # shown once, never stored
+
+
+def register_client(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    scopes: list[str],
+    source_id: int | None = None,
+    venue_id: int | None = None,
+    operator_id: int | None = None,
+    public_key_pem: str | None = None,
+) -> IssuedClient:
+    known = all_scopes()
+    unknown = sorted(set(scopes) - known.keys())
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(unknown)}")
+    kinds = all_client_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown kind {kind!r} (known: {', '.join(kinds)})")
+    if kind == "operator" and operator_id is None:
+        raise ValueError("an operator's client belongs to an operator")
+    if "scenarios:write" in scopes and operator_id is None:
+        raise ValueError("scenarios:write is for an operator's client (give its operator)")
+    secret = None
+    if public_key_pem:
+        serialization.load_pem_public_key(public_key_pem.encode())  # refuse a key we cannot use
+    else:
+        secret = "ccs_" + secrets.token_urlsafe(32)
+    client = ApiClient(
+        client_id="cc_" + secrets.token_hex(8),
+        name=name,
+        kind=kind,
+        scopes=" ".join(sorted(set(scopes))),
+        source_id=source_id,
+        venue_id=venue_id,
+        operator_id=operator_id,
+        secret_hash=generate_password_hash(secret) if secret else None,
+        public_key_pem=public_key_pem,
+    )
+    session.add(client)
+    session.flush()
+    return IssuedClient(client, secret)
+
+
+def rotate_secret(session: Session, client: ApiClient) -> str:
+    secret = "ccs_" + secrets.token_urlsafe(32)
+    client.secret_hash = generate_password_hash(secret)
+    client.credential_version += 1  # every access token issued before is void from now on
+    session.flush()
+    return secret
+
+
+def revoke_client(session: Session, client: ApiClient) -> None:
+    client.status = "revoked"
+    client.revoked_at = utcnow()
+    client.credential_version += 1
+    session.flush()
+
+
+def find_client(session: Session, client_id: str) -> ApiClient | None:
+    return session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
+
+
+def authenticate_secret(session: Session, client_id: str, secret: str) -> ApiClient:
+    client = find_client(session, client_id)
+    # Same answer, and the same work, for an unknown client and a wrong secret: no oracle for ids.
+    stored = client.secret_hash if client is not None and client.secret_hash else _DUMMY_HASH
+    if not check_password_hash(stored, secret) or client is None or client.secret_hash is None:
+        raise AuthError("invalid_client", "unknown client or wrong secret")
+    if client.status != "active":
+        raise AuthError("invalid_client", "this client has been revoked")
+    return client
+
+
+def authenticate_assertion(session: Session, assertion: str, *, token_url: str) -> ApiClient:
+    """RFC 7523: a JWT signed by the client's registered key, ``iss`` = ``sub`` = client id."""
+    try:
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise AuthError("invalid_client", "the client assertion is not a JWT") from None
+    client = find_client(session, str(unverified.get("iss", "")))
+    if client is None or client.public_key_pem is None:
+        raise AuthError("invalid_client", "unknown client or no registered public key")
+    public = serialization.load_pem_public_key(client.public_key_pem.encode())
+    # The algorithm follows from the registered key, never from the assertion's header.
+    algorithm = "EdDSA" if isinstance(public, Ed25519PublicKey) else "ES256"
+    try:
+        claims = jwt.decode(
+            assertion,
+            public,  # type: ignore[arg-type]
+            algorithms=[algorithm],
+            audience=token_url,
+            issuer=client.client_id,
+            options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
+        )
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:
+        raise AuthError("invalid_client", f"the client assertion does not verify: {exc}") from None
+    # A short-lived assertion only: a leaked one must not serve as a standing credential.
+    if claims["exp"] - claims["iat"] > MAX_ASSERTION_LIFETIME:
+        raise AuthError(
+            "invalid_client", f"the assertion may live at most {MAX_ASSERTION_LIFETIME} s"
+        )
+    _spend_assertion(session, client, str(claims["jti"])[:200], int(claims["exp"]))
+    if unverified.get("sub") != client.client_id:
+        raise AuthError("invalid_client", "the assertion's sub must be the client id")
+    if client.status != "active":
+        raise AuthError("invalid_client", "this client has been revoked")
+    return client
+
+
+def _spend_assertion(session: Session, client: ApiClient, jti: str, exp: int) -> None:
+    """Refuse an assertion seen before (RFC 7523 §3 item 7); forget those that have expired."""
+    now = utcnow()
+    session.execute(delete(UsedAssertion).where(UsedAssertion.expires_at < now))
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    spent = session.execute(
+        module.insert(UsedAssertion)
+        .values(client_id=client.id, jti=jti, expires_at=dt.datetime.fromtimestamp(exp, dt.UTC))
+        .on_conflict_do_nothing()
+        .returning(UsedAssertion.jti)
+    ).first()
+    if spent is None:
+        raise AuthError("invalid_client", "this client assertion was already used; sign a new one")
+
+
+def issue_access_token(
+    session: Session,
+    settings: Settings,
+    client: ApiClient,
+    requested: list[str] | None,
+    *,
+    now: dt.datetime,
+) -> tuple[str, list[str]]:
+    granted = sorted(client.scope_set if not requested else set(requested))
+    if not set(granted) <= client.scope_set:
+        raise AuthError(
+            "invalid_scope",
+            f"this client may not ask for: {' '.join(sorted(set(granted) - client.scope_set))}",
+            400,
+        )
+    kid, private = keys.current_signing_key(session, settings.key_secret)
+    claims = {
+        "iss": settings.city_code,
+        "aud": AUDIENCE,
+        "sub": client.client_id,
+        "scope": " ".join(granted),
+        "cv": client.credential_version,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ACCESS_TOKEN_LIFETIME).timestamp()),
+        "jti": secrets.token_urlsafe(9),
+    }
+    token = jwt.encode(claims, private, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})
+    return token, granted
+
+
+@dataclass(frozen=True)
+class Caller:
+    client: ApiClient
+    scopes: frozenset[str]
+
+
+def authenticate_bearer(session: Session, settings: Settings, token: str) -> Caller:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthError("invalid_token", "the access token is not a JWT") from None
+    public = keys.public_key_for(session, str(header.get("kid", "")))
+    if public is None or header.get("alg") != "EdDSA":
+        raise AuthError("invalid_token", "the access token is not signed by this city")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, public, algorithms=["EdDSA"], audience=AUDIENCE, issuer=settings.city_code
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("invalid_token", "the access token has expired; fetch a new one") from None
+    except jwt.PyJWTError as exc:
+        raise AuthError("invalid_token", f"the access token is not valid: {exc}") from None
+    client = find_client(session, claims["sub"])
+    if client is None or client.status != "active":
+        raise AuthError("invalid_token", "this client has been revoked")
+    if claims.get("cv") != client.credential_version:
+        raise AuthError("invalid_token", "the client's credentials changed; fetch a new token")
+    return Caller(client, frozenset(claims["scope"].split()))

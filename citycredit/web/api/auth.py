@@ -1,0 +1,61 @@
+"""Bearer-token authentication of API calls, and the scope each endpoint needs."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from citycredit.core.clients import AuthError, Caller, authenticate_bearer
+from citycredit.web.api.problems import Problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def caller() -> Caller:
+    found: Caller = g.caller
+    return found
+
+
+def require_scope(scope: str | None) -> Callable[[F], F]:
+    """Authenticate the bearer token and require ``scope`` (``None``: any valid token); the client is
+    then at :func:`caller`."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from citycredit.web.app import db_session, platform_of
+
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            challenge = 'Bearer realm="citycredit"' + (f', scope="{scope}"' if scope else "")
+            if scheme.lower() != "bearer" or not token:
+                raise Problem(
+                    "invalid-token",
+                    "send Authorization: Bearer <access token>",
+                    headers={"WWW-Authenticate": challenge},
+                )
+            try:
+                found = authenticate_bearer(
+                    db_session(), platform_of(current_app).settings, token.strip()
+                )
+            except AuthError as exc:
+                raise Problem(
+                    "invalid-token",
+                    exc.detail,
+                    headers={"WWW-Authenticate": challenge + ', error="invalid_token"'},
+                ) from None
+            if scope is not None and scope not in found.scopes:
+                raise Problem(
+                    "insufficient-scope",
+                    f"this endpoint needs the {scope!r} scope",
+                    headers={"WWW-Authenticate": challenge + ', error="insufficient_scope"'},
+                )
+            g.caller = found
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

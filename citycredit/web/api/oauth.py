@@ -1,0 +1,149 @@
+"""OAuth 2 client-credentials token endpoint (RFC 6749 §4.4, RFC 7523 assertions) and the JWKS."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import unquote
+
+from flask import current_app, jsonify, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from citycredit.core.clients import (
+    ASSERTION_TYPE,
+    AuthError,
+    authenticate_assertion,
+    authenticate_secret,
+    issue_access_token,
+)
+from citycredit.core.db import utcnow
+from citycredit.core.keys import jwks
+from citycredit.web.api.problems import Problem
+
+blueprint = Blueprint("oauth", __name__, description="OAuth 2 tokens and the city's public keys")
+
+
+class TokenRequest(Schema):
+    grant_type = fields.String(required=True, metadata={"example": "client_credentials"})
+    scope = fields.String(
+        metadata={"description": "space-separated; default: all the client's scopes"}
+    )
+    client_id = fields.String()
+    client_secret = fields.String()
+    client_assertion_type = fields.String()
+    client_assertion = fields.String()
+
+
+class TokenResponse(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True)
+    scope = fields.String(required=True)
+
+
+def _oauth_problem(exc: AuthError) -> Problem:
+    slug = {"invalid_client": "invalid-client", "invalid_scope": "invalid-scope"}.get(
+        exc.error, "invalid-client"
+    )
+    headers = {"WWW-Authenticate": 'Basic realm="citycredit"'} if exc.status == 401 else {}
+    # error / error_description keep standard OAuth 2 clients working alongside the problem shape.
+    return Problem(
+        slug,
+        exc.detail,
+        status=exc.status,
+        headers=headers,
+        error=exc.error,
+        error_description=exc.detail,
+    )
+
+
+@blueprint.route("/oauth/token", methods=["POST"])
+@blueprint.arguments(TokenRequest, location="form", unknown="exclude", as_kwargs=True)
+@blueprint.response(200, TokenResponse)
+def token(**form: Any) -> Any:
+    """Exchange client credentials for a short-lived access token."""
+    from citycredit.web.app import db_session, platform_of
+
+    if form.get("grant_type") != "client_credentials":
+        raise Problem(
+            "unsupported-grant-type",
+            "grant_type must be client_credentials",
+            error="unsupported_grant_type",
+        )
+    session = db_session()
+    settings = platform_of(current_app).settings
+    try:
+        if form.get("client_assertion_type") == ASSERTION_TYPE and form.get("client_assertion"):
+            client = authenticate_assertion(
+                session, form["client_assertion"], token_url=settings.public_url + "/oauth/token"
+            )
+        else:
+            client_id, secret = _basic_credentials() or (
+                form.get("client_id"),
+                form.get("client_secret"),
+            )
+            if not client_id or not secret:
+                raise AuthError(
+                    "invalid_client",
+                    "send client credentials (HTTP Basic, form fields or an assertion)",
+                )
+            client = authenticate_secret(session, client_id, secret)
+        requested = (form.get("scope") or "").split() or None
+        access_token, granted = issue_access_token(
+            session, settings, client, requested, now=utcnow()
+        )
+    except AuthError as exc:
+        raise _oauth_problem(exc) from None
+    response = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": " ".join(granted),
+    }
+    return response, 200, {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _basic_credentials() -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(value.strip()).decode().partition(":")
+    except ValueError:
+        raise Problem(
+            "invalid-client", "malformed HTTP Basic credentials", error="invalid_client"
+        ) from None
+    return unquote(client_id), unquote(secret)
+
+
+@blueprint.route("/.well-known/jwks.json", methods=["GET"])
+@blueprint.response(200)
+def jwks_document() -> Any:
+    """The city's public signing keys (current and recently retired), for offline verification."""
+    from citycredit.web.app import db_session
+
+    response = jsonify(jwks(db_session()))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@blueprint.route("/.well-known/citycredit-configuration", methods=["GET"])
+@blueprint.response(200)
+def configuration() -> Any:
+    """Where partners find the city: its issuer code, token endpoint and keys (like OIDC discovery)."""
+    from citycredit.web.app import platform_of
+
+    settings = platform_of(current_app).settings
+    response = jsonify(
+        issuer=settings.city_code,
+        city_name=settings.city_name,
+        token_endpoint=settings.public_url + "/oauth/token",
+        jwks_uri=settings.public_url + "/.well-known/jwks.json",
+        api_base=settings.public_url + "/api/v1",
+        credit_code_algorithms=["EdDSA"],
+        credit_code_lifetime_seconds=120,
+    )
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response

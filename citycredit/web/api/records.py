@@ -1,0 +1,115 @@
+"""Records API for data sources: batch upload with per-row errors and idempotent retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from citycredit.web.api.auth import caller, require_scope
+from citycredit.web.api.idempotent import HEADER_DOC, idempotent
+from citycredit.web.api.problems import Problem
+from points_engine import ingest, operations
+from points_engine.models import DataSource
+
+blueprint = Blueprint(
+    "records", __name__, url_prefix="/api/v1", description="Records from data sources"
+)
+MAX_ROWS = 10_000
+
+
+class RecordRow(Schema):
+    source = fields.String(required=True)
+    source_record_id = fields.String(required=True)
+    id_number = fields.String(
+        required=True, metadata={"description": "never echoed, logged or stored"}
+    )
+    item_code = fields.String(required=True)
+    document_no = fields.String(required=True)
+    occurred_on = fields.String(required=True, metadata={"example": "2026-05-01"})
+    reported_on = fields.String(required=True, metadata={"example": "2026-05-03"})
+    status = fields.String(
+        load_default="active", metadata={"enum": ["active", "repaired", "revoked"]}
+    )
+
+
+class RecordsUpload(Schema):
+    # Rows are validated one by one by the ingestion rules (so one bad row rejects only itself);
+    # the schema documents their shape and bounds the batch.
+    records = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_ROWS),
+        metadata={"items": RecordRow},
+    )
+
+
+class RowErrorSchema(Schema):
+    row = fields.Integer(metadata={"description": "1-based index in `records`"})
+    field = fields.String()
+    reason = fields.String()
+    source_record_id = fields.String()
+
+
+class UploadResult(Schema):
+    batch_id = fields.Integer()
+    rows = fields.Integer()
+    inserted = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    rejected = fields.Integer()
+    errors = fields.List(fields.Nested(RowErrorSchema))
+
+
+@blueprint.route("/records", methods=["POST"])
+@blueprint.doc(security=[{"oauth2": ["records:write"]}], parameters=[HEADER_DOC])
+@blueprint.arguments(RecordsUpload)
+@blueprint.response(200, UploadResult)
+@require_scope("records:write")
+@idempotent(200)
+def upload_records(body: dict[str, Any]) -> Any:
+    """Upload up to 10,000 records; good rows land, each bad row is reported. Re-sending changes nothing."""
+    from citycredit.web.app import db_session, platform_of
+
+    session = db_session()
+    client = caller().client
+    platform = platform_of(current_app)
+    bound = session.get(DataSource, client.source_id) if client.source_id else None
+    only_source = bound.code if bound else None
+    rows: list[tuple[int, dict[str, Any] | ingest.RowError]] = []
+    for number, row in enumerate(body["records"], start=1):
+        if only_source is not None and row.get("source") != only_source:
+            rows.append(
+                (
+                    number,
+                    ingest.RowError(
+                        number,
+                        "source",
+                        f"this client writes only records of source {only_source!r}",
+                        str(row.get("source_record_id", ""))[:128],
+                    ),
+                )
+            )
+        else:
+            rows.append((number, {k: None if v is None else str(v) for k, v in row.items()}))
+    batch = ingest.start_batch(session, f"api:{client.client_id}", "json")
+    try:
+        *_, report = ingest.ingest_rows(
+            session, rows, key=platform.settings.id_hash_key, batch=batch, today=platform.today()
+        )
+    except operations.NoPublishedModel as exc:
+        raise Problem("validation-error", str(exc), status=409) from None
+    ingest.finish_batch(batch, report, None)
+    operations.drain_dirty(session, as_of=platform.today())
+    result = {
+        "batch_id": batch.id,
+        "rows": report.rows,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "rejected": report.rejected,
+        "errors": [e.__dict__ for e in report.errors],
+    }
+    return result

@@ -1,0 +1,299 @@
+"""The scenario catalogue for partners, and operators' own scenarios for their systems.
+
+Any client reads the published catalogue (a venue's desk: only what its venue honours). A client of an
+operator (scope ``scenarios:write``) also sees that operator's drafts and may create, edit, submit,
+suspend and resume them; another operator's scenarios do not exist for it (404). Publishing is the
+city's review step and happens in the admin, never through this API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citycredit.core.clients import ApiClient
+from citycredit.web.api.auth import caller, require_scope
+from citycredit.web.api.problems import Problem
+from scenarios import operations as registry
+from scenarios.models import (
+    CATEGORIES,
+    SCENARIO_STATUSES,
+    Operator,
+    Scenario,
+    ScenarioVersion,
+)
+
+blueprint = Blueprint(
+    "scenarios",
+    __name__,
+    url_prefix="/api/v1/scenarios",
+    description="Benefit scenarios (信易+): the catalogue, and operators' own scenarios",
+)
+
+
+class Bilingual(Schema):
+    zh = fields.String()
+    en = fields.String()
+
+
+class VersionOut(Schema):
+    number = fields.Integer()
+    state = fields.String()
+    name = fields.Nested(Bilingual)
+    benefit = fields.Nested(Bilingual)
+    requirement = fields.Nested(Bilingual, metadata={"description": "the rule in words"})
+    eligibility = fields.Dict(metadata={"description": "the rule as data (scenarios.eligibility)"})
+    quota_per_day = fields.Integer(allow_none=True)
+    quota_per_month = fields.Integer(allow_none=True)
+    quota_total = fields.Integer(allow_none=True)
+    valid_from = fields.Date(allow_none=True)
+    valid_until = fields.Date(allow_none=True)
+    review_note = fields.String(allow_none=True)
+
+
+class ScenarioOut(Schema):
+    code = fields.String()
+    operator = fields.String()
+    category = fields.String()
+    status = fields.String()
+    live = fields.Nested(VersionOut, allow_none=True)
+    pending = fields.Nested(
+        VersionOut, allow_none=True, metadata={"description": "the operator's own clients only"}
+    )
+    venues = fields.List(fields.String())
+
+
+class CatalogueQuery(Schema):
+    category = fields.String(validate=validate.OneOf(list(CATEGORIES)))
+    status = fields.String(validate=validate.OneOf(SCENARIO_STATUSES))
+
+
+class ContentIn(Schema):
+    name_zh = fields.String(required=True)
+    name_en = fields.String(required=True)
+    benefit_zh = fields.String(required=True)
+    benefit_en = fields.String(required=True)
+    eligibility = fields.Dict(required=True, metadata={"example": {"min_common_tier": 3}})
+    quota_per_day = fields.Integer(allow_none=True, load_default=None)
+    quota_per_month = fields.Integer(allow_none=True, load_default=None)
+    quota_total = fields.Integer(allow_none=True, load_default=None)
+    valid_from = fields.Date(allow_none=True, load_default=None)
+    valid_until = fields.Date(allow_none=True, load_default=None)
+
+
+class ScenarioIn(ContentIn):
+    code = fields.String(required=True)
+    category = fields.String(required=True)
+    venues = fields.List(fields.String(), load_default=list)
+
+
+class ReasonIn(Schema):
+    reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+def _session() -> Session:
+    from citycredit.web.app import db_session
+
+    return db_session()
+
+
+def _actor(client: ApiClient) -> registry.Actor:
+    """An operator's client acts within its operator; any other client only reads the catalogue."""
+    if "scenarios:write" in client.scope_set and client.operator_id is not None:
+        return registry.Actor(f"client:{client.client_id}", operator_id=client.operator_id)
+    return registry.Actor(f"client:{client.client_id}", operator_id=-1, read_only=True)
+
+
+def _version(version: ScenarioVersion | None, *, owned: bool = False) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    rule = registry.rule_of(version)
+    return {
+        "number": version.number,
+        "state": version.state,
+        "name": {"zh": version.name_zh, "en": version.name_en},
+        "benefit": {"zh": version.benefit_zh, "en": version.benefit_en},
+        "requirement": {"zh": rule.describe("zh"), "en": rule.describe("en")},
+        "eligibility": version.eligibility,
+        "quota_per_day": version.quota_per_day,
+        "quota_per_month": version.quota_per_month,
+        "quota_total": version.quota_total,
+        "valid_from": version.valid_from,
+        "valid_until": version.valid_until,
+        # The city's review notes are for the operator, not for every partner.
+        "review_note": version.review_note if owned else None,
+    }
+
+
+def _owns(client: ApiClient, scenario: Scenario) -> bool:
+    return "scenarios:write" in client.scope_set and client.operator_id == scenario.operator_id
+
+
+def _outs(session: Session, client: ApiClient, scenarios: list[Scenario]) -> list[dict[str, Any]]:
+    """The scenarios this client may see, rendered with three set-based queries in all."""
+    if not scenarios:
+        return []
+    versions = registry.current_versions(session, [s.id for s in scenarios])
+    operators = {i: code for i, code in session.execute(select(Operator.id, Operator.code))}
+    out = []
+    for scenario in scenarios:
+        owned = _owns(client, scenario)
+        where = versions.venues.get(scenario.id, [])
+        if not owned:
+            if scenario.status not in ("published", "suspended"):
+                continue
+            if client.venue_id is not None and client.venue_id not in {v.id for v in where}:
+                continue
+        out.append(
+            {
+                "code": scenario.code,
+                "operator": operators[scenario.operator_id],
+                "category": scenario.category,
+                "status": scenario.status,
+                "live": _version(versions.live.get(scenario.id), owned=owned),
+                "pending": _version(versions.pending.get(scenario.id), owned=True)
+                if owned
+                else None,
+                "venues": [v.code for v in where],
+            }
+        )
+    return out
+
+
+def _find(session: Session, client: ApiClient, code: str) -> tuple[Scenario, dict[str, Any]]:
+    scenario = session.scalar(select(Scenario).where(Scenario.code == code))
+    shown = _outs(session, client, [scenario]) if scenario is not None else []
+    if scenario is None or not shown:
+        raise Problem("unknown-scenario", f"no scenario {code!r} visible to this client")
+    return scenario, shown[0]
+
+
+def _refusal(exc: registry.RegistryError) -> Problem:
+    if isinstance(exc, registry.InvalidScenario):
+        return Problem("validation-error", "see errors", errors=exc.errors)
+    if isinstance(exc, registry.UnknownScenario):
+        return Problem("unknown-scenario", str(exc))
+    if isinstance(exc, registry.NotPermitted):
+        return Problem("not-permitted", str(exc))
+    return Problem("workflow-conflict", str(exc))
+
+
+@blueprint.route("", methods=["GET"])
+@blueprint.doc(security=[{"oauth2": []}])
+@blueprint.arguments(CatalogueQuery, location="query")
+@blueprint.response(200, ScenarioOut(many=True))
+@require_scope(None)
+def catalogue(query: dict[str, Any]) -> Any:
+    """The scenarios this client may see: published ones (a venue's desk: those its venue honours), and
+    an operator's own in every state."""
+    session = _session()
+    client = caller().client
+    statement = select(Scenario).order_by(Scenario.code)
+    if "category" in query:
+        statement = statement.where(Scenario.category == query["category"])
+    if "status" in query:
+        statement = statement.where(Scenario.status == query["status"])
+    return _outs(session, client, list(session.scalars(statement)))
+
+
+@blueprint.route("/<code>", methods=["GET"])
+@blueprint.doc(security=[{"oauth2": []}])
+@blueprint.response(200, ScenarioOut)
+@require_scope(None)
+def show(code: str) -> Any:
+    """One scenario, if this client may see it."""
+    session = _session()
+    client = caller().client
+    return _find(session, client, code)[1]
+
+
+@blueprint.route("", methods=["POST"])
+@blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@blueprint.arguments(ScenarioIn)
+@blueprint.response(201, ScenarioOut)
+@require_scope("scenarios:write")
+def create(body: dict[str, Any]) -> Any:
+    """Create a draft scenario for this client's operator (then submit it for the city's review)."""
+    session = _session()
+    client = caller().client
+    operator = session.get(Operator, client.operator_id)
+    if operator is None:
+        raise Problem("not-permitted", "this client belongs to no operator")
+    content = {k: v for k, v in body.items() if k not in ("code", "category", "venues")}
+    try:
+        scenario = registry.create_scenario(
+            session,
+            _actor(client),
+            code=body["code"],
+            operator=operator,
+            category=body["category"],
+            content=content,
+            venue_codes=body["venues"],
+        )
+    except registry.RegistryError as exc:
+        raise _refusal(exc) from None
+    return _outs(session, client, [scenario])[0]
+
+
+@blueprint.route("/<code>/draft", methods=["PUT"])
+@blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@blueprint.arguments(ContentIn)
+@blueprint.response(200, ScenarioOut)
+@require_scope("scenarios:write")
+def edit(body: dict[str, Any], code: str) -> Any:
+    """Edit the draft; for a published scenario this opens a new version (the live one keeps serving)."""
+    session = _session()
+    client = caller().client
+    scenario, _ = _find(session, client, code)
+    try:
+        registry.edit_scenario(session, _actor(client), scenario, body)
+    except registry.RegistryError as exc:
+        raise _refusal(exc) from None
+    return _outs(session, client, [scenario])[0]
+
+
+def _step(code: str, step: str, reason: str = "") -> Any:
+    session = _session()
+    client = caller().client
+    scenario, _ = _find(session, client, code)
+    actor = _actor(client)
+    try:
+        if step == "submit":
+            registry.submit(session, actor, scenario)
+        else:
+            getattr(registry, step)(session, actor, scenario, reason)
+    except registry.RegistryError as exc:
+        raise _refusal(exc) from None
+    return _outs(session, client, [scenario])[0]
+
+
+@blueprint.route("/<code>/submit", methods=["POST"])
+@blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@blueprint.response(200, ScenarioOut)
+@require_scope("scenarios:write")
+def submit(code: str) -> Any:
+    """Send the draft for the city's review; it cannot be edited while under review."""
+    return _step(code, "submit")
+
+
+@blueprint.route("/<code>/suspend", methods=["POST"])
+@blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@blueprint.arguments(ReasonIn)
+@blueprint.response(200, ScenarioOut)
+@require_scope("scenarios:write")
+def suspend(body: dict[str, Any], code: str) -> Any:
+    """Stop verifications and redemptions at once."""
+    return _step(code, "suspend", body["reason"])
+
+
+@blueprint.route("/<code>/resume", methods=["POST"])
+@blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@blueprint.arguments(ReasonIn)
+@blueprint.response(200, ScenarioOut)
+@require_scope("scenarios:write")
+def resume(body: dict[str, Any], code: str) -> Any:
+    return _step(code, "resume", body["reason"])

@@ -1,0 +1,93 @@
+"""The Flask application factory. Nothing is created at import time; overrides are applied last."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, jsonify, render_template, request
+from sqlalchemy.orm import Session
+
+from citycredit.core.config import Settings, load_settings
+from citycredit.core.platform import Platform
+from citycredit.core.registry import installed_domains, resolve_all
+from citycredit.web.api import init_api
+
+
+def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
+    """Build the web app for one city. ``config`` is a Settings, or overrides of the environment's."""
+    settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = settings.secret_key
+    # 10,000 records are about 3 MB of JSON; anything far larger is refused before it is parsed.
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
+    platform = Platform.start(settings)
+    app.extensions["citycredit"] = platform
+    _init_unit_of_work(app, platform)
+    _register_pages(app)
+    init_api(app)
+    for domain in installed_domains():
+        for init in resolve_all(domain.web):
+            init(app)
+    return app
+
+
+def platform_of(app: Flask) -> Platform:
+    platform: Platform = app.extensions["citycredit"]
+    return platform
+
+
+def roll_back_request() -> None:
+    """Make the request end in a rollback even though a handler turned the error into a response."""
+    g.rollback = True
+
+
+def db_session() -> Session:
+    """The request's session; committed once when the request succeeds, rolled back otherwise."""
+    if "db_session" not in g:
+        from flask import current_app
+
+        g.db_session = platform_of(current_app).sessions()
+    session: Session = g.db_session
+    return session
+
+
+def _init_unit_of_work(app: Flask, platform: Platform) -> None:
+    @app.teardown_request
+    def _end_unit_of_work(error: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is None:
+            return
+        try:
+            if error is None and not g.pop("rollback", False):
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+
+def _register_pages(app: Flask) -> None:
+    from points_engine import queries
+    from points_engine.operations import NoPublishedModel
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/")
+    def overview() -> Any:
+        session = db_session()
+        lang = "en" if request.args.get("lang") == "en" else "zh"
+        stats = queries.city_stats(session)
+        try:
+            tiers = queries.tier_distribution(session)
+        except NoPublishedModel:
+            tiers = []
+        return render_template(
+            "overview.html",
+            lang=lang,
+            city=platform_of(app).settings.city_name,
+            stats=stats,
+            tiers=tiers,
+            max_count=max((t.citizens for t in tiers), default=0) or 1,
+        )

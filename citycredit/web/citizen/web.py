@@ -1,0 +1,468 @@
+"""The citizen's phone pages at ``/me``: server-rendered, Simplified Chinese first, no outside requests.
+
+Sessions: the signed cookie holds the citizen's row id (never an ID number) with idle (30 min) and
+absolute (12 h) deadlines; signing in clears the session first. Every form POST carries the session's
+CSRF token. A citizen reaches only their own data: every lookup is by the signed-in citizen, so another
+citizen's record or objection id answers 404, exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from markupsafe import Markup
+from sqlalchemy import delete
+from werkzeug.exceptions import BadRequest
+
+from citizen import operations as citizen_ops
+from citizen import queries
+from citizen.identity import SignInError, provider_for
+from citizen.models import CitizenSession
+from citycredit.core.db import utcnow
+from citycredit.web import forms
+from citycredit.web.app import db_session, platform_of
+from citycredit.web.citizen import charts
+from points_engine import operations as engine
+from points_engine.explain_text import reason_text
+from points_engine.models import Citizen
+from points_engine.tiers import common_tier
+
+bp = Blueprint(
+    "citizen",
+    __name__,
+    url_prefix="/me",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+IDLE = dt.timedelta(minutes=30)
+ABSOLUTE = dt.timedelta(hours=12)
+_SID, _CSRF, _LANG = "cz_sid", "cz_csrf", "cz_lang"
+PUBLIC = frozenset({"citizen.login", "citizen.send_code", "citizen.check_code", "citizen.static"})
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def init_citizen(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.extensions["citizen_now"] = utcnow
+
+
+def now() -> dt.datetime:
+    clock: Callable[[], dt.datetime] = current_app.extensions["citizen_now"]
+    return clock()
+
+
+def settings() -> Any:
+    return platform_of(current_app).settings
+
+
+def today() -> dt.date:
+    return now().astimezone(settings().tz).date()
+
+
+def lang() -> str:
+    return str(g.get("cz_lang") or session.get(_LANG) or "zh")
+
+
+def t(zh: str, en: str) -> str:
+    return en if lang() == "en" else zh
+
+
+def lang_url(code: str) -> str:
+    """This page in another language (home when this page answers only POST)."""
+    return forms.lang_url(code, "citizen.home")
+
+
+def csrf_field() -> Markup:
+    return forms.csrf_field(_CSRF)
+
+
+def me() -> Citizen:
+    citizen: Citizen | None = g.get("citizen")
+    if citizen is None:
+        abort(401)
+    return citizen
+
+
+def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return moment.astimezone(settings().tz).strftime(fmt) if moment else "—"
+
+
+@bp.context_processor
+def _globals() -> dict[str, Any]:
+    return {
+        "t": t,
+        "lang": lang,
+        "lang_url": lang_url,
+        "csrf_field": csrf_field,
+        "local_time": local_time,
+        "reason_text": reason_text,
+        "tier_of": common_tier,
+        "demo_mode": settings().demo_mode,
+    }
+
+
+@bp.before_request
+def _guard() -> Any:
+    chosen = request.args.get("lang")
+    if chosen in ("zh", "en"):
+        session[_LANG] = chosen
+        g.cz_lang = chosen
+    if request.endpoint == "citizen.static":
+        return None
+    if request.method == "POST" and not forms.csrf_ok(_CSRF):
+        raise BadRequest("csrf")
+    sid = session.get(_SID)
+    if sid is not None:
+        moment = now()
+        stored = db_session().get(CitizenSession, sid)
+        if (
+            stored is None
+            or moment - stored.seen_at > IDLE
+            or moment - stored.started_at > ABSOLUTE
+        ):
+            if stored is not None:
+                db_session().delete(stored)
+            _clear()
+            g.expired = True
+        else:
+            g.citizen = db_session().get(Citizen, stored.citizen_id)
+            if moment - stored.seen_at > dt.timedelta(seconds=30):
+                stored.seen_at = moment
+    if g.get("citizen") is None and request.endpoint not in PUBLIC:
+        if request.accept_mimetypes.best == "application/json" or request.path.endswith(".json"):
+            return Response(json.dumps({"error": "signed-out"}), 401, mimetype="application/json")
+        return redirect(url_for("citizen.login", expired=1 if g.get("expired") else None))
+    return None
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Personal pages must not linger in shared caches or the back-button cache of a lent phone.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+@bp.errorhandler(BadRequest)
+def _bad_request(error: BadRequest) -> Any:
+    return render_template(
+        "citizen/message.html",
+        title=t("请求已过期", "Request expired"),
+        text=t("页面已过期，请返回重试。", "The page had expired; go back and try again."),
+    ), 400
+
+
+def _clear() -> None:
+    for key in (_SID, _CSRF):
+        session.pop(key, None)
+
+
+# --- sign-in ---------------------------------------------------------------------------------------
+
+
+@bp.get("/login")
+def login() -> Any:
+    if g.get("citizen") is not None:
+        return redirect(url_for("citizen.home"))
+    return render_template(
+        "citizen/login.html", challenge=None, error=None, expired=bool(request.args.get("expired"))
+    )
+
+
+@bp.post("/login")
+def send_code() -> Any:
+    provider = provider_for(settings())
+    try:
+        challenge = provider.start(
+            db_session(), settings(), request.form.get("id_number", ""), now=now()
+        )
+    except SignInError as exc:
+        return render_template(
+            "citizen/login.html", challenge=None, error=t(exc.zh, exc.en), expired=False
+        ), 422
+    if challenge.redirect_to:
+        return redirect(challenge.redirect_to)
+    return render_template("citizen/login.html", challenge=challenge, error=None, expired=False)
+
+
+@bp.post("/login/code")
+def check_code() -> Any:
+    provider = provider_for(settings())
+    challenge_id = request.form.get("challenge", "")
+    try:
+        citizen = provider.finish(
+            db_session(), settings(), challenge_id, request.form.get("code", ""), now=now()
+        )
+    except SignInError as exc:
+        # The failed attempt is counted (committed), and the citizen may try again.
+        return render_template(
+            "citizen/login.html",
+            challenge={"challenge_id": challenge_id},
+            error=t(exc.zh, exc.en),
+            expired=False,
+        ), 422
+    language = session.get(_LANG)
+    session.clear()  # a fresh session: nothing from before sign-in carries over
+    if language:
+        session[_LANG] = language
+    sid = secrets.token_urlsafe(32)
+    db_session().add(CitizenSession(id=sid, citizen_id=citizen.id, started_at=now(), seen_at=now()))
+    session[_SID] = sid
+    from citycredit.core.audit import audit
+
+    audit(
+        db_session(),
+        actor=queries.actor_of(citizen),
+        action="citizen.sign_in",
+        citizen_id=citizen.id,
+    )
+    target = "citizen.home" if citizen.consent_given else "citizen.consent"
+    return redirect(url_for(target))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    sid = session.get(_SID)
+    if sid is not None:
+        db_session().execute(delete(CitizenSession).where(CitizenSession.id == sid))
+    _clear()
+    return redirect(url_for("citizen.login"))
+
+
+# --- consent ---------------------------------------------------------------------------------------
+
+
+@bp.get("/consent")
+def consent() -> Any:
+    citizen = me()
+    return render_template(
+        "citizen/consent.html",
+        citizen=citizen,
+        history=queries.consent_history(db_session(), citizen),
+    )
+
+
+@bp.post("/consent")
+def change_consent() -> Any:
+    citizen = me()
+    session_ = db_session()
+    if request.form.get("action") == "give":
+        engine.give_consent(
+            session_,
+            citizen,
+            channel="citizen-page",
+            as_of=today(),
+            actor=queries.actor_of(citizen),
+        )
+        return redirect(url_for("citizen.home"))
+    if request.form.get("action") == "withdraw":
+        engine.withdraw_consent(
+            session_, citizen, channel="citizen-page", actor=queries.actor_of(citizen)
+        )
+        return redirect(url_for("citizen.consent", withdrawn=1))
+    abort(400)
+
+
+# --- home ------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> Any:
+    citizen = me()
+    if not citizen.consent_given:
+        return redirect(url_for("citizen.consent"))
+    view = queries.home(db_session(), citizen, today=today())
+    e = view.explanation
+    trend_chart = charts.line_chart(
+        [(p.month[2:], p.score) for p in view.trend],
+        title=t("近12个月信用分走势", "Score over the last 12 months"),
+        desc=t("按现行评分规则，以每月月底的记录计算", "Each month's end, under today's rules"),
+    )
+    dimension_chart = charts.signed_bars(
+        [(t(d.name_zh, d.name_en), d.value) for d in e.dimensions],
+        title=t("各维度得分", "Points by dimension"),
+        desc=t("每个维度对信用分的贡献", "What each dimension adds to the score"),
+    )
+    return render_template(
+        "citizen/home.html",
+        e=e,
+        view=view,
+        trend_chart=trend_chart,
+        dimension_chart=dimension_chart,
+        tier=common_tier(e.common_tier) if e.common_tier else None,
+    )
+
+
+# --- records and objections ------------------------------------------------------------------------
+
+
+@bp.get("/records")
+def records() -> Any:
+    citizen = me()
+    session_ = db_session()
+    explanation = queries.explain_for_page(session_, citizen, today=today())
+    return render_template(
+        "citizen/records.html",
+        e=explanation,
+        objections={o.record_id: o for o in queries.objections_of(session_, citizen)},
+        improvements=queries.improvements(session_),
+    )
+
+
+def _record_or_404(record_id: int) -> Any:
+    record = citizen_ops.own_record(db_session(), me(), record_id)
+    if record is None:
+        abort(404)
+    return record
+
+
+@bp.get("/records/<int:record_id>/objection")
+def objection_form(record_id: int) -> Any:
+    record = _record_or_404(record_id)
+    return render_template("citizen/objection.html", record=record, error=None, reason="")
+
+
+@bp.post("/records/<int:record_id>/objection")
+def file_objection(record_id: int) -> Any:
+    record = _record_or_404(record_id)
+    reason = request.form.get("reason", "")
+    try:
+        objection = citizen_ops.file_objection(
+            db_session(), me(), record, reason, today=today(), now=now()
+        )
+    except citizen_ops.ObjectionRefused as exc:
+        return render_template(
+            "citizen/objection.html", record=record, error=t(exc.zh, exc.en), reason=reason
+        ), 422
+    return redirect(url_for("citizen.objection", public_id=objection.public_id))
+
+
+@bp.get("/objections/<public_id>")
+def objection(public_id: str) -> Any:
+    citizen = me()
+    found = next(
+        (o for o in queries.objections_of(db_session(), citizen) if o.public_id == public_id), None
+    )
+    if found is None:
+        abort(404)
+    return render_template("citizen/objection_case.html", objection=found)
+
+
+# --- the credit code -------------------------------------------------------------------------------
+
+
+def _fresh_code() -> dict[str, Any] | None:
+    from credit_codes import qr
+    from credit_codes.operations import NotScored, issue_credit_code
+
+    citizen = me()
+    try:
+        code = issue_credit_code(
+            db_session(), settings(), citizen, now=now(), actor=queries.actor_of(citizen)
+        )
+    except NotScored:
+        return None
+    return {
+        "svg": qr.render_svg(code.token),
+        "expires_at": code.expires_at.isoformat(),
+        "expires_in": max(0, int((code.expires_at - now()).total_seconds())),
+    }
+
+
+@bp.get("/code")
+def code() -> Any:
+    fresh = _fresh_code()
+    return render_template(
+        "citizen/code.html", fresh=fresh, lifetime=settings().code_lifetime_seconds
+    )
+
+
+@bp.get("/code.json")
+def code_json() -> Any:
+    fresh = _fresh_code()
+    if fresh is None:
+        return Response(json.dumps({"error": "not-scored"}), 409, mimetype="application/json")
+    return Response(json.dumps(fresh), mimetype="application/json")
+
+
+# --- benefits and checks ---------------------------------------------------------------------------
+
+
+@bp.get("/benefits")
+def benefits() -> Any:
+    from scenarios.benefits import my_benefits
+
+    citizen = me()
+    listed = my_benefits(db_session(), citizen, today=today(), actor=queries.actor_of(citizen))
+    groups: dict[str, list[Any]] = {}
+    # Within each category, what the citizen can use now comes first.
+    for item in sorted(listed, key=lambda b: not b.eligible):
+        groups.setdefault(t(item.category_zh, item.category_en), []).append(item)
+    return render_template(
+        "citizen/benefits.html",
+        groups=groups,
+        eligible=sum(1 for b in listed if b.eligible),
+        total=len(listed),
+    )
+
+
+@bp.get("/checks")
+def checks() -> Any:
+    from credit_codes.queries import checks_of_citizen
+
+    citizen = me()
+    found = checks_of_citizen(db_session(), citizen, actor=queries.actor_of(citizen), limit=500)
+    return render_template("citizen/checks.html", checks=found)
+
+
+# --- my data ---------------------------------------------------------------------------------------
+
+
+@bp.get("/data")
+def my_data() -> Any:
+    return render_template("citizen/data.html")
+
+
+@bp.get("/data.json")
+def data_json() -> Any:
+    held = queries.everything_held(db_session(), me(), today=today(), now=now())
+    body = json.dumps(held, ensure_ascii=False, indent=2)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": f"attachment; filename=my-credit-data-{today().isoformat()}.json"
+        },
+    )
+
+
+@bp.get("/report")
+def report() -> Any:
+    citizen = me()
+    session_ = db_session()
+    held = queries.everything_held(session_, citizen, today=today(), now=now())
+    explanation = queries.explain_for_page(session_, citizen, today=today())
+    names = {r.item_code: (r.item_name_zh, r.item_name_en) for r in explanation.records}
+    return render_template(
+        "citizen/report.html", held=held, e=explanation, today=today(), names=names
+    )
