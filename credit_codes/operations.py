@@ -237,10 +237,12 @@ def redeem(
 ) -> RedemptionResult:
     """Grant the benefit once per code and within the version's quotas, exactly, under concurrency.
 
-    The citizen's day and month counters and the scenario's running total are incremented with
-    conditional UPDATEs (``used < quota``), which the database serialises per row, always in that
-    order; the redemption's unique (code, scenario) key refuses a second use of one code. All of it
-    happens in one savepoint, so a refused redemption leaves every counter untouched.
+    The redemption row is inserted first, so its unique (code, scenario) key refuses a second use of
+    one code before any quota is looked at: a replay answers "already redeemed" whatever the quota
+    (a concurrent replay waits on the first one's key). Then the citizen's day and month counters and
+    the scenario's running total are incremented with conditional UPDATEs (``used < quota``), which
+    the database serialises per row, always in that order. All of it happens in one savepoint, so a
+    refused redemption leaves no row and every counter untouched.
     """
     result = verify_presentation(session, settings, client, token, scenario_code, now=now)
     session.flush()  # the redemption refers to the verification's id
@@ -254,59 +256,54 @@ def redeem(
         (day.strftime("%Y-%m"), version.quota_per_month, "this month's quota of {} is used"),
     ]
     periods = [p for p in periods if p[1] is not None]
-    try:
-        with session.begin_nested():
-            if periods:  # created inside the savepoint: a refusal leaves no trace
-                insert_ignore(
-                    session,
-                    RedemptionCounter,
-                    [
-                        {
-                            "citizen_id": citizen_id,
-                            "scenario_id": scenario.id,
-                            "period": p,
-                            "used": 0,
-                        }
-                        for p, _, _ in periods
-                    ],
-                )
-            for period, quota, message in periods:
-                granted = session.execute(
-                    update(RedemptionCounter)
-                    .where(
-                        RedemptionCounter.citizen_id == citizen_id,
-                        RedemptionCounter.scenario_id == scenario.id,
-                        RedemptionCounter.period == period,
-                        RedemptionCounter.used < quota,
-                    )
-                    .values(used=RedemptionCounter.used + 1)
-                    .returning(RedemptionCounter.used)
-                ).scalar_one_or_none()
-                if granted is None:
-                    raise QuotaExhausted(message.format(quota))
-            total = update(Scenario).where(Scenario.id == scenario.id)
-            if version.quota_total is not None:
-                total = total.where(Scenario.redeemed_total < version.quota_total)
-            counted = session.execute(
-                total.values(redeemed_total=Scenario.redeemed_total + 1).returning(Scenario.id)
-            ).scalar_one_or_none()
-            if counted is None:
-                raise QuotaExhausted(f"all {version.quota_total} of this benefit are given out")
-            redemption = Redemption(
-                public_id="red_" + secrets.token_hex(8),
-                verification_id=result.verification.id,
-                client_id=client.id,
-                citizen_id=citizen_id,
-                scenario_id=scenario.id,
-                scenario_version_id=version.id,
-                token_jti=result.verification.token_jti,
-                day=day,
-                at=now,
-            )
-            session.add(redemption)
+    redemption = Redemption(
+        public_id="red_" + secrets.token_hex(8),
+        verification_id=result.verification.id,
+        client_id=client.id,
+        citizen_id=citizen_id,
+        scenario_id=scenario.id,
+        scenario_version_id=version.id,
+        token_jti=result.verification.token_jti,
+        day=day,
+        at=now,
+    )
+    with session.begin_nested():
+        session.add(redemption)
+        try:
             session.flush()
-    except IntegrityError:
-        raise AlreadyRedeemed("this code was already used for this benefit") from None
+        except IntegrityError:
+            raise AlreadyRedeemed("this code was already used for this benefit") from None
+        if periods:  # created inside the savepoint: a refusal leaves no trace
+            insert_ignore(
+                session,
+                RedemptionCounter,
+                [
+                    {"citizen_id": citizen_id, "scenario_id": scenario.id, "period": p, "used": 0}
+                    for p, _, _ in periods
+                ],
+            )
+        for period, quota, message in periods:
+            granted = session.execute(
+                update(RedemptionCounter)
+                .where(
+                    RedemptionCounter.citizen_id == citizen_id,
+                    RedemptionCounter.scenario_id == scenario.id,
+                    RedemptionCounter.period == period,
+                    RedemptionCounter.used < quota,
+                )
+                .values(used=RedemptionCounter.used + 1)
+                .returning(RedemptionCounter.used)
+            ).scalar_one_or_none()
+            if granted is None:
+                raise QuotaExhausted(message.format(quota))
+        total = update(Scenario).where(Scenario.id == scenario.id)
+        if version.quota_total is not None:
+            total = total.where(Scenario.redeemed_total < version.quota_total)
+        counted = session.execute(
+            total.values(redeemed_total=Scenario.redeemed_total + 1).returning(Scenario.id)
+        ).scalar_one_or_none()
+        if counted is None:
+            raise QuotaExhausted(f"all {version.quota_total} of this benefit are given out")
     audit(
         session,
         actor=client.client_id,

@@ -834,6 +834,35 @@ def test_a_code_redeems_a_benefit_once_and_the_second_try_changes_no_counter(
     assert redeemed_total(session, scenario) == 1
 
 
+@pytest.mark.parametrize(
+    "quotas",
+    [{"quota_per_day": 1}, {"quota_per_month": 1}, {"quota_total": 1}],
+    ids=["day", "month", "total"],
+)
+def test_a_replayed_code_is_already_redeemed_even_when_the_quota_is_used_up(
+    session: Session,
+    reg: Registry,
+    settings: Settings,
+    desk_of: Callable[..., Desk],
+    quotas: dict[str, int],
+) -> None:
+    at = desk_of()
+    person = scored(session)
+    scenario = live(session, reg, "lib-once", **quotas)
+    token = at.code(person, NOW)
+    codes.redeem(session, settings, at.client, token, "lib-once", now=NOW)
+    before = used(session, scenario)
+    # The quota of one is used by this very code: the replay is told so, not "quota exhausted".
+    with pytest.raises(codes.AlreadyRedeemed):
+        codes.redeem(session, settings, at.client, token, "lib-once", now=NOW + MINUTE)
+    # A fresh code of the same citizen is the one that meets the quota.
+    with pytest.raises(codes.QuotaExhausted):
+        at.redeem(person, "lib-once", NOW + 2 * MINUTE)
+    assert used(session, scenario) == before
+    assert redeemed_total(session, scenario) == 1
+    assert session.scalar(select(func.count()).select_from(Redemption)) == 1
+
+
 # --- my benefits ------------------------------------------------------------------------------
 
 
