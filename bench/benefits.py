@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from citycredit.core.actors import SYSTEM
+
 ROOT = Path(__file__).resolve().parent.parent
 # `python bench/benefits.py` puts bench/, not the repo root, on the path: `tests` must be importable.
 if str(ROOT) not in sys.path:
@@ -59,7 +61,6 @@ from scenarios import benefits  # noqa: E402
 from scenarios.demo import SEEDER, load_catalogue  # noqa: E402
 from scenarios.models import CATEGORIES, Scenario  # noqa: E402
 from scenarios.operations import (  # noqa: E402
-    SYSTEM,
     add_venue,
     create_scenario,
     ensure_operator,

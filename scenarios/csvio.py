@@ -19,9 +19,9 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from citycredit.core.actors import Actor
 from scenarios.models import Operator, Scenario, ScenarioVersion
 from scenarios.operations import (
-    Actor,
     InvalidScenario,
     RegistryError,
     _check_identity,

@@ -11,11 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from citycredit.core.actors import SYSTEM, Actor
 from scenarios import catalogue
 from scenarios.models import Scenario, Venue
 from scenarios.operations import (
-    SYSTEM,
-    Actor,
     add_venue,
     create_scenario,
     ensure_operator,

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, false, or_, select, true
 from sqlalchemy.orm import Session
 
+from citycredit.core import actors
+from citycredit.core.actors import Actor, require_four_eyes
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from scenarios.eligibility import Condition, RuleError, parse_rule
@@ -91,31 +93,11 @@ class WorkflowError(RegistryError):
     """A transition the workflow does not allow from the scenario's current state."""
 
 
-class NotPermitted(RegistryError, PermissionError):
+class NotPermitted(RegistryError, actors.NotPermitted):
     """The actor may not do this to this scenario (another operator's, or a step for another role)."""
 
 
 # --- who acts -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting. ``operator_id`` limits an operator's people to their own scenarios and venues;
-    ``None`` means city-wide. ``can_publish`` is the credit office's review right."""
-
-    name: str
-    operator_id: int | None = None
-    can_publish: bool = False
-    read_only: bool = False
-
-    def may_manage(self, operator_id: int) -> bool:
-        return not self.read_only and (self.operator_id is None or self.operator_id == operator_id)
-
-    def may_see(self, operator_id: int) -> bool:
-        return self.operator_id is None or self.operator_id == operator_id
-
-
-SYSTEM = Actor("system", can_publish=True)
 
 
 def _require_manage(actor: Actor, scenario: Scenario) -> None:
@@ -303,10 +285,50 @@ def add_venue(
 # --- reading ----------------------------------------------------------------------------------------
 
 
+# What partners may read of other operators' scenarios: the live catalogue, suspensions included
+# (a desk must be able to tell a suspended benefit from an unknown one).
+CATALOGUE_STATUSES = ("published", "suspended")
+
+
+def visible_scenarios(actor: Actor, *, with_catalogue: bool = False) -> ColumnElement[bool]:
+    """The one rule of which scenarios an actor sees, as a filter (the admin, the API, the registry).
+
+    Its own operator's in every state (a city-wide actor: every operator's; a partner: none);
+    ``with_catalogue`` adds everyone's published and suspended ones, as the partner API shows them.
+    A venue desk's further limit (what its venue honours) is :func:`sees_scenario`'s.
+    """
+    own: ColumnElement[bool]
+    if actor.is_city_wide():
+        own = true()
+    elif actor.partner:
+        own = false()
+    else:
+        own = Scenario.operator_id == actor.operator_id
+    if with_catalogue:
+        return or_(own, Scenario.status.in_(CATALOGUE_STATUSES))
+    return own
+
+
+def sees_scenario(
+    actor: Actor,
+    scenario: Scenario,
+    *,
+    with_catalogue: bool = False,
+    honoured_at: Iterable[int] = (),
+) -> bool:
+    """:func:`visible_scenarios` for one loaded scenario, plus a desk's limit: only what its venue
+    honours (``honoured_at``: the venue ids of the scenario's current version)."""
+    if actor.may_see(scenario.operator_id):
+        return True
+    if not with_catalogue or scenario.status not in CATALOGUE_STATUSES:
+        return False
+    return actor.venue_id is None or actor.venue_id in set(honoured_at)
+
+
 def find_scenario(session: Session, code: str, actor: Actor | None = None) -> Scenario:
     """The scenario with this code, if the actor may see it (another operator's reads as unknown)."""
     scenario = session.scalar(select(Scenario).where(Scenario.code == code))
-    if scenario is None or (actor is not None and not actor.may_see(scenario.operator_id)):
+    if scenario is None or (actor is not None and not sees_scenario(actor, scenario)):
         raise UnknownScenario(code)
     return scenario
 
@@ -602,7 +624,7 @@ def submit(session: Session, actor: Actor, scenario: Scenario) -> ScenarioVersio
 def _require_review(session: Session, actor: Actor, scenario: Scenario) -> ScenarioVersion:
     if not actor.may_see(scenario.operator_id):
         raise UnknownScenario(scenario.code)
-    if not actor.can_publish or actor.read_only:
+    if not actor.may_review():
         raise NotPermitted(f"{actor.name} may not review scenarios")
     _lock(scenario)
     pending = pending_version(session, scenario.id, lock=True)
@@ -638,11 +660,9 @@ def reject(session: Session, actor: Actor, scenario: Scenario, note: str) -> Sce
 def publish(session: Session, actor: Actor, scenario: Scenario, note: str = "") -> ScenarioVersion:
     """Make the version under review live; the previous live version is superseded (not deleted)."""
     pending = _require_review(session, actor, scenario)
-    authors = {pending.created_by, pending.edited_by, pending.submitted_by}
-    if actor.name in authors and actor is not SYSTEM:
-        raise NotPermitted(
-            "four eyes: a version is published by someone other than those who wrote or submitted it"
-        )
+    require_four_eyes(
+        actor, (pending.created_by, pending.edited_by, pending.submitted_by), error=NotPermitted
+    )
     now = utcnow()
     live = live_version(session, scenario.id)
     if live is not None:

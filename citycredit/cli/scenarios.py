@@ -16,11 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.cli.base import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
+from citycredit.core import actors
 from scenarios import csvio
 from scenarios import operations as registry
 from scenarios.models import CATEGORIES, SCENARIO_STATUSES, Operator, Scenario, Venue
 
-CITY = registry.Actor(ACTOR, can_publish=True)
+CITY = actors.Actor(ACTOR, can_publish=True)
 
 
 @contextmanager
@@ -174,10 +175,10 @@ def scenarios_show(ctx: Context, code: str) -> None:
                 click.echo(f"      review note: {v.review_note}")
 
 
-def _actor(session: Session, as_operator: str | None) -> registry.Actor:
+def _actor(session: Session, as_operator: str | None) -> actors.Actor:
     if as_operator is None:
         return CITY
-    return registry.Actor(ACTOR, operator_id=_operator(session, as_operator).id)
+    return actors.Actor(ACTOR, operator_id=_operator(session, as_operator).id)
 
 
 @scenarios.command("import")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from admin import operations as admin_operations
+from citycredit.core import actors
 from citycredit.core.db import make_session_factory, unit_of_work, utcnow
 from citycredit_partner import PartnerClient, ScenarioUnavailableError
 from scenarios import operations as registry
@@ -23,7 +24,7 @@ def _seed_admin(city: LiveCity) -> None:
         library = registry.ensure_operator(session, "city-library", "市图书馆", "City Library")
         registry.add_venue(
             session,
-            registry.SYSTEM,
+            actors.SYSTEM,
             operator=library,
             code="library-main",
             category="library",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from citycredit.core import actors
 from citycredit.core.clients import register_client
 from citycredit.core.db import make_session_factory, unit_of_work
 from scenarios import operations as registry
@@ -46,7 +47,7 @@ def _two_operators(city: LiveCity) -> tuple[Caller, Caller, Caller]:
         buses = registry.ensure_operator(session, "bus-group", "公交集团", "Bus Group")
         desk = registry.add_venue(
             session,
-            registry.SYSTEM,
+            actors.SYSTEM,
             operator=library,
             code="library-main",
             category="library",
@@ -116,7 +117,7 @@ def test_an_operator_manages_only_its_own_scenarios(city: LiveCity) -> None:
 
     with unit_of_work(make_session_factory(city.db.engine)) as session:
         scenario = registry.find_scenario(session, "library-forty-books")
-        registry.publish(session, registry.Actor("admin:reviewer", can_publish=True), scenario)
+        registry.publish(session, actors.Actor("admin:reviewer", can_publish=True), scenario)
     seen = desk("GET", "/library-forty-books").json()
     assert seen["live"]["benefit"]["zh"] == "免押金借阅图书最多40册" and seen["pending"] is None
     # The desk sees only what its venue honours, not the city's bus scenarios.

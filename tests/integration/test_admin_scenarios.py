@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from citycredit.core import actors
 from citycredit.core.clients import ApiClient, AuthError, authenticate_secret
 from scenarios import operations as registry
 from scenarios.models import Scenario
@@ -45,7 +46,7 @@ def site(fresh_database: ScratchDatabase, tmp_path: Path) -> Iterator[AdminApp]:
             ):
                 registry.add_venue(
                     session,
-                    registry.SYSTEM,
+                    actors.SYSTEM,
                     operator=operator,
                     code=code,
                     category=category,
@@ -54,7 +55,7 @@ def site(fresh_database: ScratchDatabase, tmp_path: Path) -> Iterator[AdminApp]:
                 )
             bus = registry.create_scenario(
                 session,
-                registry.Actor("seed"),
+                actors.Actor("seed"),
                 code="bus-discount",
                 operator=buses,
                 category="transport",
@@ -68,7 +69,7 @@ def site(fresh_database: ScratchDatabase, tmp_path: Path) -> Iterator[AdminApp]:
                 venue_codes=["bus-hub"],
             )
             registry.publish_directly(
-                session, bus, submitter=registry.Actor("seed"), publisher=registry.SYSTEM
+                session, bus, submitter=actors.Actor("seed"), publisher=actors.SYSTEM
             )
         admin.add_user("librarian", "operator", operator_code="city-library")
         admin.add_user("busman", "operator", operator_code="bus-group")

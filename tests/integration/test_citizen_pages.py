@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from citizen.models import Objection
+from citycredit.core.actors import SYSTEM
 from citycredit.core.clients import register_client
 from credit_codes.operations import issue_credit_code, verify_presentation
 from points_engine.models import Citizen, ConsentEvent, Record, ScoreSnapshot
@@ -26,7 +27,6 @@ from scenarios import catalogue
 from scenarios.demo import SEEDER, load_catalogue
 from scenarios.models import Venue
 from scenarios.operations import (
-    SYSTEM,
     add_venue,
     create_scenario,
     ensure_operator,

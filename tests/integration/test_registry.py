@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from citycredit.core.actors import Actor
 from citycredit.core.audit import AuditEvent
 from citycredit.core.clients import ApiClient, register_client
 from citycredit.core.config import Settings, load_settings
@@ -27,7 +28,6 @@ from scenarios.benefits import BenefitView, my_benefits
 from scenarios.demo import load_catalogue
 from scenarios.models import Operator, Scenario, ScenarioVenue, ScenarioVersion, Venue
 from scenarios.operations import (
-    Actor,
     InvalidScenario,
     NotPermitted,
     ScenarioUnavailable,

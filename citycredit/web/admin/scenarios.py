@@ -15,6 +15,7 @@ from typing import Any
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
+from citycredit.core import actors
 from citycredit.web.admin import messages
 from citycredit.web.admin.messages import FIELD_LABELS
 from citycredit.web.admin.web import (
@@ -94,10 +95,10 @@ def message(text: str) -> str:
 bp.add_app_template_filter(message, "message")
 
 
-def actor() -> registry.Actor:
+def actor() -> actors.Actor:
     user = current_user()
     assert user is not None
-    return registry.Actor(
+    return actors.Actor(
         f"admin:{user.username}",
         operator_id=operator_scope(),
         can_publish=can("scenarios.review"),
@@ -157,9 +158,7 @@ def scenarios() -> Any:
             & (ScenarioVersion.number == shown.c.number),
         )
     )
-    scope = operator_scope()
-    if scope is not None:
-        query = query.where(Scenario.operator_id == scope)
+    query = query.where(registry.visible_scenarios(actor()))
     if q:
         like = f"%{q}%"
         query = query.where(

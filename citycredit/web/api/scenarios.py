@@ -15,6 +15,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from citycredit.core import actors
 from citycredit.core.clients import ApiClient
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.problems import Problem
@@ -101,11 +102,12 @@ def _session() -> Session:
     return db_session()
 
 
-def _actor(client: ApiClient) -> registry.Actor:
+def _actor(client: ApiClient) -> actors.Actor:
     """An operator's client acts within its operator; any other client only reads the catalogue."""
+    name = f"client:{client.client_id}"
     if "scenarios:write" in client.scope_set and client.operator_id is not None:
-        return registry.Actor(f"client:{client.client_id}", operator_id=client.operator_id)
-    return registry.Actor(f"client:{client.client_id}", operator_id=-1, read_only=True)
+        return actors.Actor(name, operator_id=client.operator_id, venue_id=client.venue_id)
+    return actors.Actor.for_partner(name, venue_id=client.venue_id)
 
 
 def _version(version: ScenarioVersion | None, *, owned: bool = False) -> dict[str, Any] | None:
@@ -130,7 +132,7 @@ def _version(version: ScenarioVersion | None, *, owned: bool = False) -> dict[st
 
 
 def _owns(client: ApiClient, scenario: Scenario) -> bool:
-    return "scenarios:write" in client.scope_set and client.operator_id == scenario.operator_id
+    return _actor(client).may_see(scenario.operator_id)
 
 
 def _outs(session: Session, client: ApiClient, scenarios: list[Scenario]) -> list[dict[str, Any]]:
@@ -139,15 +141,16 @@ def _outs(session: Session, client: ApiClient, scenarios: list[Scenario]) -> lis
         return []
     versions = registry.current_versions(session, [s.id for s in scenarios])
     operators = {i: code for i, code in session.execute(select(Operator.id, Operator.code))}
+    actor = _actor(client)
     out = []
     for scenario in scenarios:
         owned = _owns(client, scenario)
         where = versions.venues.get(scenario.id, [])
-        if not owned:
-            if scenario.status not in ("published", "suspended"):
-                continue
-            if client.venue_id is not None and client.venue_id not in {v.id for v in where}:
-                continue
+        honoured_at = [v.id for v in where]
+        if not registry.sees_scenario(
+            actor, scenario, with_catalogue=True, honoured_at=honoured_at
+        ):
+            continue
         out.append(
             {
                 "code": scenario.code,
@@ -192,7 +195,11 @@ def catalogue(query: dict[str, Any]) -> Any:
     an operator's own in every state."""
     session = _session()
     client = caller().client
-    statement = select(Scenario).order_by(Scenario.code)
+    statement = (
+        select(Scenario)
+        .where(registry.visible_scenarios(_actor(client), with_catalogue=True))
+        .order_by(Scenario.code)
+    )
     if "category" in query:
         statement = statement.where(Scenario.category == query["category"])
     if "status" in query:
