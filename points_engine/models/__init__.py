@@ -151,20 +151,34 @@ class ScoringItem(Base):
     needs_ordering: Mapped[bool] = mapped_column(Boolean)
 
 
+class BatchStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    # Stopped with a chance to say so (an error, a bad file).
+    FAILED = "failed"
+    # Stopped without one (killed, the host went down, Ctrl-C): found by its silent heartbeat.
+    INTERRUPTED = "interrupted"
+
+
 class IngestBatch(Base):
-    """One ingestion run (a file from the CLI, later a request from the records API) and its report."""
+    """One ingestion run (a file from the CLI, an upload to the records API) and its report."""
 
     __tablename__ = "ingest_batch"
-    __table_args__ = (
-        CheckConstraint("status IN ('running', 'completed', 'failed')", name="status"),
-    )
+    __table_args__ = (CheckConstraint(_in("status", BatchStatus), name="status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    origin: Mapped[str] = mapped_column(String(500))
+    # The file's absolute path, or ``api:<client id>``: a rerun of the same origin finds its batches.
+    origin: Mapped[str] = mapped_column(String(500), index=True)
     format: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.RUNNING)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
+    # Heartbeat: renewed with every committed chunk; a running batch silent for long was interrupted.
+    progress_at: Mapped[dt.datetime | None]
+    # "host:pid" of the process writing it: on the same host, a vanished process is seen at once.
+    runner: Mapped[str | None] = mapped_column(String(300))
+    # The interrupted or failed run of the same origin that this one completes (reruns are idempotent).
+    completes_batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"))
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     inserted: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
