@@ -39,14 +39,20 @@ SECRETS = {
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], port: int, log_path: Path, *, workers: int = 2, threads: int = 4
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    *,
+    workers: int = 2,
+    threads: int = 4,
+    app: str = "citycredit.web.wsgi:app",
 ) -> Iterator[tuple[str, list[str], subprocess.Popen[bytes]]]:
-    """Serve the app with gunicorn on loopback until the block ends; yields (url, command, process)."""
+    """Serve ``app`` with gunicorn on loopback until the block ends; yields (url, command, process)."""
     url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
-        "citycredit.web.wsgi:app",
+        app,
     ]  # fmt: skip
     with log_path.open("w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
