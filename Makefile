@@ -19,8 +19,8 @@ $(STAMP): setup.cfg pyproject.toml partner_sdk/pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/citycredit db upgrade
-	$(BIN)/citycredit demo seed --citizens $(DEMO_CITIZENS)
+	CITYCREDIT_ENV=development $(BIN)/citycredit db upgrade
+	CITYCREDIT_ENV=development $(BIN)/citycredit demo seed --citizens $(DEMO_CITIZENS)
 	@echo
 	@echo "  City overview (中文):     http://$(HOST):$(PORT)/   (English: /?lang=en)"
 	@echo "  Partner API docs:         http://$(HOST):$(PORT)/api/docs   (OpenAPI: /api/openapi.json)"
@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "  Citizen's phone page:     http://$(HOST):$(PORT)/me   (sign in with an ID number printed above;"
 	@echo "                            the demo shows the one-time code on screen and in this log)"
 	@echo
-	CITYCREDIT_DEMO_MODE=1 $(BIN)/citycredit serve --host $(HOST) --port $(PORT)
+	CITYCREDIT_ENV=development CITYCREDIT_DEMO_MODE=1 $(BIN)/citycredit serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m tests.run

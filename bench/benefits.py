@@ -28,6 +28,9 @@ import argparse
 import datetime as dt
 import json
 import os
+
+# Benchmarks make throwaway cities with throwaway secrets, as a developer machine does.
+os.environ.setdefault("CITYCREDIT_ENV", "development")
 import platform
 import random
 import statistics
@@ -52,8 +55,7 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from citycredit.cli import demo  # noqa: E402
 from citycredit.core.db import make_session_factory  # noqa: E402
-from points_engine import ingest as ingestion  # noqa: E402
-from points_engine import operations  # noqa: E402
+from points_engine import batches, operations  # noqa: E402
 from points_engine.models import Citizen, ScoreSnapshot  # noqa: E402
 from points_engine.queries import current_snapshot  # noqa: E402
 from points_engine.synthetic import CityPlan, generate_rows  # noqa: E402
@@ -140,20 +142,17 @@ def seed_city(sessions: sessionmaker[Session], plan: CityPlan, figures: Figures)
         demo.ensure_reference_models(session, actor=ACTOR)
         session.commit()
     with timed(figures, "seed_ingest"), sessions() as session:
-        batch = ingestion.start_batch(session, "bench/benefits.py", "csv")
-        session.commit()
-        rows = ((n, row) for n, row in enumerate(generate_rows(plan), start=2))
-        summary = None
-        for progress in ingestion.ingest_rows(
-            session, rows, key=KEY, batch=batch, today=plan.today, chunk_size=5000
-        ):
-            session.commit()  # one chunk, one transaction, as the CLI does
-            summary = progress
-        assert summary is not None
-        ingestion.finish_batch(batch, summary, None)
-        operations.drain_dirty(session, as_of=plan.today)
-        session.commit()
-        figures.counts["records"] = summary.inserted
+        result = batches.ingest(
+            session,
+            ((n, row) for n, row in enumerate(generate_rows(plan), start=2)),
+            origin="bench/benefits.py",
+            fmt="csv",
+            key=KEY,
+            today=plan.today,
+            chunk_size=5000,
+            commit_chunks=True,
+        )
+        figures.counts["records"] = result.report.inserted
     with timed(figures, "seed_consent_and_recompute"), sessions() as session:
         figures.counts["citizens_consenting"] = demo.consent_most(session)
         session.commit()

@@ -16,6 +16,9 @@ import csv
 import datetime as dt
 import json
 import os
+
+# Benchmarks make throwaway cities with throwaway secrets, as a developer machine does.
+os.environ.setdefault("CITYCREDIT_ENV", "development")
 import statistics
 import sys
 import time
@@ -32,8 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from citycredit.cli import demo
 from citycredit.core.db import make_engine, make_session_factory
 from citycredit.migrate import upgrade
+from points_engine import batches, operations
 from points_engine import ingest as ingestion
-from points_engine import operations
 from points_engine.models import Citizen, Record, ScoreSnapshot
 from points_engine.synthetic import FIELDNAMES, CityPlan, generate_rows, write_csv
 
@@ -144,34 +147,26 @@ def records_csv(plan: CityPlan) -> tuple[Path, int]:
 def ingest_like_cli(
     sessions: sessionmaker[Session], path: Path, today: dt.date, chunk_size: int, figures: Figures
 ) -> ingestion.IngestReport:
-    """The CLI's ``_ingest_file`` step for step (one transaction per chunk), minus the progress bar."""
+    """The use case ``citycredit ingest`` runs (a commit per chunk), minus the progress bar."""
     session = sessions()
     try:
-        with timed(figures, "ingest_rows"):
-            batch = ingestion.start_batch(session, str(path), "csv")
-            session.commit()
-            summary = None
-            with path.open(encoding="utf-8-sig", newline="") as stream:
-                for progress in ingestion.ingest_rows(
-                    session,
-                    ingestion.read_rows(stream, "csv"),
-                    key=KEY,
-                    batch=batch,
-                    today=today,
-                    chunk_size=chunk_size,
-                ):
-                    session.commit()  # one chunk, one transaction, as the CLI does
-                    summary = progress
-            assert summary is not None
-            report_path = path.with_name(path.name + ".report.csv")
-            ingestion.write_report_file(report_path, summary.errors)
-            ingestion.finish_batch(batch, summary, str(report_path) if summary.errors else None)
-        with timed(figures, "ingest_drain_dirty"):
-            operations.drain_dirty(session, as_of=today)
-            session.commit()
-        return summary
+        result = batches.ingest_file(
+            session,
+            path,
+            key=KEY,
+            today=today,
+            chunk_size=chunk_size,
+            commit_chunks=True,
+            report_path=path.with_name(path.name + ".report.csv"),
+        )
     finally:
         session.close()
+    figures.seconds["ingest_rows"] = result.rows_seconds
+    figures.seconds["ingest_drain_dirty"] = result.scores_seconds
+    log(
+        f"ingest_rows: {result.rows_seconds:.2f} s, ingest_drain_dirty: {result.scores_seconds:.2f} s"
+    )
+    return result.report
 
 
 def _date(raw: str) -> dt.date | None:

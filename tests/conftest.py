@@ -17,6 +17,11 @@ from sqlalchemy.orm import Session
 
 from tests.databases import ScratchDatabase, postgresql_unavailable
 
+# Tests make their secrets on the fly in scratch instance folders, as a developer's machine does;
+# production refuses to start without them (tests/unit/test_config.py). Inherited by the servers
+# and commands the tests start.
+os.environ.setdefault("CITYCREDIT_ENV", "development")
+
 KEY = bytes(range(32))
 TODAY = dt.date(2026, 6, 30)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]

@@ -15,6 +15,12 @@ from sqlalchemy.orm import Session
 from citycredit.cli.base import ACTOR, Context, pass_ctx
 from citycredit.cli.engine import _ingest_file, _recompute
 from citycredit.core.audit import audit
+from citycredit.core.config import (
+    DEFAULT_INSTANCE_DIR,
+    ConfigError,
+    secrets_as_environment,
+    write_new_secrets,
+)
 from citycredit.core.registry import installed_domains, resolve_all
 from points_engine.models import DataSource
 
@@ -255,7 +261,7 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     files = demo_city.write_demo_records(ctx.platform.settings.instance_dir / "demo", plan)
     click.echo(f"generated {files.rows} record rows in {files.records_csv}")
     ctx_report = files.records_csv.with_name(files.records_csv.name + ".report.csv")
-    summary = _ingest_file(ctx, files.records_csv, "csv", ctx_report, 5000)
+    summary = _ingest_file(ctx, files.records_csv, "csv", ctx_report, 5000).report
     click.echo(
         f"ingested: {summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged, "
         f"{summary.rejected} rejected (see {ctx_report})"
@@ -285,6 +291,47 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     click.echo("try:")
     for label, number in samples:
         click.echo(f"  .venv/bin/citycredit explain {number}    # {label}")
+
+
+@main.group()
+def secrets() -> None:
+    """A deployment's secrets: pseudonym key, key encryption, code sealing, session signing."""
+
+
+@secrets.command("init")
+@click.option(
+    "--instance-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("CITYCREDIT_INSTANCE_DIR", str(DEFAULT_INSTANCE_DIR)),
+    show_default="$CITYCREDIT_INSTANCE_DIR or instance",
+)
+def secrets_init(instance_dir: Path) -> None:
+    """Write a new deployment's secrets once (files of mode 0600); refuses if any exists."""
+    try:
+        written = write_new_secrets(instance_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(
+        "Every host of this city needs the same values: copy these files, or load the output of "
+        "`citycredit secrets env` into each host's environment. Keep them out of version control."
+    )
+
+
+@secrets.command("env")
+@click.option(
+    "--instance-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("CITYCREDIT_INSTANCE_DIR", str(DEFAULT_INSTANCE_DIR)),
+    show_default="$CITYCREDIT_INSTANCE_DIR or instance",
+)
+def secrets_env(instance_dir: Path) -> None:
+    """Print the secrets as VARIABLE=hex lines, for an EnvironmentFile or a vault (handle with care)."""
+    try:
+        click.echo(secrets_as_environment(instance_dir), nl=False)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _register_domain_commands() -> None:

@@ -37,6 +37,9 @@ class Settings:
     citizen_identity: str = "demo"
     # Demo mode shows the demo provider's one-time code on screen too. Never on in production.
     demo_mode: bool = False
+    # "production" (the default) or "development": only development (and demo mode) may create
+    # missing secrets on the fly; production refuses to start without them.
+    environment: str = "production"
     # Lifetime of a credit code, at most 120 s (shorter only to test the phone page's refresh).
     code_lifetime_seconds: int = 120
 
@@ -54,17 +57,35 @@ SECRETS = (
     ("key_secret", "CITYCREDIT_KEY_SECRET", "signing.secret"),
     ("token_key", "CITYCREDIT_TOKEN_KEY", "token.key"),
 )
+# The session cookies' signing key; kept apart because it is a str setting, not bytes.
+SESSION_SECRET = ("secret_key", "CITYCREDIT_SECRET_KEY", "session.key")
+ENVIRONMENTS = ("production", "development")
 
 
-def _instance_key(instance_dir: Path, name: str) -> bytes:
-    """Read a per-instance secret, creating it on first use so a fresh demo needs no setup.
+class MissingSecret(ConfigError):
+    """A secret is neither in the environment nor written for this deployment (production)."""
 
-    A production deployment sets the environment variables instead; the file fallback exists so that
-    `make demo` works on a fresh clone and keeps the same pseudonyms and keys across restarts.
+    def __init__(self, variable: str, instance_dir: Path):
+        super().__init__(
+            f"{variable} is not set and {instance_dir}/ holds no secret for it. A production "
+            "deployment never makes its own keys: two hosts would give one citizen two different "
+            "pseudonyms. Run `citycredit secrets init` once for a new deployment and give every "
+            f"host the same values (or set CITYCREDIT_ENV=development on a developer's machine)."
+        )
+        self.variable = variable
+
+
+def _instance_key(instance_dir: Path, name: str, *, create: bool = True) -> bytes | None:
+    """Read a per-instance secret; in development, create it on first use so a fresh demo needs no setup.
+
+    A production deployment sets the environment variables, or has the files written once by
+    ``citycredit secrets init``; ``create=False`` answers None for a missing file instead.
     """
-    instance_dir.mkdir(parents=True, exist_ok=True)
     path = instance_dir / name
     if not path.exists():
+        if not create:
+            return None
+        instance_dir.mkdir(parents=True, exist_ok=True)
         # Several processes (gunicorn workers) may start at once: the key is written to a private
         # file and linked into place, which succeeds for exactly one of them; the others read it.
         temporary = instance_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
@@ -81,7 +102,12 @@ def _instance_key(instance_dir: Path, name: str) -> bytes:
 
 
 def _secret(
-    env: dict[str, str], overrides: dict[str, Any], instance_dir: Path, spec: tuple[str, str, str]
+    env: dict[str, str],
+    overrides: dict[str, Any],
+    instance_dir: Path,
+    spec: tuple[str, str, str],
+    *,
+    create: bool,
 ) -> bytes:
     setting, variable, filename = spec
     if setting in overrides:
@@ -92,7 +118,10 @@ def _secret(
         except ValueError as exc:
             raise ConfigError(f"{variable} must be hex (64 hex digits recommended)") from exc
     else:
-        value = _instance_key(instance_dir, filename)
+        found = _instance_key(instance_dir, filename, create=create)
+        if found is None:
+            raise MissingSecret(variable, instance_dir)
+        value = found
     if len(value) < 16:
         raise ConfigError(f"{variable} must be at least 16 bytes")
     if setting == "token_key" and len(value) not in (16, 24, 32):
@@ -112,7 +141,21 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     if not database_url:
         instance_dir.mkdir(parents=True, exist_ok=True)
         database_url = f"sqlite:///{(instance_dir / 'citycredit.sqlite3').resolve()}"
-    keys = {spec[0]: _secret(env, overrides, instance_dir, spec) for spec in SECRETS}
+    environment = overrides.pop("environment", None) or env.get("CITYCREDIT_ENV", "production")
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"CITYCREDIT_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    demo_mode = overrides.pop("demo_mode", env.get("CITYCREDIT_DEMO_MODE", "") == "1")
+    create = environment == "development" or demo_mode
+    keys = {spec[0]: _secret(env, overrides, instance_dir, spec, create=create) for spec in SECRETS}
+    if "secret_key" in overrides:
+        secret_key = overrides.pop("secret_key")
+    elif env.get(SESSION_SECRET[1]):
+        secret_key = env[SESSION_SECRET[1]]
+    else:
+        session_key = _instance_key(instance_dir, SESSION_SECRET[2], create=create)
+        if session_key is None:
+            raise MissingSecret(SESSION_SECRET[1], instance_dir)
+        secret_key = session_key.hex()
     settings = Settings(
         database_url=database_url,
         **keys,
@@ -121,12 +164,12 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         timezone=env.get("CITYCREDIT_TIMEZONE", "Asia/Shanghai"),
         instance_dir=instance_dir,
         # Signs the admin's session cookies: every worker and restart must share it.
-        secret_key=env.get("CITYCREDIT_SECRET_KEY")
-        or _instance_key(instance_dir, "session.key").hex(),
+        secret_key=secret_key,
         sql_echo=env.get("CITYCREDIT_SQL_ECHO", "") == "1",
         public_url=env.get("CITYCREDIT_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
         citizen_identity=env.get("CITYCREDIT_CITIZEN_IDENTITY", "demo"),
-        demo_mode=env.get("CITYCREDIT_DEMO_MODE", "") == "1",
+        demo_mode=demo_mode,
+        environment=environment,
         code_lifetime_seconds=_lifetime(env.get("CITYCREDIT_CODE_LIFETIME", "120")),
     )
     return settings.with_overrides(**overrides)
@@ -140,3 +183,34 @@ def _lifetime(raw: str) -> int:
     if not 5 <= seconds <= 120:
         raise ConfigError("CITYCREDIT_CODE_LIFETIME must be from 5 to 120 seconds")
     return seconds
+
+
+def write_new_secrets(instance_dir: Path) -> list[Path]:
+    """Write every secret of a new deployment into ``instance_dir``, once.
+
+    Refuses when any of them exists: a second ``id_hash.key`` would give every citizen a new
+    pseudonym and orphan their records. Returns the files written (mode 0600).
+    """
+    names = [spec[2] for spec in (*SECRETS, SESSION_SECRET)]
+    present = [name for name in names if (instance_dir / name).exists()]
+    if present:
+        raise ConfigError(
+            f"{instance_dir}/ already holds {', '.join(present)}: this deployment has its secrets. "
+            "Copy them to the other hosts; never make new ones for a running city."
+        )
+    written = []
+    for name in names:
+        _instance_key(instance_dir, name, create=True)
+        written.append(instance_dir / name)
+    return written
+
+
+def secrets_as_environment(instance_dir: Path) -> str:
+    """The deployment's secrets as ``VARIABLE=hex`` lines (a systemd EnvironmentFile, a vault entry)."""
+    lines = []
+    for _, variable, filename in (*SECRETS, SESSION_SECRET):
+        value = _instance_key(instance_dir, filename, create=False)
+        if value is None:
+            raise MissingSecret(variable, instance_dir)
+        lines.append(f"{variable}={value.hex()}")
+    return "\n".join(lines) + "\n"
