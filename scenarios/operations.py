@@ -22,7 +22,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import ColumnElement, delete, false, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from citycredit.core import actors
 from citycredit.core.actors import Actor, require_four_eyes
@@ -112,8 +112,6 @@ def _require_manage(actor: Actor, scenario: Scenario) -> None:
 def _lock(scenario: Scenario) -> None:
     """Take the scenario's row lock: workflow steps on one scenario happen one after another (two
     edits cannot both open "version 3"; an edit cannot slip into a version being published)."""
-    from sqlalchemy.orm import object_session
-
     session = object_session(scenario)
     if session is not None:
         session.execute(select(Scenario.id).where(Scenario.id == scenario.id).with_for_update())
@@ -136,8 +134,6 @@ class _Rule(fields.Field):
     """An eligibility rule as JSON data (or JSON text, from a form or CSV), parsed by the registry."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        import json
-
         if value in ("", None):
             raise ValidationError('required: a rule such as {"min_common_tier": 3}')
         if isinstance(value, str):

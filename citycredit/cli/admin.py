@@ -8,6 +8,8 @@ import click
 
 from admin import operations
 from admin.models import ROLES
+from citycredit.cli.base import ACTOR, Context
+from citycredit.core.db import utcnow
 
 EXIT_BAD_INPUT = 2
 
@@ -48,9 +50,6 @@ def create_user(
     password_stdin: bool,
 ) -> None:
     """Create an admin account; the password is asked for twice (or read from stdin)."""
-    from citycredit.cli.main import ACTOR, Context
-    from citycredit.core.db import utcnow
-
     if role not in ROLES:
         raise BadInput(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
     if password_stdin:

@@ -8,6 +8,9 @@ import click
 
 from citycredit.cli.base import ACTOR, Context, pass_ctx
 from citycredit.cli.engine import _citizen
+from citycredit.core.db import utcnow
+from credit_codes import operations as codes
+from credit_codes import qr
 
 
 @click.group()
@@ -26,9 +29,6 @@ def code() -> None:
 @pass_ctx
 def code_issue(ctx: Context, id_number: str, png: Path | None, svg: Path | None) -> None:
     """Issue a credit code (valid 120 s) for a consenting citizen, e.g. to try a venue example."""
-    from citycredit.core.db import utcnow
-    from credit_codes import operations as codes
-    from credit_codes import qr
 
     with ctx.session() as session:
         citizen = _citizen(ctx, session, id_number)

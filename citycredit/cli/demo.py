@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+import secrets
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,11 +13,18 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from admin import operations as admin_operations
+from citycredit.core.clients import find_client, register_client
 from citycredit.core.config import Settings
+from citycredit.core.db import utcnow
 from citycredit.core.idnumber import id_hash
+from citycredit.core.keys import current_signing_key
+from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
 from points_engine import operations
 from points_engine.models import Citizen, DataSource, ScoreSnapshot
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
+from scenarios.benefits import live_catalogue
+from scenarios.demo import ensure_demo_scenarios, load_catalogue
 
 REFERENCE_MODELS = ("itemised-base1000.yaml", "weighted-dimensions.yaml")
 
@@ -113,9 +122,6 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
     Only the demo writes secrets to disk (``instance/demo/clients.json``, mode 600) so that the
     examples can run against it; a real client's secret is shown once and never stored in clear.
     """
-    from citycredit.core.clients import find_client, register_client
-    from citycredit.core.keys import current_signing_key
-    from scenarios.demo import ensure_demo_scenarios, load_catalogue
 
     ensure_demo_scenarios(session)
     load_catalogue(session)
@@ -153,10 +159,6 @@ def ensure_demo_accounts(session: Session, settings: Settings) -> tuple[Path, di
     As with the demo clients, only the demo writes passwords to disk (``instance/demo/accounts.json``,
     mode 600); a real city creates its first account with ``citycredit admin create-user``.
     """
-    import secrets
-
-    from admin import operations as admin_operations
-    from citycredit.core.db import utcnow
 
     path = settings.instance_dir / "demo" / "accounts.json"
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
@@ -184,12 +186,6 @@ def ensure_demo_accounts(session: Session, settings: Settings) -> tuple[Path, di
 def simulate_use(session: Session, settings: Settings, *, days: int = 30, seed: int = 7) -> int:
     """A month of venues scanning citizens' codes, through the real issue/verify/redeem path, so the
     admin's dashboard and the citizens' "who checked me" have history. Returns redemptions made."""
-    import random
-
-    from citycredit.core.clients import find_client
-    from citycredit.core.db import utcnow
-    from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
-    from scenarios.benefits import live_catalogue
 
     credentials = json.loads((settings.instance_dir / "demo" / "clients.json").read_text())
     desk = find_client(session, credentials["venue"]["client_id"])

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from citycredit.cli.base import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
 from citycredit.core.idnumber import CitizenId, InvalidIdNumber, parse_id_number
+from points_engine import batches, operations, queries, scoring
 from points_engine import ingest as ingestion
-from points_engine import operations, queries
+from points_engine.explain_text import render_explanation
 from points_engine.models import DataSource, ScoringModelVersion
 from points_engine.scoring_model import ModelFileError
 
@@ -142,11 +143,12 @@ def _count_lines(path: Path) -> int:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the per-row error report [default: FILE.report.csv].",
 )
-@click.option("--chunk-size", default=5000, show_default=True)
+@click.option("--chunk-size", default=5000, show_default=True, type=click.IntRange(min=1))
 @pass_ctx
 def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> None:
     """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land.
 
+    A rerun of a file whose earlier run was interrupted completes it (stored rows change nothing).
     Exit status: 0 when every row landed, 3 when some rows were rejected (see the report), 1 on failure.
     """
     try:
@@ -154,7 +156,10 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> No
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     report_path = report or file.with_name(file.name + ".report.csv")
-    summary = _ingest_file(ctx, file, fmt, report_path, chunk_size)
+    result = _ingest_file(ctx, file, fmt, report_path, chunk_size)
+    summary = result.report
+    if result.completes is not None:
+        click.echo(f"batch #{summary.batch_id} {result.completes}")
     click.echo(
         f"{summary.rows} rows: {summary.inserted} new, {summary.updated} updated, "
         f"{summary.unchanged} unchanged, {summary.rejected} rejected"
@@ -171,43 +176,34 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> No
 
 def _ingest_file(
     ctx: Context, file: Path, fmt: str, report_path: Path, chunk_size: int
-) -> ingestion.IngestReport:
+) -> batches.IngestResult:
+    """The ingest use case with a progress bar, its failures told as the operator can act on them."""
     platform = ctx.platform
     total = max(_count_lines(file) - (1 if fmt == "csv" else 0), 0)
     session = platform.sessions()
-    batch = None
     try:
-        batch = ingestion.start_batch(session, str(file), fmt)
-        session.commit()
-        with (
-            file.open(encoding="utf-8-sig", newline="") as stream,
-            click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar,
-        ):
+        with click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
             done = 0
-            summary = None
-            for summary in ingestion.ingest_rows(
+
+            def advance(report: ingestion.IngestReport) -> None:
+                nonlocal done
+                bar.update(report.rows - done)
+                done = report.rows
+
+            return batches.ingest_file(
                 session,
-                ingestion.read_rows(stream, fmt),
+                file,
+                fmt=fmt,
                 key=platform.settings.id_hash_key,
-                batch=batch,
                 today=platform.today(),
                 chunk_size=chunk_size,
-            ):
-                session.commit()  # one chunk, one transaction: a crash keeps whole chunks only
-                bar.update(summary.rows - done)
-                done = summary.rows
-        assert summary is not None
-        ingestion.write_report_file(report_path, summary.errors)
-        ingestion.finish_batch(batch, summary, str(report_path) if summary.errors else None)
-        operations.drain_dirty(session, as_of=platform.today())
-        session.commit()
-        return summary
+                commit_chunks=True,
+                progress=advance,
+                report_path=report_path,
+            )
     except (operations.EngineError, ModelFileError) as exc:
-        session.rollback()
         raise click.ClickException(str(exc)) from exc
     except (UnicodeDecodeError, csv.Error) as exc:
-        session.rollback()
-        _mark_failed(session, batch)
         why = (
             "the file is not UTF-8 text (save it as UTF-8; GBK files are common from departments)"
             if isinstance(exc, UnicodeDecodeError)
@@ -217,32 +213,15 @@ def _ingest_file(
             f"{file}: {why}. Whole chunks before the problem were kept; fix the file and rerun "
             "(rows already stored are recognised and change nothing)."
         ) from None
-    except BaseException:
-        session.rollback()
-        _mark_failed(session, batch)
-        raise
     finally:
         session.close()
-
-
-def _mark_failed(session: Session, batch: Any) -> None:
-    """Record that a run stopped, so the batch does not read as still running."""
-    if batch is None:
-        return
-    from citycredit.core.db import utcnow
-
-    batch.status = "failed"
-    batch.finished_at = utcnow()
-    session.commit()
 
 
 def _recompute(ctx: Context, chunk_size: int) -> operations.RecomputeSummary:
     platform = ctx.platform
     session = platform.sessions()
     try:
-        from points_engine.scoring import citizen_id_ranges
-
-        span = sum(high - low + 1 for low, high in citizen_id_ranges(session, chunk_size))
+        span = sum(high - low + 1 for low, high in scoring.citizen_id_ranges(session, chunk_size))
         with click.progressbar(length=span, label="recomputing", file=sys.stderr) as bar:
             summary = operations.recompute_all(
                 session,
@@ -306,7 +285,6 @@ def _citizen(ctx: Context, session: Session, raw: str) -> Any:
 @pass_ctx
 def explain(ctx: Context, id_number: str, lang: str) -> None:
     """Explain a citizen's score: every record, the points it gave, and why. ID_NUMBER may be '-'."""
-    from points_engine.explain_text import render_explanation
 
     with ctx.session() as session:
         citizen = _citizen(ctx, session, id_number)

@@ -9,20 +9,34 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from citycredit.cli import demo as demo_city
 from citycredit.cli.base import ACTOR, Context, pass_ctx
 from citycredit.cli.engine import _ingest_file, _recompute
+from citycredit.core import keys as signing
 from citycredit.core.audit import audit
+from citycredit.core.clients import (
+    ApiClient,
+    find_client,
+    register_client,
+    revoke_client,
+    rotate_secret,
+)
 from citycredit.core.config import (
     DEFAULT_INSTANCE_DIR,
     ConfigError,
     secrets_as_environment,
     write_new_secrets,
 )
+from citycredit.core.jobs import run_scheduler
+from citycredit.core.keys import SigningKey
 from citycredit.core.registry import installed_domains, resolve_all
+from citycredit.migrate import current_revision, upgrade
+from credit_codes.models import Redemption
 from points_engine.models import DataSource
+from scenarios.models import Operator, Venue
 
 
 @click.group()
@@ -47,7 +61,6 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply every pending migration."""
-    from citycredit.migrate import current_revision, upgrade
 
     upgrade(ctx.platform.engine)
     click.echo(f"database at revision {current_revision(ctx.platform.engine)}")
@@ -60,7 +73,6 @@ def db_upgrade(ctx: Context) -> None:
 @pass_ctx
 def scheduler(ctx: Context) -> None:
     """Run the job scheduler (daily expiry and the rest) in this process, until stopped."""
-    from citycredit.core.jobs import run_scheduler
 
     logging.getLogger().setLevel(logging.INFO)
     click.echo("scheduler running; Ctrl-C to stop")
@@ -99,7 +111,6 @@ def keys() -> None:
 @pass_ctx
 def keys_rotate(ctx: Context) -> None:
     """Add a new signing key; the old one stops signing but stays published until its tokens expire."""
-    from citycredit.core import keys as signing
 
     with ctx.session() as session:
         key = signing.create_signing_key(session, ctx.platform.settings.key_secret)
@@ -112,7 +123,6 @@ def keys_rotate(ctx: Context) -> None:
 @keys.command("list")
 @pass_ctx
 def keys_list(ctx: Context) -> None:
-    from citycredit.core.keys import SigningKey
 
     with ctx.session() as session:
         for key in session.scalars(select(SigningKey).order_by(SigningKey.id)):
@@ -157,8 +167,6 @@ def clients_add(
     public_key: Path | None,
 ) -> None:
     """Register a client; its secret is shown once and never again."""
-    from citycredit.core.clients import register_client
-    from scenarios.models import Operator, Venue
 
     with ctx.session() as session:
         source_id = None
@@ -199,7 +207,6 @@ def clients_add(
 @clients.command("list")
 @pass_ctx
 def clients_list(ctx: Context) -> None:
-    from citycredit.core.clients import ApiClient
 
     with ctx.session() as session:
         for c in session.scalars(select(ApiClient).order_by(ApiClient.id)):
@@ -207,7 +214,6 @@ def clients_list(ctx: Context) -> None:
 
 
 def _client(session: Session, client_id: str) -> Any:
-    from citycredit.core.clients import find_client
 
     client = find_client(session, client_id)
     if client is None:
@@ -220,7 +226,6 @@ def _client(session: Session, client_id: str) -> Any:
 @pass_ctx
 def clients_rotate(ctx: Context, client_id: str) -> None:
     """Give a client a new secret; the old one and every token issued with it stop working at once."""
-    from citycredit.core.clients import rotate_secret
 
     with ctx.session() as session:
         secret = rotate_secret(session, _client(session, client_id))
@@ -233,7 +238,6 @@ def clients_rotate(ctx: Context, client_id: str) -> None:
 @pass_ctx
 def clients_revoke(ctx: Context, client_id: str) -> None:
     """Revoke a client; its tokens stop working at once."""
-    from citycredit.core.clients import revoke_client
 
     with ctx.session() as session:
         revoke_client(session, _client(session, client_id))
@@ -252,7 +256,6 @@ def demo() -> None:
 @pass_ctx
 def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     """Create sources and models, generate a synthetic city, ingest it, gather consent, score it."""
-    from citycredit.cli import demo as demo_city
 
     with ctx.session() as session:
         demo_city.ensure_sources(session)
@@ -274,10 +277,6 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
         credentials = demo_city.ensure_demo_partners(session, ctx.platform.settings)
     click.echo(f"demo venue and app credentials: {credentials}")
     with ctx.session() as session:
-        from sqlalchemy import func
-
-        from credit_codes.models import Redemption
-
         if not session.scalar(select(func.count()).select_from(Redemption)):
             made = demo_city.simulate_use(session, ctx.platform.settings)
             click.echo(f"simulated a month of venue scans: {made} benefits redeemed")

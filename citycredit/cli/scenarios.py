@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.cli.base import ACTOR, EXIT_ROWS_REJECTED, Context, pass_ctx
 from citycredit.core import actors
+from citycredit.core.audit import audit
 from scenarios import csvio
 from scenarios import operations as registry
 from scenarios.models import CATEGORIES, SCENARIO_STATUSES, Operator, Scenario, Venue
@@ -55,7 +56,6 @@ def operators_add(ctx: Context, code: str, name_zh: str, name_en: str) -> None:
         if registry.find_operator(session, code) is not None:
             raise click.ClickException(f"operator {code!r} exists already")
         registry.ensure_operator(session, code, name_zh, name_en)
-        from citycredit.core.audit import audit
 
         audit(session, actor=ACTOR, action="operator.add", operator=code)
     click.echo(f"operator {code} added")

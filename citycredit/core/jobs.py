@@ -57,6 +57,7 @@ def run_job(spec: JobSpec, factory: sessionmaker[Session], ctx: JobContext) -> N
 
 def run_scheduler(settings: Settings, factory: sessionmaker[Session]) -> None:
     """Block, running every registered job on its trigger in the city's timezone."""
+    # Lazy: only the scheduler process needs APScheduler; the app and the CLI never load it.
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     scheduler = BlockingScheduler(timezone=settings.tz)

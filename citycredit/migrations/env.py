@@ -13,6 +13,7 @@ load_models()
 config = context.config
 engine = config.attributes.get("engine")
 if engine is None:
+    # Lazy: only a bare `alembic` run (no engine handed over by citycredit.migrate) reads settings.
     from citycredit.core.config import load_settings
     from citycredit.core.db import make_engine
 

@@ -21,6 +21,7 @@ from ._errors import CodeRejectedError, PartnerError
 def decode_image(path: Path) -> str:
     """The text of the first QR code in an image (zxing-cpp reads photos and screenshots alike)."""
     try:
+        # Lazy: the image readers are the optional [scan] extra; a desk without it still verifies.
         import zxingcpp
         from PIL import Image
     except ImportError:

@@ -35,14 +35,19 @@ from citizen import operations as citizen_ops
 from citizen import queries
 from citizen.identity import SignInError, provider_for
 from citizen.models import CitizenSession
+from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.web import forms
 from citycredit.web.app import db_session, platform_of
 from citycredit.web.citizen import charts
+from credit_codes import qr
+from credit_codes.operations import NotScored, issue_credit_code
+from credit_codes.queries import checks_of_citizen
 from points_engine import operations as engine
 from points_engine.explain_text import reason_text
 from points_engine.models import Citizen
 from points_engine.tiers import common_tier
+from scenarios.benefits import my_benefits
 
 bp = Blueprint(
     "citizen",
@@ -228,7 +233,6 @@ def check_code() -> Any:
     sid = secrets.token_urlsafe(32)
     db_session().add(CitizenSession(id=sid, citizen_id=citizen.id, started_at=now(), seen_at=now()))
     session[_SID] = sid
-    from citycredit.core.audit import audit
 
     audit(
         db_session(),
@@ -372,8 +376,6 @@ def objection(public_id: str) -> Any:
 
 
 def _fresh_code() -> dict[str, Any] | None:
-    from credit_codes import qr
-    from credit_codes.operations import NotScored, issue_credit_code
 
     citizen = me()
     try:
@@ -410,7 +412,6 @@ def code_json() -> Any:
 
 @bp.get("/benefits")
 def benefits() -> Any:
-    from scenarios.benefits import my_benefits
 
     citizen = me()
     listed = my_benefits(db_session(), citizen, today=today(), actor=queries.actor_of(citizen))
@@ -428,7 +429,6 @@ def benefits() -> Any:
 
 @bp.get("/checks")
 def checks() -> Any:
-    from credit_codes.queries import checks_of_citizen
 
     citizen = me()
     found = checks_of_citizen(db_session(), citizen, actor=queries.actor_of(citizen), limit=500)
