@@ -5,7 +5,12 @@ twice change nothing (a record is identified by its source and the source's own 
 update whose previous content is kept as a revision. Work happens in chunks, each one transaction that
 the caller commits, so a crash leaves whole chunks behind and a rerun resumes idempotently.
 
-The ID number of a row is validated, hashed, and forgotten: it appears in no error, report or log.
+The ID number of a row is validated, hashed, and forgotten: it appears in no error, report or log, and
+a row carrying one in a free-text field (``source_record_id``, ``document_no``) is refused, never stored.
+Control characters (NUL and the rest) in any field are a row error naming the field: PostgreSQL refuses
+NUL in text, and no record field has a use for tabs or line breaks.
+
+:mod:`points_engine.batches` runs a whole ingest (batch, chunks, report, scores) for every entry point.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
+import socket
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,6 +49,7 @@ from sqlalchemy.orm import Session
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
 from points_engine.models import (
+    BatchStatus,
     Citizen,
     DataSource,
     IngestBatch,
@@ -66,6 +75,8 @@ REQUIRED = FIELDS[:-1]
 SOURCE_STATUSES = (RecordStatus.ACTIVE, RecordStatus.REPAIRED, RecordStatus.REVOKED)
 # Set by the platform's workflows, not by sources.
 PLATFORM_STATUSES = (RecordStatus.EXPIRED, RecordStatus.UNDER_OBJECTION)
+# Text a source writes freely (codes are checked against known lists): never the home of an ID number.
+FREE_TEXT = ("source_record_id", "document_no")
 COMPARED = ("citizen_id", "item_code", "document_no", "occurred_on", "reported_on", "status")
 KEPT_ERRORS = 200
 
@@ -160,6 +171,11 @@ def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, 
 
 
 _ID_LIKE = re.compile(r"[0-9]{17}[0-9Xx]")
+# Standing alone: a longer run of digits (a serial number) is not read as an ID number inside it.
+_ID_ALONE = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+# C0 controls, DEL and C1 controls, and lone surrogates (a JSON "\ud800" decodes to one; no database
+# can store it).
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _scrub(text: str) -> str:
@@ -167,33 +183,95 @@ def _scrub(text: str) -> str:
     return _ID_LIKE.sub(lambda m: mask(m.group(0).upper()), text)
 
 
+def _printable(text: str) -> str:
+    """Escape control characters (as ``\\x00``) so an echoed value stays one line and storable."""
+    return _UNSTORABLE.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+def _unstorable(value: str) -> str | None:
+    """Why ``value`` cannot be stored (a control character, where), or None."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    char = found.group(0)
+    what = (
+        "an unpaired surrogate (not valid Unicode text)"
+        if char >= "\ud800"
+        else "a control character"
+    )
+    return f"contains {what} U+{ord(char):04X} at character {found.start() + 1}"
+
+
+def holds_id_number(text: str, today: dt.date) -> bool:
+    """Whether ``text`` holds a valid citizen ID number (checksum and birth date), e.g. in a note."""
+    if len(text) < 18:
+        return False
+    if not text.isascii():
+        # Full-width digits (１２３) are digits too: the form a number typed in a Chinese IME takes.
+        text = unicodedata.normalize("NFKC", text)
+    for candidate in _ID_ALONE.findall(text):
+        try:
+            parse_id_number(candidate, today=today)
+        except InvalidIdNumber:
+            continue
+        return True
+    return False
+
+
 def _parse_date(raw: str) -> dt.date:
     return dt.date.fromisoformat(raw)
 
 
 class _Validator:
-    def __init__(self, session: Session, key: bytes, model: ScoringModel, today: dt.date):
+    def __init__(
+        self,
+        session: Session,
+        key: bytes,
+        model: ScoringModel,
+        today: dt.date,
+        only_source: str | None = None,
+    ):
         self.key = key
         self.model = model
         self.today = today
+        self.only_source = only_source
         sources = list(session.scalars(select(DataSource)))
         self.sources = {s.code: s.id for s in sources}
         self.source_items = {s.code: frozenset(s.items) if s.items else None for s in sources}
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
-        ref = str(raw.get("source_record_id") or "")[:128]
+        ref = _printable(str(raw.get("source_record_id") or "")[:128])
         named = str(raw.get("source") or "").strip()
-        source = named if named in self.sources else ""
+        source = named if named in self.sources and named == (self.only_source or named) else ""
 
         def err(field_name: str, reason: str) -> None:
             # A row with a missing cell shifts the ID number into another field: never echo one.
             errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source))
 
-        values = {f: (str(raw.get(f) or "")).strip() for f in FIELDS}
+        raws = {f: str(raw.get(f) or "") for f in FIELDS}
+        unstorable = set()
+        if _UNSTORABLE.search("".join(raws.values())):
+            for name, value in raws.items():
+                if (why := _unstorable(value)) is not None:
+                    err(name, why)
+                    unstorable.add(name)
+        # A field found unstorable is checked no further (one precise error, not a cascade).
+        values = {f: "" if f in unstorable else raws[f].strip() for f in FIELDS}
+        if self.only_source is not None and values["source"] != self.only_source:
+            if "source" not in unstorable:
+                err("source", f"this client writes only records of source {self.only_source!r}")
+            return errors
         for name in REQUIRED:
-            if not values[name]:
+            if not values[name] and name not in unstorable:
                 err(name, "missing")
+        for name in FREE_TEXT:
+            if holds_id_number(values[name], self.today):
+                err(
+                    name,
+                    "holds a citizen ID number; it belongs in id_number only and is never stored "
+                    "in other fields",
+                )
         source_id = self.sources.get(values["source"])
         if values["source"] and source_id is None:
             err("source", f"unknown source {values['source'][:64]!r}")
@@ -252,8 +330,25 @@ class _Validator:
 # --- writing --------------------------------------------------------------------------------------
 
 
-def start_batch(session: Session, origin: str, fmt: str) -> IngestBatch:
-    batch = IngestBatch(origin=origin, format=fmt, status="running", errors=[])
+def runner_id() -> str:
+    """This process, as a batch records who writes it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start_batch(
+    session: Session, origin: str, fmt: str, *, completes: IngestBatch | None = None
+) -> IngestBatch:
+    now = utcnow()
+    batch = IngestBatch(
+        origin=origin,
+        format=fmt,
+        status=BatchStatus.RUNNING,
+        errors=[],
+        started_at=now,
+        progress_at=now,
+        runner=runner_id()[:300],
+        completes_batch_id=completes.id if completes is not None else None,
+    )
     session.add(batch)
     session.flush()
     return batch
@@ -267,14 +362,16 @@ def ingest_rows(
     batch: IngestBatch,
     today: dt.date,
     chunk_size: int = 5000,
+    only_source: str | None = None,
 ) -> Iterator[IngestReport]:
     """Validate and write rows chunk by chunk; yields the running report after each chunk.
 
-    The caller commits after each yield. Citizens whose records changed are marked dirty; the caller
-    drains them (recomputes their scores) when the input ends.
+    The caller may commit after each yield. Citizens whose records changed are marked dirty; the caller
+    drains them (recomputes their scores) when the input ends. With ``only_source``, rows of any other
+    source are refused (an API client bound to one department).
     """
     _, model = published_model(session)
-    validator = _Validator(session, key, model, today)
+    validator = _Validator(session, key, model, today, only_source)
     report = IngestReport(batch_id=batch.id)
     chunk: list[_CleanRow] = []
     keys: set[tuple[int, str]] = set()
@@ -308,12 +405,13 @@ def ingest_rows(
 
 def finish_batch(batch: IngestBatch, report: IngestReport, report_path: str | None) -> None:
     _save_progress(batch, report)
-    batch.status = "completed"
+    batch.status = BatchStatus.COMPLETED
     batch.finished_at = utcnow()
     batch.report_path = report_path
 
 
 def _save_progress(batch: IngestBatch, report: IngestReport) -> None:
+    batch.progress_at = utcnow()
     batch.rows_total = report.rows
     batch.inserted = report.inserted
     batch.updated = report.updated

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.orm import Session
 
 from citycredit.core.jobs import JobContext, JobSpec
-from points_engine import operations
+from points_engine import batches, operations
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,20 @@ def drain_dirty_scores(session: Session, ctx: JobContext) -> None:
         log.info("dirty scores: %d recomputed, %d changed", result.citizens, result.changed)
 
 
+def mark_interrupted_batches(session: Session, ctx: JobContext) -> None:
+    """Ingest runs killed without a word (their heartbeat went silent) are marked interrupted."""
+    found = batches.mark_interrupted(session)
+    if found:
+        log.warning(
+            "ingest batch(es) %s interrupted: rerun the same file to complete them",
+            ", ".join(f"#{n}" for n in found),
+        )
+
+
 JOBS = (
     JobSpec("points.expire_records", expire_due_records, "cron", {"hour": 0, "minute": 5}),
     JobSpec("points.drain_dirty_scores", drain_dirty_scores, "interval", {"minutes": 1}),
+    JobSpec(
+        "points.mark_interrupted_batches", mark_interrupted_batches, "interval", {"minutes": 5}
+    ),
 )

@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -13,9 +17,17 @@ from sqlalchemy.orm import Session
 
 from citycredit.cli.demo import reference_model_text
 from citycredit.core.audit import AuditEvent
+from citycredit.core.db import utcnow
 from citycredit.core.idnumber import parse_id_number
-from points_engine import ingest, operations, queries
-from points_engine.models import Record, RecordRevision, ScoreDirty, ScoreSnapshot
+from citycredit.core.jobs import registered_jobs
+from points_engine import batches, ingest, operations, queries
+from points_engine.models import (
+    IngestBatch,
+    Record,
+    RecordRevision,
+    ScoreDirty,
+    ScoreSnapshot,
+)
 from tests import factories
 from tests.conftest import KEY
 from tests.rule_cases import AS_OF, ITEMISED
@@ -24,12 +36,9 @@ HEADER = "source,source_record_id,id_number,item_code,document_no,occurred_on,re
 
 
 def run_ingest(session: Session, text: str, fmt: str = "csv") -> ingest.IngestReport:
-    batch = ingest.start_batch(session, "test", fmt)
-    *_, report = ingest.ingest_rows(
-        session, ingest.read_rows(io.StringIO(text), fmt), key=KEY, batch=batch, today=AS_OF
-    )
-    operations.drain_dirty(session, as_of=AS_OF)
-    return report
+    """The records API's way: one unit of work."""
+    rows = ingest.read_rows(io.StringIO(text), fmt)
+    return batches.ingest(session, rows, origin="test", fmt=fmt, key=KEY, today=AS_OF).report
 
 
 def setup(session: Session) -> None:
@@ -356,3 +365,195 @@ def test_a_source_may_file_only_its_own_items(session: Session) -> None:
     assert [(e.row, e.field, e.reason) for e in report.errors] == [
         (3, "item_code", "source 'volunteer' does not report 'DEBTOR'")
     ]
+
+
+def _row(ref: str, number: str, document: str = "文书", **fields: str) -> dict[str, str]:
+    base = dict(
+        source="court",
+        source_record_id=ref,
+        id_number=number,
+        item_code="FINE",
+        document_no=document,
+        occurred_on="2026-01-01",
+        reported_on="2026-01-02",
+        status="active",
+    )
+    return base | fields
+
+
+def _jsonl(*rows: dict[str, str]) -> str:
+    # ensure_ascii: NUL and lone surrogates travel as \u escapes, as they do in the records API's JSON.
+    return "".join(json.dumps(row, ensure_ascii=True) + "\n" for row in rows)
+
+
+def test_control_characters_are_row_errors_naming_the_field_and_the_other_rows_land(
+    session: Session,
+) -> None:
+    setup(session)
+    number = factories.id_number()
+    report = run_ingest(
+        session,
+        _jsonl(
+            _row("n1", number, "文书\x00一"),
+            _row("n2\x1b[2J", number),
+            _row("n3", number, item_code="FINE\t"),
+            _row("n4", number + "\x00"),
+            _row("n5", number, source="court\x00"),
+            _row("n6", number, "文书\ud800"),
+            _row("n7", number, "第一行\n第二行"),
+            _row("n8", number, "文书8"),
+        ),
+        "jsonl",
+    )
+    assert (report.rows, report.inserted, report.rejected) == (8, 1, 7)
+    # One precise error per bad field, no cascade ("missing", "unknown source") after it.
+    assert [(e.row, e.field, e.reason) for e in report.errors] == [
+        (1, "document_no", "contains a control character U+0000 at character 3"),
+        (2, "source_record_id", "contains a control character U+001B at character 3"),
+        (3, "item_code", "contains a control character U+0009 at character 5"),
+        (4, "id_number", "contains a control character U+0000 at character 19"),
+        (5, "source", "contains a control character U+0000 at character 6"),
+        (
+            6,
+            "document_no",
+            "contains an unpaired surrogate (not valid Unicode text) U+D800 at character 3",
+        ),
+        (7, "document_no", "contains a control character U+000A at character 4"),
+    ]
+    # What is echoed is escaped: one line, storable, and no terminal escape.
+    assert report.errors[1].source_record_id == "n2\\x1b[2J"
+    stored = session.get(IngestBatch, report.batch_id)
+    assert stored is not None and stored.errors[1]["source_record_id"] == "n2\\x1b[2J"
+    assert session.scalars(select(Record.source_record_id)).all() == ["n8"]
+
+
+def test_an_id_number_in_a_free_text_field_is_a_row_error_that_never_echoes_it(
+    session: Session,
+) -> None:
+    setup(session)
+    number, other = factories.id_number(), factories.id_number()
+    wide = other.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))
+    not_checked = other[:17] + ("1" if other[17] != "1" else "2")
+    report = run_ingest(
+        session,
+        HEADER
+        + f"court,{other},{number},FINE,文书1,2026-01-01,2026-01-02,active\n"
+        + f"court,i2,{number},FINE,罚字 当事人{other}号,2026-01-01,2026-01-02,active\n"
+        + f"court,i3,{number},FINE,当事人{wide},2026-01-01,2026-01-02,active\n"
+        + f"court,i4,{number},FINE,{other.lower()},2026-01-01,2026-01-02,active\n"
+        # Not ID numbers: a longer serial, and 18 digits that fail the check digit.
+        + f"court,i5,{number},FINE,编号{other}7,2026-01-01,2026-01-02,active\n"
+        + f"court,i6,{number},FINE,编号{not_checked},2026-01-01,2026-01-02,active\n",
+    )
+    assert [(e.row, e.field) for e in report.errors] == [
+        (2, "source_record_id"),
+        (3, "document_no"),
+        (4, "document_no"),
+        (5, "document_no"),
+    ]
+    assert report.errors[0].reason == (
+        "holds a citizen ID number; it belongs in id_number only and is never stored in other fields"
+    )
+    stored = session.get(IngestBatch, report.batch_id)
+    assert stored is not None
+    echoed = repr(report.errors) + json.dumps(stored.errors, ensure_ascii=False)
+    assert other not in echoed and other[6:14] not in echoed and number not in echoed
+    kept = session.scalars(select(Record.document_no).order_by(Record.source_record_id)).all()
+    assert kept == [f"编号{other}7", f"编号{not_checked}"]
+
+
+def _numbered(count: int, prefix: str = "k") -> list[tuple[int, dict[str, str]]]:
+    return [(n + 2, _row(f"{prefix}{n}", factories.id_number())) for n in range(count)]
+
+
+def test_a_rerun_completes_the_batch_a_killed_run_left_running(session: Session) -> None:
+    setup(session)
+    rows = _numbered(12)
+    # A run killed after its first chunk: its batch still says running, and its process is gone.
+    killed = ingest.start_batch(session, "/data/court.csv", "csv")
+    killed.runner = f"{socket.gethostname()}:{_pid_of_finished_process()}"
+    for _ in ingest.ingest_rows(
+        session, iter(rows[:5]), key=KEY, batch=killed, today=AS_OF, chunk_size=5
+    ):
+        session.commit()
+    assert killed.status == "running"
+
+    result = batches.ingest(
+        session,
+        iter(rows),
+        origin="/data/court.csv",
+        fmt="csv",
+        key=KEY,
+        today=AS_OF,
+        chunk_size=5,
+        commit_chunks=True,
+    )
+    assert str(result.completes) == f"completes batch #{killed.id} (interrupted after 5 rows)"
+    assert (result.report.inserted, result.report.unchanged) == (7, 5)
+    rerun = session.get(IngestBatch, result.report.batch_id)
+    assert rerun is not None and (rerun.status, rerun.completes_batch_id) == (
+        "completed",
+        killed.id,
+    )
+    assert killed.status == "interrupted"
+    assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
+    # The next rerun has nothing left to complete.
+    again = batches.ingest(
+        session, iter(rows), origin="/data/court.csv", fmt="csv", key=KEY, today=AS_OF,
+        commit_chunks=True,
+    )  # fmt: skip
+    assert again.completes is None and again.report.unchanged == 12
+
+
+def _pid_of_finished_process() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_running_batch_stays_running_while_its_runner_lives_and_is_marked_once_silent(
+    session: Session,
+) -> None:
+    assert "points.mark_interrupted_batches" in {job.id for job in registered_jobs()}
+    here = ingest.start_batch(session, "a.csv", "csv")  # this very process
+    elsewhere = ingest.start_batch(session, "b.csv", "csv")
+    elsewhere.runner = "another-host:4242"
+    silent = ingest.start_batch(session, "c.csv", "csv")
+    silent.runner = "another-host:4243"
+    silent.progress_at = utcnow() - batches.STALE_AFTER - dt.timedelta(seconds=1)
+    gone = ingest.start_batch(session, "d.csv", "csv")
+    gone.runner = f"{socket.gethostname()}:{_pid_of_finished_process()}"
+    session.flush()
+    assert batches.mark_interrupted(session) == [silent.id, gone.id]
+    assert (here.status, elsewhere.status) == ("running", "running")
+    later = utcnow() + batches.STALE_AFTER + dt.timedelta(seconds=1)
+    assert batches.mark_interrupted(session, now=later) == [here.id, elsewhere.id]
+
+
+def test_a_failed_run_says_so_ctrl_c_says_interrupted_and_the_rerun_completes_either(
+    session: Session,
+) -> None:
+    rows = _numbered(12)
+    with pytest.raises(operations.NoPublishedModel):
+        batches.ingest(session, iter(rows), origin="f.csv", fmt="csv", key=KEY, today=AS_OF)
+    assert session.scalar(select(func.count()).select_from(IngestBatch)) == 0
+    setup(session)
+
+    def stopping(error: BaseException) -> Iterator[tuple[int, dict[str, str]]]:
+        yield from rows[:8]
+        raise error
+
+    options: dict[str, Any] = dict(
+        origin="f.csv", fmt="csv", key=KEY, today=AS_OF, chunk_size=5, commit_chunks=True
+    )
+    with pytest.raises(ConnectionResetError):
+        batches.ingest(session, stopping(ConnectionResetError("share gone")), **options)
+    with pytest.raises(KeyboardInterrupt):
+        batches.ingest(session, stopping(KeyboardInterrupt()), **options)
+    first, second = session.scalars(select(IngestBatch).order_by(IngestBatch.id)).all()
+    assert (first.status, first.rows_total, first.finished_at is not None) == ("failed", 5, True)
+    assert (second.status, second.completes_batch_id) == ("interrupted", first.id)
+    result = batches.ingest(session, iter(rows), **options)
+    assert str(result.completes) == f"completes batch #{second.id} (interrupted after 5 rows)"
+    assert (result.report.inserted, result.report.unchanged) == (7, 5)
