@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.problems import Problem
-from points_engine import ingest, operations
+from points_engine import batches, operations
 from points_engine.models import DataSource
 
 blueprint = Blueprint(
@@ -77,34 +77,26 @@ def upload_records(body: dict[str, Any]) -> Any:
     client = caller().client
     platform = platform_of(current_app)
     bound = session.get(DataSource, client.source_id) if client.source_id else None
-    only_source = bound.code if bound else None
-    rows: list[tuple[int, dict[str, Any] | ingest.RowError]] = []
-    for number, row in enumerate(body["records"], start=1):
-        if only_source is not None and row.get("source") != only_source:
-            rows.append(
-                (
-                    number,
-                    ingest.RowError(
-                        number,
-                        "source",
-                        f"this client writes only records of source {only_source!r}",
-                        str(row.get("source_record_id", ""))[:128],
-                    ),
-                )
-            )
-        else:
-            rows.append((number, {k: None if v is None else str(v) for k, v in row.items()}))
-    batch = ingest.start_batch(session, f"api:{client.client_id}", "json")
+    rows = (
+        (number, {k: None if v is None else str(v) for k, v in row.items()})
+        for number, row in enumerate(body["records"], start=1)
+    )
     try:
-        *_, report = ingest.ingest_rows(
-            session, rows, key=platform.settings.id_hash_key, batch=batch, today=platform.today()
+        # One unit of work: the request commits it whole, or nothing of it (not even the batch) stays.
+        outcome = batches.ingest(
+            session,
+            rows,
+            origin=f"api:{client.client_id}",
+            fmt="json",
+            key=platform.settings.id_hash_key,
+            today=platform.today(),
+            only_source=bound.code if bound else None,
         )
     except operations.NoPublishedModel as exc:
         raise Problem("validation-error", str(exc), status=409) from None
-    ingest.finish_batch(batch, report, None)
-    operations.drain_dirty(session, as_of=platform.today())
+    report = outcome.report
     result = {
-        "batch_id": batch.id,
+        "batch_id": report.batch_id,
         "rows": report.rows,
         "inserted": report.inserted,
         "updated": report.updated,
