@@ -178,7 +178,9 @@ class IngestBatch(Base):
     # "host:pid" of the process writing it: on the same host, a vanished process is seen at once.
     runner: Mapped[str | None] = mapped_column(String(300))
     # The interrupted or failed run of the same origin that this one completes (reruns are idempotent).
-    completes_batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"))
+    completes_batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ingest_batch.id"), index=True
+    )
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     inserted: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)

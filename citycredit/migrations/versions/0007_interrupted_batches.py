@@ -37,6 +37,9 @@ def upgrade() -> None:
             ["id"],
         )
         batch_op.create_index(batch_op.f("ix_ingest_batch_origin"), ["origin"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ingest_batch_completes_batch_id"), ["completes_batch_id"], unique=False
+        )
         batch_op.drop_constraint(batch_op.f("ck_ingest_batch_status"), type_="check")
         batch_op.create_check_constraint(batch_op.f("ck_ingest_batch_status"), NEW_STATUSES)
 
@@ -46,6 +49,7 @@ def downgrade() -> None:
     with op.batch_alter_table("ingest_batch", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("ck_ingest_batch_status"), type_="check")
         batch_op.create_check_constraint(batch_op.f("ck_ingest_batch_status"), OLD_STATUSES)
+        batch_op.drop_index(batch_op.f("ix_ingest_batch_completes_batch_id"))
         batch_op.drop_index(batch_op.f("ix_ingest_batch_origin"))
         batch_op.drop_constraint(
             batch_op.f("fk_ingest_batch_completes_batch_id_ingest_batch"), type_="foreignkey"
