@@ -246,12 +246,16 @@ def batch(batch_id: int) -> Any:
         errors = queries.source_errors(session, only).of(found)
     # Row errors name the sources' record ids: reading them is recorded.
     admin_audit("admin.batch_view", batch=batch_id)
+    completed_by = session.scalar(
+        select(IngestBatch.id).where(IngestBatch.completes_batch_id == batch_id).limit(1)
+    )
     return render_template(
         "admin/batch.html",
         batch=found,
         sources=linked,
         errors=errors,
         withheld=len(found.errors or []) - len(errors),
+        completed_by=completed_by,
     )
 
 
