@@ -1,4 +1,4 @@
-"""Admin accounts: hashed passwords, one role each, a lockout after repeated failed logins."""
+"""Admin accounts: hashed passwords, one role each."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ class AdminUser(Base):
     # A clerk may be limited to one data source; None means every source.
     source_id: Mapped[int | None] = mapped_column(ForeignKey("data_source.id"))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # Unused since issue 9 (sign-ins are throttled by name and address, accounts never locked); kept
+    # until a migration drops them.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None]
     # Bumped on password change or disable: every session issued before is void at once.

@@ -1,9 +1,10 @@
-"""Writes of the admin: accounts, passwords, sign-in with lockout. No Flask here (the CLI uses it too).
+"""Writes of the admin: accounts, passwords, sign-in. No Flask here (the CLI uses it too).
 
-Passwords are hashed with scrypt (werkzeug). A sign-in costs one hash check whatever happens (unknown
-name, disabled or locked account), so the time taken does not tell whether a username exists. Each
-check of an account's password is reserved (counted and committed) before it is made, so no more than
-five are made per lockout window, however many are sent at once.
+Passwords are hashed with scrypt in werkzeug's format (:mod:`citycredit.core.passwords`). A sign-in
+costs one hash check whatever happens (unknown name, disabled account), so the time taken does not tell
+whether a username exists. Accounts are never locked: repeated guesses are throttled by name and by
+address in front of this module (``citycredit.web.security``), so a stranger can neither learn which
+names exist nor lock a real user out.
 """
 
 from __future__ import annotations
@@ -15,24 +16,21 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, literal, null, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from admin.models import ROLES, AdminUser
 from citycredit.core.audit import audit
+from citycredit.core.passwords import check_password, hash_password
 from points_engine.models import DataSource
 from scenarios.models import Operator
 
-LOCK_AFTER_FAILURES = 5
-LOCK_DURATION = dt.timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 12
 # Long enough for any passphrase; bounded so a megabyte "password" cannot be used to burn CPU.
 MAX_PASSWORD_LENGTH = 256
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 # Checked when no account matches, so an unknown name costs the same scrypt work as a wrong password.
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(24), method="scrypt")
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(24))
 
 
 class AdminInputError(ValueError):
@@ -46,10 +44,6 @@ class AdminInputError(ValueError):
 
 def actor_of(username: str) -> str:
     return f"admin:{username}"
-
-
-def hash_password(password: str) -> str:
-    return generate_password_hash(password, method="scrypt")
 
 
 def check_password_policy(password: str, *, username: str = "") -> None:
@@ -164,8 +158,6 @@ def set_password(
     check_password_policy(password, username=user.username)
     user.password_hash = hash_password(password)
     user.password_changed_at = now
-    user.failed_logins = 0
-    user.locked_until = None
     user.session_version += 1
     session.flush()
     action = "admin.password_change" if actor == actor_of(user.username) else "admin.password_reset"
@@ -193,9 +185,6 @@ def set_status(session: Session, user: AdminUser, status: str, *, actor: str) ->
             )
     user.status = status
     user.session_version += 1
-    if status == "active":
-        user.failed_logins = 0
-        user.locked_until = None
     session.flush()
     action = "admin.user_disable" if status == "disabled" else "admin.user_enable"
     audit(session, actor=actor, action=action, username=user.username)
@@ -206,7 +195,6 @@ class SignIn:
     """The outcome of a sign-in: ``user`` is set only when it succeeded."""
 
     user: AdminUser | None
-    locked_until: dt.datetime | None = None
 
 
 def unknown_actor(username: str, secret: str | bytes) -> str:
@@ -225,33 +213,24 @@ def unknown_actor(username: str, secret: str | bytes) -> str:
 def authenticate(
     session: Session, username: str, password: str, *, now: dt.datetime, secret: str | bytes
 ) -> SignIn:
-    """Check a username and password, counting failures; audited whatever the outcome.
+    """Check a username and password; audited whatever the outcome.
 
-    Each attempt on an account is reserved and committed (:func:`reserve_attempt`) before its password
-    is checked, so a burst of parallel guesses gets no more than ``LOCK_AFTER_FAILURES`` checks.
-    ``secret`` keys the tag audited in place of a name no account has (:func:`unknown_actor`).
+    An unknown name, a disabled account and a wrong password get the same answer after the same
+    work (one scrypt check). ``secret`` keys the tag audited in place of a name no account has
+    (:func:`unknown_actor`).
     """
     username = normalise_username(username)[:64]
     user = find_user(session, username)
     if user is None or user.status != "active":
         # The same work as any other attempt; a disabled account's password is not even looked at.
-        check_password_hash(_DUMMY_HASH, password)
+        check_password(_DUMMY_HASH, password)
         actor = actor_of(username) if user is not None else unknown_actor(username, secret)
         audit(session, actor=actor, action="admin.login_failed", reason="unknown or disabled")
         return SignIn(None)
     actor = actor_of(username)
-    attempt = reserve_attempt(session, user, now=now)
-    if attempt is None:
-        # Same work as any other attempt; the password is not even looked at while locked.
-        check_password_hash(_DUMMY_HASH, password)
-        session.refresh(user, ["failed_logins", "locked_until"])
-        audit(session, actor=actor, action="admin.login_refused_locked")
-        return SignIn(None, user.locked_until)
-    if not check_password_hash(user.password_hash, password):
+    if not check_password(user.password_hash, password):
         audit(session, actor=actor, action="admin.login_failed", reason="wrong password")
-        record_failure(session, attempt, actor=actor)
-        return SignIn(None, attempt.locked_until)
-    clear_failures(session, user, attempt)
+        return SignIn(None)
     user.last_login_at = now
     session.flush()
     audit(session, actor=actor, action="admin.login")
@@ -259,70 +238,7 @@ def authenticate(
 
 
 def check_current_password(user: AdminUser, password: str) -> bool:
-    return check_password_hash(user.password_hash, password)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A reserved password check: the failures counted so far (this one included) and, when this
-    attempt was the last one allowed, the end of the lock it set."""
-
-    failures: int
-    locked_until: dt.datetime | None
-
-
-def reserve_attempt(session: Session, user: AdminUser, *, now: dt.datetime) -> Attempt | None:
-    """Count a password check before it is made; None when the account is locked (check nothing).
-
-    One conditional UPDATE, committed at once: parallel attempts each get their own count, and the
-    one that reaches ``LOCK_AFTER_FAILURES`` locks the account, so every attempt after it, however
-    many were sent at the same moment, finds the account locked. A lock that has run out starts the
-    count again. The commit ends the session's transaction: call this before the unit of work writes
-    anything else. A correct password then clears the count (:func:`clear_failures`).
-    """
-    # Past the WHERE below, a lock that is still set is one that has run out.
-    expired = AdminUser.locked_until.is_not(None)
-    failures = case((expired, literal(1)), else_=AdminUser.failed_logins + 1)
-    until = now + LOCK_DURATION
-    row = session.execute(
-        update(AdminUser)
-        .where(
-            AdminUser.id == user.id,
-            or_(AdminUser.locked_until.is_(None), AdminUser.locked_until <= now),
-        )
-        .values(
-            failed_logins=failures,
-            locked_until=case(
-                (failures >= LOCK_AFTER_FAILURES, literal(until, AdminUser.locked_until.type)),
-                else_=null(),
-            ),
-        )
-        .returning(AdminUser.failed_logins, AdminUser.locked_until)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    session.commit()
-    # Nothing more is read here: the password check that follows runs outside any transaction
-    # (on SQLite a transaction holds the database's write lock).
-    if row is None:
-        return None
-    set_committed_value(user, "failed_logins", row.failed_logins)
-    set_committed_value(user, "locked_until", row.locked_until)
-    return Attempt(row.failed_logins, row.locked_until)
-
-
-def record_failure(session: Session, attempt: Attempt, *, actor: str) -> None:
-    """The reserved check found a wrong password: audit the lock if this attempt set it."""
-    if attempt.locked_until is not None:
-        audit(session, actor=actor, action="admin.lockout", until=attempt.locked_until.isoformat())
-
-
-def clear_failures(session: Session, user: AdminUser, attempt: Attempt) -> None:
-    """A correct password: the failure count starts again, and the lock is lifted if this attempt
-    set it (it was the fifth). A lock set by a parallel wrong guess that used the fifth check stays."""
-    user.failed_logins = 0
-    if attempt.locked_until is not None:
-        user.locked_until = None
-    session.flush()
+    return check_password(user.password_hash, password)
 
 
 def end_sessions(session: Session, user: AdminUser) -> None:

@@ -135,7 +135,9 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
     for role, (name, kind, scopes) in wanted.items():
         if role in known and find_client(session, known[role]["client_id"]) is not None:
             continue
-        issued = register_client(session, name=name, kind=kind, scopes=scopes)
+        issued = register_client(
+            session, name=name, kind=kind, scopes=scopes, key_secret=settings.key_secret
+        )
         known[role] = {"client_id": issued.client.client_id, "client_secret": issued.secret}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(known, indent=2))

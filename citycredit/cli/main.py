@@ -194,6 +194,7 @@ def clients_add(
                 venue_id=venue.id if venue else None,
                 operator_id=operator.id if operator else (venue.operator_id if venue else None),
                 public_key_pem=public_key.read_text() if public_key else None,
+                key_secret=ctx.platform.settings.key_secret,
             )
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -228,7 +229,9 @@ def clients_rotate(ctx: Context, client_id: str) -> None:
     """Give a client a new secret; the old one and every token issued with it stop working at once."""
 
     with ctx.session() as session:
-        secret = rotate_secret(session, _client(session, client_id))
+        secret = rotate_secret(
+            session, _client(session, client_id), key_secret=ctx.platform.settings.key_secret
+        )
         audit(session, actor=ACTOR, action="client.rotate", client=client_id)
     click.echo(f"client_secret: {secret}\n(the secret is shown once; store it now)")
 

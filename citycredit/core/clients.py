@@ -4,11 +4,19 @@ A client authenticates at ``/oauth/token`` with the client-credentials grant, by
 form fields) or by a JWT signed with its registered public key (RFC 7523 ``private_key_jwt``). Access
 tokens are short-lived JWTs signed with the city key and bound to the client's credential version, so
 revoking a client or rotating its secret takes effect at once.
+
+Client secrets are 256 random bits, not passwords: they are stored as HMAC-SHA256 under a key derived
+from the signing-key secret (``CITYCREDIT_KEY_SECRET``), so checking one costs microseconds, not the
+~0.15 s of CPU a password hash costs (which made ``/oauth/token`` a cheap way to exhaust the workers).
+Secrets hashed before with scrypt (werkzeug's format) still verify, and are re-hashed the new way on
+their next successful use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -19,18 +27,24 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from citycredit.core import keys
 from citycredit.core.config import Settings
 from citycredit.core.db import Base, utcnow
+from citycredit.core.passwords import check_password, is_password_hash
 from citycredit.core.registry import all_client_kinds, all_scopes
 
 ACCESS_TOKEN_LIFETIME = dt.timedelta(seconds=300)
 AUDIENCE = "citycredit-api"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(32))
+SECRET_HASH_PREFIX = "hmac-sha256$"
+# Domain separation: the key that hashes client secrets is derived from the signing-key secret under
+# this label, so it is never the key that encrypts the signing keys, nor any other derived key.
+_SECRET_HASH_LABEL = b"citycredit/api-client-secret/v1"
+# Compared against when no client matches: the same work as a wrong secret, and never equal to a hash
+# (the same length, but not hex).
+_NO_HASH = SECRET_HASH_PREFIX + "-" * 64
 
 
 class ApiClient(Base):
@@ -73,6 +87,17 @@ class UsedAssertion(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
+def secret_hash_key(key_secret: bytes) -> bytes:
+    """The HMAC key of client secrets, derived from ``Settings.key_secret``."""
+    return hmac.new(key_secret, _SECRET_HASH_LABEL, hashlib.sha256).digest()
+
+
+def hash_secret(secret: str, key_secret: bytes) -> str:
+    """The stored form of a client secret: ``hmac-sha256$<hex>``."""
+    digest = hmac.new(secret_hash_key(key_secret), secret.encode(), hashlib.sha256).hexdigest()
+    return SECRET_HASH_PREFIX + digest
+
+
 class AuthError(Exception):
     """Authentication failed; ``error`` is the OAuth 2 error code (RFC 6749 §5.2)."""
 
@@ -99,7 +124,9 @@ def register_client(
     venue_id: int | None = None,
     operator_id: int | None = None,
     public_key_pem: str | None = None,
+    key_secret: bytes,
 ) -> IssuedClient:
+    """Register a client; ``key_secret`` (``Settings.key_secret``) keys the hash of its secret."""
     known = all_scopes()
     unknown = sorted(set(scopes) - known.keys())
     if unknown:
@@ -124,7 +151,7 @@ def register_client(
         source_id=source_id,
         venue_id=venue_id,
         operator_id=operator_id,
-        secret_hash=generate_password_hash(secret) if secret else None,
+        secret_hash=hash_secret(secret, key_secret) if secret else None,
         public_key_pem=public_key_pem,
     )
     session.add(client)
@@ -132,9 +159,9 @@ def register_client(
     return IssuedClient(client, secret)
 
 
-def rotate_secret(session: Session, client: ApiClient) -> str:
+def rotate_secret(session: Session, client: ApiClient, *, key_secret: bytes) -> str:
     secret = "ccs_" + secrets.token_urlsafe(32)
-    client.secret_hash = generate_password_hash(secret)
+    client.secret_hash = hash_secret(secret, key_secret)
     client.credential_version += 1  # every access token issued before is void from now on
     session.flush()
     return secret
@@ -151,14 +178,26 @@ def find_client(session: Session, client_id: str) -> ApiClient | None:
     return session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
 
 
-def authenticate_secret(session: Session, client_id: str, secret: str) -> ApiClient:
+def authenticate_secret(
+    session: Session, client_id: str, secret: str, *, key_secret: bytes
+) -> ApiClient:
+    """The active client whose secret this is; a scrypt hash from before is upgraded on success."""
     client = find_client(session, client_id)
-    # Same answer, and the same work, for an unknown client and a wrong secret: no oracle for ids.
-    stored = client.secret_hash if client is not None and client.secret_hash else _DUMMY_HASH
-    if not check_password_hash(stored, secret) or client is None or client.secret_hash is None:
+    stored = client.secret_hash if client is not None else None
+    legacy = stored is not None and is_password_hash(stored)
+    if stored is not None and legacy:
+        matches = check_password(stored, secret)
+    else:
+        # Same answer, and the same work (one lookup, one HMAC, one constant-time comparison), for
+        # an unknown client and a wrong secret: no oracle for client ids.
+        matches = hmac.compare_digest(hash_secret(secret, key_secret), stored or _NO_HASH)
+    if not matches or client is None:
         raise AuthError("invalid_client", "unknown client or wrong secret")
     if client.status != "active":
         raise AuthError("invalid_client", "this client has been revoked")
+    if legacy:
+        client.secret_hash = hash_secret(secret, key_secret)
+        session.flush()
     return client
 
 

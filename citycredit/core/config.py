@@ -42,6 +42,11 @@ class Settings:
     environment: str = "production"
     # Lifetime of a credit code, at most 120 s (shorter only to test the phone page's refresh).
     code_lifetime_seconds: int = 120
+    # Where rate-limit counters live (citycredit.web.security): "memory://" counts per process (the
+    # demo); production sets redis://host:6379/N so every worker and host shares one count.
+    rate_limit_storage: str = "memory://"
+    # Verifications one API client may make, e.g. "1200 per minute" (a busy venue's desk may need more).
+    rate_limit_verify: str = "1200 per minute"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -171,6 +176,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         demo_mode=demo_mode,
         environment=environment,
         code_lifetime_seconds=_lifetime(env.get("CITYCREDIT_CODE_LIFETIME", "120")),
+        rate_limit_storage=env.get("CITYCREDIT_RATE_LIMIT_STORAGE") or "memory://",
+        rate_limit_verify=env.get("CITYCREDIT_RATE_LIMIT_VERIFY") or "1200 per minute",
     )
     return settings.with_overrides(**overrides)
 

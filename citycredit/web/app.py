@@ -11,6 +11,7 @@ from citycredit.core.config import Settings, load_settings
 from citycredit.core.platform import Platform
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.web.api import init_api
+from citycredit.web.security import init_security
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -28,6 +29,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     for domain in installed_domains():
         for init in resolve_all(domain.web):
             init(app)
+    init_security(app)  # last: it wraps the views every shell registered
     return app
 
 

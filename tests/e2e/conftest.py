@@ -147,7 +147,9 @@ def _seed(db: ScratchDatabase, settings: Settings) -> dict[str, object]:
             ("app", "app", ["codes:issue"]),
             ("source", "source", ["records:write"]),
         ):
-            issued = register_client(session, name=role, kind=kind, scopes=scopes)
+            issued = register_client(
+                session, name=role, kind=kind, scopes=scopes, key_secret=settings.key_secret
+            )
             assert issued.secret is not None
             out[role] = Credentials(issued.client.client_id, issued.secret)
         out.update(people)

@@ -242,7 +242,11 @@ def test_revoking_or_rotating_a_client_takes_effect_at_once(city: LiveCity) -> N
         desk.verify(city.code(city.good), LIBRARY)  # holds a valid access token now
         access = desk._access_token()
         with unit_of_work(factory) as session:
-            new_secret = rotate_secret(session, find_client(session, city.venue.client_id))  # type: ignore[arg-type]
+            new_secret = rotate_secret(
+                session,
+                find_client(session, city.venue.client_id),  # type: ignore[arg-type]
+                key_secret=city.settings.key_secret,
+            )
         stale = httpx.post(
             city.url + "/api/v1/verifications",
             json={"token": city.code(city.good), "scenario": LIBRARY},
@@ -455,7 +459,12 @@ def test_a_client_with_a_registered_public_key_authenticates_by_assertion(city: 
     )
     with unit_of_work(make_session_factory(city.db.engine)) as session:
         issued = register_client(
-            session, name="gate", kind="venue", scopes=["verify"], public_key_pem=pem
+            session,
+            name="gate",
+            kind="venue",
+            scopes=["verify"],
+            public_key_pem=pem,
+            key_secret=city.settings.key_secret,
         )
         client_id = issued.client.client_id
     assert issued.secret is None

@@ -31,7 +31,7 @@ class Caller:
 
 def _client(city: LiveCity, **fields: object) -> Caller:
     with unit_of_work(make_session_factory(city.db.engine)) as session:
-        issued = register_client(session, **fields)  # type: ignore[arg-type]
+        issued = register_client(session, key_secret=city.settings.key_secret, **fields)  # type: ignore[arg-type]
         client_id, secret = issued.client.client_id, issued.secret
     token = httpx.post(
         city.url + "/oauth/token",

@@ -494,7 +494,12 @@ def test_a_clerk_limited_to_one_source_reads_only_that_sources_rejected_rows(
     with site.session() as session:
         court_id = session.scalar(select(DataSource.id).where(DataSource.code == "court"))
         feed = register_client(
-            session, name="court feed", kind="source", scopes=["records:write"], source_id=court_id
+            session,
+            name="court feed",
+            kind="source",
+            scopes=["records:write"],
+            source_id=court_id,
+            key_secret=site.app.extensions["citycredit"].settings.key_secret,
         ).client.client_id
     uploaded = _ingest(site, f"api:{feed}", [_row("court", "COURT-BAD-9", number, status="?")])
 

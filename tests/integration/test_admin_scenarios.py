@@ -82,7 +82,8 @@ def site(fresh_database: ScratchDatabase, tmp_path: Path) -> Iterator[AdminApp]:
 def _works(admin: AdminApp, client_id: str, secret: str) -> bool:
     with admin.session() as session:
         try:
-            authenticate_secret(session, client_id, secret)
+            key = admin.app.extensions["citycredit"].settings.key_secret
+            authenticate_secret(session, client_id, secret, key_secret=key)
         except AuthError:
             return False
         return True

@@ -28,11 +28,16 @@ def test_who_checked_me_lists_venues_newest_first(session: Session, tmp_path: Pa
     factories.record(session, person, "AWARD", "2026-06-01")
     today = dt.datetime.now(settings.tz).date()
     give_consent(session, person, channel="app", as_of=today)
+    key = settings.key_secret
     library = register_client(
-        session, name="黄石市图书馆借阅台", kind="venue", scopes=["verify", "redeem"]
+        session,
+        name="黄石市图书馆借阅台",
+        kind="venue",
+        scopes=["verify", "redeem"],
+        key_secret=key,
     ).client
     bus = register_client(
-        session, name="黄石公交5路闸机", kind="venue", scopes=["verify", "redeem"]
+        session, name="黄石公交5路闸机", kind="venue", scopes=["verify", "redeem"], key_secret=key
     ).client
     now = dt.datetime.now(dt.UTC)
 

@@ -545,7 +545,12 @@ def venue_checks(city: CitizenApp, person: Person) -> str:
         venue = session.scalar(select(Venue).where(Venue.code == "library-huangshigang"))
         assert venue is not None
         desk = register_client(
-            session, name="借阅台一号", kind="venue", scopes=["verify", "redeem"], venue_id=venue.id
+            session,
+            name="借阅台一号",
+            kind="venue",
+            scopes=["verify", "redeem"],
+            venue_id=venue.id,
+            key_secret=settings.key_secret,
         ).client
         citizen = session.get(Citizen, person.citizen_id)
         assert citizen is not None

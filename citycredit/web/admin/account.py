@@ -7,13 +7,13 @@ from typing import Any
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 
 from admin import operations
+from citycredit.web import security
 from citycredit.web.admin.web import (
     SESSION_ENDED,
     admin_audit,
     bp,
     current_user,
     end_session,
-    local_time,
     now,
     refresh_session_version,
     require_role,
@@ -60,15 +60,9 @@ def login() -> Any:
     )
     g.admin_audited = True
     if outcome.user is None:
-        if outcome.locked_until is not None:
-            message = t(
-                f"由于连续多次登录失败，此账户已锁定，请于 {local_time(outcome.locked_until)} 之后再试。",
-                "This account is locked after repeated failed sign-ins; try again after "
-                f"{local_time(outcome.locked_until)}.",
-            )
-        else:
-            message = t("用户名或密码不正确。", "Wrong username or password.")
-        # 200, not 401: a browser form, and the same status whatever went wrong.
+        security.mark_failed()  # counts against the name's and the address's limits
+        message = t("用户名或密码不正确。", "Wrong username or password.")
+        # 200, not 401: a browser form, and the same status and words whatever went wrong.
         return render_template(
             "admin/login.html", next=target, username=username[:64], error=message
         )
@@ -110,35 +104,14 @@ def change_own_password() -> Any:
     form = request.form
     actor = operations.actor_of(user.username)
     errors: list[str] = []
-    # Reserved before the check, as a sign-in is: parallel guesses get no more than five checks.
-    attempt = operations.reserve_attempt(db, user, now=now())
-    if attempt is None or not operations.check_current_password(
-        user, form.get("current_password", "")
-    ):
-        if attempt is None:
-            db.refresh(user, ["failed_logins", "locked_until"])
-            admin_audit("admin.password_change_refused", reason="locked")
-            locked = user.locked_until
-        else:
-            admin_audit("admin.password_change_refused", reason="wrong current password")
-            operations.record_failure(db, attempt, actor=actor)
-            locked = attempt.locked_until
-        if locked is not None:
-            end_session()
-            flash(
-                t(
-                    f"当前密码多次输入错误，账户已锁定至 {local_time(locked)}。",
-                    f"Too many wrong passwords: the account is locked until {local_time(locked)}.",
-                ),
-                "error",
-            )
-            return redirect(url_for("admin.login"))
+    # Wrong current passwords are throttled like sign-ins (citycredit.web.security), never locked.
+    if not operations.check_current_password(user, form.get("current_password", "")):
+        security.mark_failed()
+        admin_audit("admin.password_change_refused", reason="wrong current password")
         errors.append(t("当前密码不正确。", "The current password is wrong."))
     elif form.get("new_password", "") != form.get("new_password_again", ""):
-        operations.clear_failures(db, user, attempt)
         errors.append(t("两次输入的新密码不一致。", "The two new passwords differ."))
     else:
-        operations.clear_failures(db, user, attempt)
         try:
             operations.set_password(db, user, form["new_password"], actor=actor, now=now())
         except operations.AdminInputError as exc:

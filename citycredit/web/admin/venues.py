@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, g, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import func, select
 
 from citycredit.core.clients import (
@@ -31,7 +41,7 @@ from citycredit.web.admin.web import (
     t,
 )
 from citycredit.web.admin.web import bp as admin_bp
-from citycredit.web.app import db_session
+from citycredit.web.app import db_session, platform_of
 from scenarios import operations as registry
 from scenarios.models import CATEGORIES, Operator, Scenario, ScenarioVenue, Venue
 
@@ -182,6 +192,7 @@ def issue_client(code: str) -> Any:
         scopes=scopes,
         venue_id=venue.id,
         operator_id=venue.operator_id,
+        key_secret=platform_of(current_app).settings.key_secret,
     )
     assert issued.secret is not None
     admin_audit(
@@ -210,7 +221,9 @@ def rotate_client(client_id: str) -> Any:
             "error",
         )
         return redirect(request.referrer or url_for("admin.clients"))
-    secret = rotate_secret(db_session(), client)
+    secret = rotate_secret(
+        db_session(), client, key_secret=platform_of(current_app).settings.key_secret
+    )
     admin_audit("client.rotate", client=client.client_id)
     return _secret_page(client, secret, rotated=True)
 

@@ -13,6 +13,7 @@ from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.problems import Problem
+from citycredit.web.security import limit_verifications
 from credit_codes import operations, qr, tokens
 from points_engine.queries import find_citizen
 from scenarios.operations import ScenarioUnavailable, UnknownScenario
@@ -91,6 +92,7 @@ def verify(body: dict[str, Any]) -> Any:
     """Verify a scanned code for a scenario: eligible or not, and the tier. Nothing else is revealed."""
     from citycredit.web.app import db_session, platform_of
 
+    limit_verifications()  # per client: after the token is checked, never before
     try:
         result = operations.verify_presentation(
             db_session(),

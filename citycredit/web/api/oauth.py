@@ -88,7 +88,7 @@ def token(**form: Any) -> Any:
                     "invalid_client",
                     "send client credentials (HTTP Basic, form fields or an assertion)",
                 )
-            client = authenticate_secret(session, client_id, secret)
+            client = authenticate_secret(session, client_id, secret, key_secret=settings.key_secret)
         requested = (form.get("scope") or "").split() or None
         access_token, granted = issue_access_token(
             session, settings, client, requested, now=utcnow()

@@ -175,6 +175,12 @@ _TYPES = [
     ),
     ProblemType("not-acceptable", 406, "No representation matches the Accept header", ""),
     ProblemType(
+        "too-many-requests",
+        429,
+        "Too many requests",
+        "A rate limit was reached (per client, per address); wait the seconds `Retry-After` gives.",
+    ),
+    ProblemType(
         "internal-error",
         500,
         "Internal error",
@@ -187,6 +193,7 @@ _BY_STATUS = {
     405: "method-not-allowed",
     413: "payload-too-large",
     406: "not-acceptable",
+    429: "too-many-requests",
 }
 
 

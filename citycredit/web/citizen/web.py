@@ -37,7 +37,7 @@ from citizen.identity import SignInError, provider_for
 from citizen.models import CitizenSession
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
-from citycredit.web import forms
+from citycredit.web import forms, security
 from citycredit.web.app import db_session, platform_of
 from citycredit.web.citizen import charts
 from credit_codes import qr
@@ -220,6 +220,7 @@ def check_code() -> Any:
         )
     except SignInError as exc:
         # The failed attempt is counted (committed), and the citizen may try again.
+        security.mark_failed()
         return render_template(
             "citizen/login.html",
             challenge={"challenge_id": challenge_id},
