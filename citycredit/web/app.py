@@ -11,19 +11,20 @@ from citycredit.core.config import Settings, load_settings
 from citycredit.core.platform import Platform
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.web.api import init_api
+from citycredit.web.pipeline import PipelineFlask, init_pipeline
 from citycredit.web.security import init_security
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the web app for one city. ``config`` is a Settings, or overrides of the environment's."""
     settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
-    app = Flask(__name__)
+    app = PipelineFlask(__name__)
     app.config["SECRET_KEY"] = settings.secret_key
     # 10,000 records are about 3 MB of JSON; anything far larger is refused before it is parsed.
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     platform = Platform.start(settings)
     app.extensions["citycredit"] = platform
-    _init_unit_of_work(app, platform)
+    init_pipeline(app)  # first: its commit must run after every other after_request hook
     _register_pages(app)
     init_api(app)
     for domain in installed_domains():
@@ -51,21 +52,6 @@ def db_session() -> Session:
         g.db_session = platform_of(current_app).sessions()
     session: Session = g.db_session
     return session
-
-
-def _init_unit_of_work(app: Flask, platform: Platform) -> None:
-    @app.teardown_request
-    def _end_unit_of_work(error: BaseException | None) -> None:
-        session: Session | None = g.pop("db_session", None)
-        if session is None:
-            return
-        try:
-            if error is None and not g.pop("rollback", False):
-                session.commit()
-            else:
-                session.rollback()
-        finally:
-            session.close()
 
 
 def _register_pages(app: Flask) -> None:

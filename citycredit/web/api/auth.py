@@ -12,6 +12,8 @@ from citycredit.core.clients import AuthError, Caller, authenticate_bearer
 from citycredit.web.api.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The attribute of a view naming the scope it needs (None: any valid token).
+REQUIRED_SCOPE = "required_scope"
 
 
 def caller() -> Caller:
@@ -21,41 +23,52 @@ def caller() -> Caller:
 
 def require_scope(scope: str | None) -> Callable[[F], F]:
     """Authenticate the bearer token and require ``scope`` (``None``: any valid token); the client is
-    then at :func:`caller`."""
+    then at :func:`caller`.
+
+    The request pipeline reads the scope from the view (``REQUIRED_SCOPE``) and authenticates before
+    the body is parsed, so an anonymous caller learns nothing from validation errors.
+    """
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from citycredit.web.app import db_session, platform_of
-
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            challenge = 'Bearer realm="citycredit"' + (f', scope="{scope}"' if scope else "")
-            if scheme.lower() != "bearer" or not token:
-                raise Problem(
-                    "invalid-token",
-                    "send Authorization: Bearer <access token>",
-                    headers={"WWW-Authenticate": challenge},
-                )
-            try:
-                found = authenticate_bearer(
-                    db_session(), platform_of(current_app).settings, token.strip()
-                )
-            except AuthError as exc:
-                raise Problem(
-                    "invalid-token",
-                    exc.detail,
-                    headers={"WWW-Authenticate": challenge + ', error="invalid_token"'},
-                ) from None
-            if scope is not None and scope not in found.scopes:
-                raise Problem(
-                    "insufficient-scope",
-                    f"this endpoint needs the {scope!r} scope",
-                    headers={"WWW-Authenticate": challenge + ', error="insufficient_scope"'},
-                )
-            g.caller = found
+            if "caller" not in g:
+                authenticate(scope)
             return view(*args, **kwargs)
 
+        # functools.wraps copies __dict__, so the outer (argument-parsing) wrappers carry it too.
+        wrapper.__dict__[REQUIRED_SCOPE] = scope
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def authenticate(scope: str | None) -> Caller:
+    """Check the request's bearer token and ``scope``; the client is then at :func:`caller`."""
+    from citycredit.web.app import db_session, platform_of
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = 'Bearer realm="citycredit"' + (f', scope="{scope}"' if scope else "")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(
+            "invalid-token",
+            "send Authorization: Bearer <access token>",
+            headers={"WWW-Authenticate": challenge},
+        )
+    try:
+        found = authenticate_bearer(db_session(), platform_of(current_app).settings, token.strip())
+    except AuthError as exc:
+        raise Problem(
+            "invalid-token",
+            exc.detail,
+            headers={"WWW-Authenticate": challenge + ', error="invalid_token"'},
+        ) from None
+    if scope is not None and scope not in found.scopes:
+        raise Problem(
+            "insufficient-scope",
+            f"this endpoint needs the {scope!r} scope",
+            headers={"WWW-Authenticate": challenge + ', error="insufficient_scope"'},
+        )
+    g.caller = found
+    return found

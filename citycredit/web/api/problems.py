@@ -186,6 +186,12 @@ _TYPES = [
         "Internal error",
         "The error was logged; nothing of the request was kept.",
     ),
+    ProblemType(
+        "service-unavailable",
+        503,
+        "The service is briefly unavailable",
+        "The database could not be reached; nothing of the request was kept. Retry after the seconds in the `Retry-After` header (a POST with an `Idempotency-Key` is safe to retry with the same key).",
+    ),
 ]
 PROBLEM_TYPES = {t.slug: t for t in _TYPES}
 _BY_STATUS = {

@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.problems import Problem
+from citycredit.web.pipeline import text_checked_by_view
 from points_engine import batches, operations
 from points_engine.models import DataSource
 
@@ -69,6 +70,7 @@ class UploadResult(Schema):
 @blueprint.response(200, UploadResult)
 @require_scope("records:write")
 @idempotent(200)
+@text_checked_by_view("records")  # a bad row is a row error; the other rows land
 def upload_records(body: dict[str, Any]) -> Any:
     """Upload up to 10,000 records; good rows land, each bad row is reported. Re-sending changes nothing."""
     from citycredit.web.app import db_session, platform_of
