@@ -33,6 +33,7 @@ from citycredit.core.config import Settings
 from citycredit.core.db import Base, utcnow
 from citycredit.core.passwords import check_password, is_password_hash
 from citycredit.core.registry import all_client_kinds, all_scopes
+from citycredit.core.text import control_character, lone_surrogate
 
 ACCESS_TOKEN_LIFETIME = dt.timedelta(seconds=300)
 AUDIENCE = "citycredit-api"
@@ -175,6 +176,8 @@ def revoke_client(session: Session, client: ApiClient) -> None:
 
 
 def find_client(session: Session, client_id: str) -> ApiClient | None:
+    if control_character(client_id) or lone_surrogate(client_id):
+        return None  # no client has one, and PostgreSQL cannot even compare text holding NUL
     return session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from citycredit.core.db import Base, JSONDoc, utcnow
+from citycredit.core.text import control_character, lone_surrogate
 
 # The longest-lived token a key signs (access tokens); a retired key stays published this long.
 MAX_TOKEN_LIFETIME = dt.timedelta(seconds=600)
@@ -114,6 +115,8 @@ def public_key_for(
     session: Session, kid: str, *, now: dt.datetime | None = None
 ) -> Ed25519PublicKey | None:
     """The published key ``kid``, or None if unknown or retired longer ago than any token lives."""
+    if control_character(kid) or lone_surrogate(kid):
+        return None  # no key has one, and PostgreSQL cannot even compare text holding NUL
     now = now or utcnow()
     bind = session.get_bind()
     cache_key = (str(bind.engine.url), kid)

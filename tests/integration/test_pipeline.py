@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -162,6 +163,27 @@ def test_nul_and_other_control_characters_are_refused_at_every_edge(city: Citize
     # A name is refused like a value, and shown escaped.
     oddly_named = client.post("/api/v1/verifications", json={"a\nb": 1}, headers=bearer(venue))
     assert_refused_problem(oddly_named, "a\\nb")
+
+
+def test_control_characters_inside_signed_tokens_are_refused_as_bad_credentials(
+    city: CitizenApp,
+) -> None:
+    key = "k" * 64
+    client = city.client()
+    bad_kid = jwt.encode({"sub": "x"}, key, algorithm="HS256", headers={"kid": "\x00"})
+    answer = client.get("/api/v1/scenarios", headers=bearer(bad_kid))
+    assert answer.status_code == 401 and answer.get_json()["type"] == "/problems/invalid-token"
+    assertion = jwt.encode({"iss": "a\x00b", "sub": "a\x00b"}, key, algorithm="HS256")
+    token_answer = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
+    assert token_answer.status_code == 401
+    assert token_answer.get_json()["type"] == "/problems/invalid-client"
 
 
 def test_text_areas_keep_their_line_breaks_and_nothing_else_does(city: CitizenApp) -> None:
