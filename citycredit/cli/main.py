@@ -91,6 +91,8 @@ def serve(host: str, port: int, workers: int) -> None:
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:citycredit.web.gunicorn_config",
             "--bind",
             f"{host}:{port}",
             "--workers",

@@ -46,12 +46,18 @@ def gunicorn(
     workers: int = 2,
     threads: int = 4,
     app: str = "citycredit.web.wsgi:app",
+    access_log: bool = False,
 ) -> Iterator[tuple[str, list[str], subprocess.Popen[bytes]]]:
-    """Serve ``app`` with gunicorn on loopback until the block ends; yields (url, command, process)."""
+    """Serve ``app`` with gunicorn on loopback until the block ends; yields (url, command, process).
+
+    With our gunicorn settings (escaped log lines with request ids); the access log only if asked.
+    """
     url = f"http://127.0.0.1:{port}"
     command = [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+        sys.executable, "-m", "gunicorn", "--config", "python:citycredit.web.gunicorn_config",
+        "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
+        *(["--access-logfile", "-"] if access_log else []),
         app,
     ]  # fmt: skip
     with log_path.open("w") as log:
