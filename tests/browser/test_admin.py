@@ -68,6 +68,8 @@ def test_an_operator_registers_a_benefit_that_a_venue_then_verifies(
     context, page, outside = open_page(browser, city)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # A script or style the Content-Security-Policy blocks is reported on the console only.
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
 
     # The operator drafts "deposit-free borrowing of 40 books for tier 良好 and above" and submits it.
     _sign_in(page, city, "librarian")

@@ -136,6 +136,8 @@ def phone(browser: Any) -> tuple[Any, Any, list[str], list[str]]:
     errors: list[str] = []
     page.route("**/*", only_loopback(outside))
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # A script or style the Content-Security-Policy blocks is reported on the console only.
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     return context, page, outside, errors
 
 

@@ -39,6 +39,8 @@ def test_the_api_docs_render_from_local_assets_only(browser: Any, city: LiveCity
     context, page, outside = open_page(browser, city)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # A script or style the Content-Security-Policy blocks is reported on the console only.
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     page.goto(city.url + "/api/docs")
     page.get_by_text("/api/v1/verifications").first.wait_for(timeout=15_000)
     assert page.get_by_text("/api/v1/redemptions").first.is_visible()
@@ -50,6 +52,9 @@ def test_the_api_docs_render_from_local_assets_only(browser: Any, city: LiveCity
 
 def test_the_overview_is_in_chinese_with_an_english_switch(browser: Any, city: LiveCity) -> None:
     context, page, outside = open_page(browser, city)
+    errors: list[str] = []
+    # A script or style the Content-Security-Policy blocks is reported on the console only.
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     page.goto(city.url + "/")
     assert page.locator("h1").inner_text().endswith("个人信用积分")
     assert page.get_by_text("已授权评分").is_visible()
@@ -58,5 +63,5 @@ def test_the_overview_is_in_chinese_with_an_english_switch(browser: Any, city: L
     page.wait_for_url("**/?lang=en")
     assert page.get_by_text("Consented to scoring").is_visible()
     screenshot(page, "overview-en")
-    assert outside == []
+    assert outside == [] and errors == []
     context.close()
