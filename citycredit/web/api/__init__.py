@@ -15,7 +15,13 @@ from flask_smorest import Api
 
 from citycredit.core.registry import all_scopes, installed_domains, resolve_all
 from citycredit.web.api import oauth
-from citycredit.web.api.problems import ProblemSchema, init_problems
+from citycredit.web.api.openapi import (
+    DOCUMENTED,
+    Problem,
+    eligibility_schema,
+    register_problem_responses,
+)
+from citycredit.web.api.problems import init_problems
 
 API_DOCS_ASSETS = "/api/docs/assets/"
 
@@ -23,7 +29,13 @@ API_DOCS_ASSETS = "/api/docs/assets/"
 class CityApi(Api):
     """flask-smorest's Api, documenting our RFC 9457 problem as the error response of every endpoint."""
 
-    ERROR_SCHEMA = ProblemSchema
+    ERROR_SCHEMA = Problem
+    # Each endpoint lists the statuses it answers (openapi.problems); no catch-all "default".
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_responses(self) -> None:
+        # flask-smorest documents errors as application/json; ours are application/problem+json.
+        register_problem_responses(self.spec, self.ERROR_SCHEMA)
 
 
 def init_api(app: Flask) -> Api:
@@ -60,6 +72,7 @@ def init_api(app: Flask) -> Api:
         },
     )
     api = CityApi(app)
+    api.spec.components.schema("EligibilityRule", eligibility_schema())
 
     @app.get(API_DOCS_ASSETS + "<path:filename>")
     def _docs_assets(filename: str) -> Any:
@@ -69,6 +82,8 @@ def init_api(app: Flask) -> Api:
     for domain in installed_domains():
         for blueprint in resolve_all(domain.api):
             api.register_blueprint(blueprint)
+    for name, schema in DOCUMENTED.items():
+        api.spec.components.schema(name, schema=schema)
     # Registered last so that our problem handlers replace flask-smorest's default error payload.
     init_problems(app)
     return api

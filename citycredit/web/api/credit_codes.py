@@ -12,11 +12,12 @@ from citycredit.core.db import utcnow
 from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
+from citycredit.web.api.openapi import ID_NUMBER, ID_NUMBER_PATTERN, SCENARIO_CODE, problems
 from citycredit.web.api.problems import Problem
 from citycredit.web.security import limit_verifications
 from credit_codes import operations, qr, tokens
 from points_engine.queries import find_citizen
-from scenarios.operations import ScenarioUnavailable, UnknownScenario
+from scenarios.operations import CODE, ScenarioUnavailable, UnknownScenario
 
 blueprint = Blueprint(
     "credit_codes", __name__, url_prefix="/api/v1", description="Citizens' QR credit codes (信用码)"
@@ -24,51 +25,75 @@ blueprint = Blueprint(
 
 
 class Presented(Schema):
-    token = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    scenario = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    token = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2000),
+        metadata={"description": "the scanned text of the citizen's QR code (a compact JWS)"},
+    )
+    scenario = fields.String(
+        required=True,
+        validate=[validate.Length(min=3, max=64), validate.Regexp(CODE)],
+        metadata=SCENARIO_CODE,
+    )
 
 
 class TierSchema(Schema):
-    level = fields.Integer(metadata={"description": "common scale, 5 best … 1"})
-    name_zh = fields.String()
-    name_en = fields.String()
+    level = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=5),
+        metadata={"description": "common scale, 5 best … 1"},
+    )
+    name_zh = fields.String(required=True, metadata={"example": "良好"})
+    name_en = fields.String(required=True, metadata={"example": "Good"})
 
 
 class BenefitSchema(Schema):
-    zh = fields.String()
-    en = fields.String()
+    zh = fields.String(required=True)
+    en = fields.String(required=True)
 
 
 class VerificationSchema(Schema):
-    verification_id = fields.String()
-    eligible = fields.Boolean()
-    tier = fields.Nested(TierSchema)
-    scenario = fields.String()
+    verification_id = fields.String(required=True, metadata={"example": "ver_5f0c2a9e13b4d7a6"})
+    eligible = fields.Boolean(required=True)
+    tier = fields.Nested(TierSchema, required=True)
+    scenario = fields.String(required=True)
     scenario_version = fields.Integer(
-        metadata={"description": "the rules the answer was given under"}
+        required=True, metadata={"description": "the rules the answer was given under"}
     )
-    benefit = fields.Nested(BenefitSchema)
-    verified_at = fields.String()
+    benefit = fields.Nested(BenefitSchema, required=True)
+    verified_at = fields.String(required=True, metadata={"format": "date-time"})
 
 
 class RedemptionSchema(Schema):
-    redemption_id = fields.String()
-    verification_id = fields.String()
-    scenario = fields.String()
-    scenario_version = fields.Integer()
-    benefit = fields.Nested(BenefitSchema)
-    redeemed_at = fields.String()
+    redemption_id = fields.String(required=True, metadata={"example": "red_0a1b2c3d4e5f6071"})
+    verification_id = fields.String(required=True)
+    scenario = fields.String(required=True)
+    scenario_version = fields.Integer(required=True)
+    benefit = fields.Nested(BenefitSchema, required=True)
+    redeemed_at = fields.String(required=True, metadata={"format": "date-time"})
 
 
 class IssueRequest(Schema):
     id_number = fields.String(
-        required=True, metadata={"description": "never echoed, logged or stored"}
+        required=True,
+        validate=[validate.Length(equal=18), validate.Regexp(ID_NUMBER_PATTERN)],
+        metadata=ID_NUMBER,
     )
 
 
 class IssuedCode(Schema):
-    token = fields.String()
-    expires_at = fields.String()
+    token = fields.String(required=True, metadata={"description": "the text to show as a QR code"})
+    expires_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+_CODE_HEADERS = {
+    "Credit-Code-Expires": {
+        "description": "when the code expires (ISO 8601)",
+        "schema": {"type": "string", "format": "date-time"},
+        "required": True,
+    },
+    "Cache-Control": {"schema": {"type": "string", "example": "no-store"}, "required": True},
+}
 
 
 def _refusal(exc: Exception) -> Problem:
@@ -85,6 +110,7 @@ def _refusal(exc: Exception) -> Problem:
 
 @blueprint.route("/verifications", methods=["POST"])
 @blueprint.doc(security=[{"oauth2": ["verify"]}])
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
 @blueprint.arguments(Presented)
 @blueprint.response(200, VerificationSchema)
 @require_scope("verify")
@@ -109,6 +135,7 @@ def verify(body: dict[str, Any]) -> Any:
 
 @blueprint.route("/redemptions", methods=["POST"])
 @blueprint.doc(security=[{"oauth2": ["redeem"]}], parameters=[HEADER_DOC])
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
 @blueprint.arguments(Presented)
 @blueprint.response(201, RedemptionSchema)
 @require_scope("redeem")
@@ -139,8 +166,19 @@ def redeem(body: dict[str, Any]) -> Any:
 @blueprint.route("/credit-codes", methods=["POST"])
 @blueprint.doc(
     security=[{"oauth2": ["codes:issue"]}],
-    responses={"201": {"content": {"image/png": {}, "image/svg+xml": {}}}},
+    responses={
+        "201": {
+            "description": "The code: JSON by default, or its QR image as the Accept header asks",
+            "headers": _CODE_HEADERS,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/IssuedCode"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "image/svg+xml": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
 @blueprint.arguments(IssueRequest)
 @blueprint.response(201, IssuedCode)
 @require_scope("codes:issue")

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 
 from citycredit.core.clients import (
     ASSERTION_TYPE,
@@ -19,27 +19,59 @@ from citycredit.core.clients import (
 )
 from citycredit.core.db import utcnow
 from citycredit.core.keys import jwks
+from citycredit.web.api.openapi import problems
 from citycredit.web.api.problems import Problem
 
 blueprint = Blueprint("oauth", __name__, description="OAuth 2 tokens and the city's public keys")
 
 
 class TokenRequest(Schema):
-    grant_type = fields.String(required=True, metadata={"example": "client_credentials"})
+    # Other grant types are answered 400 unsupported-grant-type (RFC 6749 §5.2), hence no validator.
+    grant_type = fields.String(required=True, metadata={"enum": ["client_credentials"]})
     scope = fields.String(
         metadata={"description": "space-separated; default: all the client's scopes"}
     )
-    client_id = fields.String()
+    client_id = fields.String(
+        metadata={"description": "with client_secret, when not sent as HTTP Basic"}
+    )
     client_secret = fields.String()
-    client_assertion_type = fields.String()
-    client_assertion = fields.String()
+    client_assertion_type = fields.String(metadata={"enum": [ASSERTION_TYPE]})
+    client_assertion = fields.String(
+        metadata={"description": "RFC 7523: a JWT signed with the client's registered key"}
+    )
 
 
 class TokenResponse(Schema):
     access_token = fields.String(required=True)
-    token_type = fields.String(required=True, metadata={"example": "Bearer"})
-    expires_in = fields.Integer(required=True)
-    scope = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"enum": ["Bearer"]})
+    expires_in = fields.Integer(required=True, metadata={"example": 300})
+    scope = fields.String(required=True, metadata={"example": "verify redeem"})
+
+
+class JwkSchema(Schema):
+    kty = fields.String(required=True, metadata={"example": "OKP"})
+    crv = fields.String(metadata={"example": "Ed25519"})
+    x = fields.String()
+    kid = fields.String(required=True)
+    alg = fields.String(metadata={"example": "EdDSA"})
+    use = fields.String(metadata={"example": "sig"})
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class JwksSchema(Schema):
+    keys = fields.List(fields.Nested(JwkSchema), required=True)
+
+
+class ConfigurationSchema(Schema):
+    issuer = fields.String(required=True, metadata={"example": "huangshi"})
+    city_name = fields.String(required=True)
+    token_endpoint = fields.String(required=True, metadata={"format": "uri"})
+    jwks_uri = fields.String(required=True, metadata={"format": "uri"})
+    api_base = fields.String(required=True, metadata={"format": "uri"})
+    credit_code_algorithms = fields.List(fields.String(), required=True)
+    credit_code_lifetime_seconds = fields.Integer(required=True)
 
 
 def _oauth_problem(exc: AuthError) -> Problem:
@@ -59,6 +91,7 @@ def _oauth_problem(exc: AuthError) -> Problem:
 
 
 @blueprint.route("/oauth/token", methods=["POST"])
+@problems(blueprint, 401, 413, 429)
 @blueprint.arguments(TokenRequest, location="form", unknown="exclude", as_kwargs=True)
 @blueprint.response(200, TokenResponse)
 def token(**form: Any) -> Any:
@@ -119,7 +152,8 @@ def _basic_credentials() -> tuple[str, str] | None:
 
 
 @blueprint.route("/.well-known/jwks.json", methods=["GET"])
-@blueprint.response(200)
+@problems(blueprint, 429)
+@blueprint.response(200, JwksSchema)
 def jwks_document() -> Any:
     """The city's public signing keys (current and recently retired), for offline verification."""
     from citycredit.web.app import db_session
@@ -130,7 +164,8 @@ def jwks_document() -> Any:
 
 
 @blueprint.route("/.well-known/citycredit-configuration", methods=["GET"])
-@blueprint.response(200)
+@problems(blueprint, 429)
+@blueprint.response(200, ConfigurationSchema)
 def configuration() -> Any:
     """Where partners find the city: its issuer code, token endpoint and keys (like OIDC discovery)."""
     from citycredit.web.app import platform_of

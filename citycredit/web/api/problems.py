@@ -279,7 +279,10 @@ def init_problems(app: Flask) -> None:
         slug = _BY_STATUS.get(code)
         if slug is None:
             slug = "validation-error" if code in (400, 422) else "internal-error"
-        return problem_response(slug, error.description or "", status=code)
+        # RFC 9110 §15.5.6: a 405 names the methods the resource answers.
+        allowed = getattr(error, "valid_methods", None)
+        headers = {"Allow": ", ".join(allowed)} if code == 405 and allowed else None
+        return problem_response(slug, error.description or "", status=code, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

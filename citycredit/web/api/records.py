@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
+from citycredit.web.api.openapi import ID_NUMBER, documented, problems
 from citycredit.web.api.problems import Problem
 from citycredit.web.pipeline import text_checked_by_view
 from points_engine import batches, operations
@@ -21,18 +22,40 @@ blueprint = Blueprint(
 MAX_ROWS = 10_000
 
 
+@documented("RecordRow")
 class RecordRow(Schema):
-    source = fields.String(required=True)
-    source_record_id = fields.String(required=True)
-    id_number = fields.String(
-        required=True, metadata={"description": "never echoed, logged or stored"}
+    """One record. Each row is checked on its own: a row that breaks a rule is reported in the
+    answer's `errors` and the other rows land."""
+
+    source = fields.String(
+        required=True,
+        metadata={"description": "a data source registered with the city", "example": "court"},
     )
-    item_code = fields.String(required=True)
-    document_no = fields.String(required=True)
-    occurred_on = fields.String(required=True, metadata={"example": "2026-05-01"})
-    reported_on = fields.String(required=True, metadata={"example": "2026-05-03"})
+    source_record_id = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=128),
+        metadata={
+            "description": "the source's own id of the record; the same id updates the record"
+        },
+    )
+    id_number = fields.String(required=True, metadata=ID_NUMBER)
+    item_code = fields.String(
+        required=True,
+        metadata={"description": "an item of the published scoring model", "example": "AWARD"},
+    )
+    document_no = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    occurred_on = fields.Date(
+        required=True, metadata={"description": "not in the future", "example": "2026-05-01"}
+    )
+    reported_on = fields.Date(
+        required=True,
+        metadata={
+            "description": "not before occurred_on, not in the future",
+            "example": "2026-05-03",
+        },
+    )
     status = fields.String(
-        load_default="active", metadata={"enum": ["active", "repaired", "revoked"]}
+        load_default="active", validate=validate.OneOf(["active", "repaired", "revoked"])
     )
 
 
@@ -40,32 +63,33 @@ class RecordsUpload(Schema):
     # Rows are validated one by one by the ingestion rules (so one bad row rejects only itself);
     # the schema documents their shape and bounds the batch.
     records = fields.List(
-        fields.Dict(),
+        fields.Dict(metadata={"allOf": [{"$ref": "#/components/schemas/RecordRow"}]}),
         required=True,
         validate=validate.Length(min=1, max=MAX_ROWS),
-        metadata={"items": RecordRow},
+        metadata={"description": f"1 to {MAX_ROWS:,} rows; each is checked on its own"},
     )
 
 
 class RowErrorSchema(Schema):
-    row = fields.Integer(metadata={"description": "1-based index in `records`"})
-    field = fields.String()
-    reason = fields.String()
-    source_record_id = fields.String()
+    row = fields.Integer(required=True, metadata={"description": "1-based index in `records`"})
+    field = fields.String(required=True)
+    reason = fields.String(required=True)
+    source_record_id = fields.String(required=True)
 
 
 class UploadResult(Schema):
-    batch_id = fields.Integer()
-    rows = fields.Integer()
-    inserted = fields.Integer()
-    updated = fields.Integer()
-    unchanged = fields.Integer()
-    rejected = fields.Integer()
-    errors = fields.List(fields.Nested(RowErrorSchema))
+    batch_id = fields.Integer(required=True)
+    rows = fields.Integer(required=True)
+    inserted = fields.Integer(required=True)
+    updated = fields.Integer(required=True)
+    unchanged = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    errors = fields.List(fields.Nested(RowErrorSchema), required=True)
 
 
 @blueprint.route("/records", methods=["POST"])
 @blueprint.doc(security=[{"oauth2": ["records:write"]}], parameters=[HEADER_DOC])
+@problems(blueprint, 401, 403, 409, 413, 422, 429)
 @blueprint.arguments(RecordsUpload)
 @blueprint.response(200, UploadResult)
 @require_scope("records:write")

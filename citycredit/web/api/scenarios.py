@@ -18,15 +18,20 @@ from sqlalchemy.orm import Session
 from citycredit.core import actors
 from citycredit.core.clients import ApiClient
 from citycredit.web.api.auth import caller, require_scope
+from citycredit.web.api.openapi import CATEGORY_NAMES, SCENARIO_CODE, Eligibility, problems
 from citycredit.web.api.problems import Problem
 from scenarios import operations as registry
 from scenarios.models import (
-    CATEGORIES,
     SCENARIO_STATUSES,
+    VERSION_STATES,
     Operator,
     Scenario,
     ScenarioVersion,
 )
+
+_VENUE_CODE = {**SCENARIO_CODE, "description": "a venue's code", "example": "lib-central"}
+# The path's scenario code: one that does not follow the pattern cannot exist (404).
+_CODE_PARAM = [{"in": "path", "name": "code", "schema": SCENARIO_CODE}]
 
 blueprint = Blueprint(
     "scenarios",
@@ -37,59 +42,102 @@ blueprint = Blueprint(
 
 
 class Bilingual(Schema):
-    zh = fields.String()
-    en = fields.String()
+    zh = fields.String(required=True)
+    en = fields.String(required=True)
 
 
 class VersionOut(Schema):
-    number = fields.Integer()
-    state = fields.String()
-    name = fields.Nested(Bilingual)
-    benefit = fields.Nested(Bilingual)
-    requirement = fields.Nested(Bilingual, metadata={"description": "the rule in words"})
-    eligibility = fields.Dict(metadata={"description": "the rule as data (scenarios.eligibility)"})
-    quota_per_day = fields.Integer(allow_none=True)
-    quota_per_month = fields.Integer(allow_none=True)
-    quota_total = fields.Integer(allow_none=True)
-    valid_from = fields.Date(allow_none=True)
-    valid_until = fields.Date(allow_none=True)
-    review_note = fields.String(allow_none=True)
+    number = fields.Integer(required=True, metadata={"minimum": 1})
+    state = fields.String(required=True, metadata={"enum": list(VERSION_STATES)})
+    name = fields.Nested(Bilingual, required=True)
+    benefit = fields.Nested(Bilingual, required=True)
+    requirement = fields.Nested(
+        Bilingual, required=True, metadata={"description": "the rule in words"}
+    )
+    eligibility = Eligibility(required=True, metadata={"description": "the rule as data"})
+    quota_per_day = fields.Integer(allow_none=True, required=True)
+    quota_per_month = fields.Integer(allow_none=True, required=True)
+    quota_total = fields.Integer(allow_none=True, required=True)
+    valid_from = fields.Date(allow_none=True, required=True)
+    valid_until = fields.Date(allow_none=True, required=True)
+    review_note = fields.String(
+        allow_none=True, required=True, metadata={"description": "the operator's own clients only"}
+    )
 
 
 class ScenarioOut(Schema):
-    code = fields.String()
-    operator = fields.String()
-    category = fields.String()
-    status = fields.String()
-    live = fields.Nested(VersionOut, allow_none=True)
+    code = fields.String(required=True, metadata=SCENARIO_CODE)
+    operator = fields.String(required=True)
+    category = fields.String(required=True, metadata={"enum": CATEGORY_NAMES})
+    status = fields.String(required=True, metadata={"enum": list(SCENARIO_STATUSES)})
+    live = fields.Nested(VersionOut, allow_none=True, required=True)
     pending = fields.Nested(
-        VersionOut, allow_none=True, metadata={"description": "the operator's own clients only"}
+        VersionOut,
+        allow_none=True,
+        required=True,
+        metadata={"description": "the operator's own clients only"},
     )
-    venues = fields.List(fields.String())
+    venues = fields.List(fields.String(metadata=_VENUE_CODE), required=True)
 
 
 class CatalogueQuery(Schema):
-    category = fields.String(validate=validate.OneOf(list(CATEGORIES)))
+    category = fields.String(validate=validate.OneOf(CATEGORY_NAMES))
     status = fields.String(validate=validate.OneOf(SCENARIO_STATUSES))
 
 
+def _as_registry(name: str, **more: Any) -> dict[str, Any]:
+    """The registry's bounds of a content field, for the document. The registry itself checks them,
+    after the edge, so that every bad field of a request is reported at once."""
+    bounds: dict[str, Any] = {}
+    for rule in registry.ContentSchema._declared_fields[name].validators:
+        if isinstance(rule, validate.Range):
+            bounds.update(minimum=rule.min, maximum=rule.max)
+        elif isinstance(rule, validate.Length):
+            bounds.update(minLength=rule.min, maxLength=rule.max)
+    return {k: v for k, v in bounds.items() if v is not None} | more
+
+
 class ContentIn(Schema):
-    name_zh = fields.String(required=True)
-    name_en = fields.String(required=True)
-    benefit_zh = fields.String(required=True)
-    benefit_en = fields.String(required=True)
-    eligibility = fields.Dict(required=True, metadata={"example": {"min_common_tier": 3}})
-    quota_per_day = fields.Integer(allow_none=True, load_default=None)
-    quota_per_month = fields.Integer(allow_none=True, load_default=None)
-    quota_total = fields.Integer(allow_none=True, load_default=None)
+    """A version's content, checked by the registry (after trimming spaces) with the cross-field rules:
+    ``quota_per_month`` not below ``quota_per_day``, ``valid_until`` not before ``valid_from``."""
+
+    name_zh = fields.String(required=True, metadata=_as_registry("name_zh"))
+    name_en = fields.String(required=True, metadata=_as_registry("name_en"))
+    benefit_zh = fields.String(required=True, metadata=_as_registry("benefit_zh"))
+    benefit_en = fields.String(required=True, metadata=_as_registry("benefit_en"))
+    eligibility = Eligibility(required=True)
+    quota_per_day = fields.Integer(
+        allow_none=True,
+        load_default=None,
+        metadata=_as_registry(
+            "quota_per_day", description="per citizen per day (city time); null: no limit"
+        ),
+    )
+    quota_per_month = fields.Integer(
+        allow_none=True,
+        load_default=None,
+        metadata=_as_registry(
+            "quota_per_month", description="per citizen per month; null: no limit"
+        ),
+    )
+    quota_total = fields.Integer(
+        allow_none=True,
+        load_default=None,
+        metadata=_as_registry("quota_total", description="for everyone together; null: no limit"),
+    )
     valid_from = fields.Date(allow_none=True, load_default=None)
     valid_until = fields.Date(allow_none=True, load_default=None)
 
 
 class ScenarioIn(ContentIn):
-    code = fields.String(required=True)
-    category = fields.String(required=True)
-    venues = fields.List(fields.String(), load_default=list)
+    # Checked by the registry, whose messages say what is allowed.
+    code = fields.String(required=True, metadata=SCENARIO_CODE)
+    category = fields.String(required=True, metadata={"enum": CATEGORY_NAMES})
+    venues = fields.List(
+        fields.String(metadata=_VENUE_CODE),
+        load_default=list,
+        metadata={"description": "the operator's venues that honour it"},
+    )
 
 
 class ReasonIn(Schema):
@@ -187,6 +235,7 @@ def _refusal(exc: registry.RegistryError) -> Problem:
 
 @blueprint.route("", methods=["GET"])
 @blueprint.doc(security=[{"oauth2": []}])
+@problems(blueprint, 401, 422, 429)
 @blueprint.arguments(CatalogueQuery, location="query")
 @blueprint.response(200, ScenarioOut(many=True))
 @require_scope(None)
@@ -207,8 +256,9 @@ def catalogue(query: dict[str, Any]) -> Any:
     return _outs(session, client, list(session.scalars(statement)))
 
 
-@blueprint.route("/<code>", methods=["GET"])
+@blueprint.route("/<code>", methods=["GET"], parameters=_CODE_PARAM)
 @blueprint.doc(security=[{"oauth2": []}])
+@problems(blueprint, 401, 404, 429)
 @blueprint.response(200, ScenarioOut)
 @require_scope(None)
 def show(code: str) -> Any:
@@ -220,6 +270,7 @@ def show(code: str) -> Any:
 
 @blueprint.route("", methods=["POST"])
 @blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@problems(blueprint, 401, 403, 409, 413, 422, 429)
 @blueprint.arguments(ScenarioIn)
 @blueprint.response(201, ScenarioOut)
 @require_scope("scenarios:write")
@@ -246,8 +297,9 @@ def create(body: dict[str, Any]) -> Any:
     return _outs(session, client, [scenario])[0]
 
 
-@blueprint.route("/<code>/draft", methods=["PUT"])
+@blueprint.route("/<code>/draft", methods=["PUT"], parameters=_CODE_PARAM)
 @blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
 @blueprint.arguments(ContentIn)
 @blueprint.response(200, ScenarioOut)
 @require_scope("scenarios:write")
@@ -278,8 +330,9 @@ def _step(code: str, step: str, reason: str = "") -> Any:
     return _outs(session, client, [scenario])[0]
 
 
-@blueprint.route("/<code>/submit", methods=["POST"])
+@blueprint.route("/<code>/submit", methods=["POST"], parameters=_CODE_PARAM)
 @blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@problems(blueprint, 401, 403, 404, 409, 429)
 @blueprint.response(200, ScenarioOut)
 @require_scope("scenarios:write")
 def submit(code: str) -> Any:
@@ -287,8 +340,9 @@ def submit(code: str) -> Any:
     return _step(code, "submit")
 
 
-@blueprint.route("/<code>/suspend", methods=["POST"])
+@blueprint.route("/<code>/suspend", methods=["POST"], parameters=_CODE_PARAM)
 @blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
 @blueprint.arguments(ReasonIn)
 @blueprint.response(200, ScenarioOut)
 @require_scope("scenarios:write")
@@ -297,10 +351,12 @@ def suspend(body: dict[str, Any], code: str) -> Any:
     return _step(code, "suspend", body["reason"])
 
 
-@blueprint.route("/<code>/resume", methods=["POST"])
+@blueprint.route("/<code>/resume", methods=["POST"], parameters=_CODE_PARAM)
 @blueprint.doc(security=[{"oauth2": ["scenarios:write"]}])
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
 @blueprint.arguments(ReasonIn)
 @blueprint.response(200, ScenarioOut)
 @require_scope("scenarios:write")
 def resume(body: dict[str, Any], code: str) -> Any:
+    """Serve the scenario again after the operator's own suspension."""
     return _step(code, "resume", body["reason"])
