@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, jsonify, render_template, request
-from sqlalchemy.orm import Session
+from flask import Flask, jsonify, render_template, request
 
 from citycredit.core.config import Settings, load_settings
 from citycredit.core.platform import Platform
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.web.api import init_api
+from citycredit.web.context import db_session, platform_of
 from citycredit.web.pipeline import PipelineFlask, init_pipeline
 from citycredit.web.security import init_security
+from points_engine import queries
+from points_engine.operations import NoPublishedModel
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -34,30 +36,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def platform_of(app: Flask) -> Platform:
-    platform: Platform = app.extensions["citycredit"]
-    return platform
-
-
-def roll_back_request() -> None:
-    """Make the request end in a rollback even though a handler turned the error into a response."""
-    g.rollback = True
-
-
-def db_session() -> Session:
-    """The request's session; committed once when the request succeeds, rolled back otherwise."""
-    if "db_session" not in g:
-        from flask import current_app
-
-        g.db_session = platform_of(current_app).sessions()
-    session: Session = g.db_session
-    return session
-
-
 def _register_pages(app: Flask) -> None:
-    from points_engine import queries
-    from points_engine.operations import NoPublishedModel
-
     @app.get("/healthz")
     def healthz() -> Any:
         return jsonify(status="ok")

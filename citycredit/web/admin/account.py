@@ -21,7 +21,7 @@ from citycredit.web.admin.web import (
     start_session,
     t,
 )
-from citycredit.web.app import db_session
+from citycredit.web.context import db_session
 
 _ENDED = {
     "idle": (

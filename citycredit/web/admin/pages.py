@@ -23,7 +23,7 @@ from citycredit.web.admin.web import (
     t,
     today,
 )
-from citycredit.web.app import db_session, platform_of
+from citycredit.web.context import db_session, platform_of
 from points_engine import operations
 from points_engine import queries as engine_queries
 from points_engine.models import IngestBatch, ScoringModelVersion

@@ -31,7 +31,7 @@ from citycredit.web.admin.web import (
     t,
     today,
 )
-from citycredit.web.app import db_session
+from citycredit.web.context import db_session
 from credit_codes.models import Redemption, Verification
 from points_engine.tiers import common_tier
 from scenarios import csvio

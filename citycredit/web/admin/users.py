@@ -18,7 +18,7 @@ from citycredit.web.admin.web import (
     require_permission,
     t,
 )
-from citycredit.web.app import db_session
+from citycredit.web.context import db_session
 from points_engine.models import DataSource
 from scenarios.models import Operator
 

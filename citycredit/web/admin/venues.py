@@ -41,7 +41,7 @@ from citycredit.web.admin.web import (
     t,
 )
 from citycredit.web.admin.web import bp as admin_bp
-from citycredit.web.app import db_session, platform_of
+from citycredit.web.context import db_session, platform_of
 from scenarios import operations as registry
 from scenarios.models import CATEGORIES, Operator, Scenario, ScenarioVenue, Venue
 

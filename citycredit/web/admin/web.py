@@ -59,7 +59,7 @@ from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.core.registry import installed_domains
 from citycredit.web import forms
-from citycredit.web.app import db_session, platform_of, roll_back_request
+from citycredit.web.context import db_session, platform_of, roll_back_request
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from flask import current_app, g, request
 
 from citycredit.core.clients import AuthError, Caller, authenticate_bearer
 from citycredit.web.api.problems import Problem
+from citycredit.web.context import db_session, platform_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 # The attribute of a view naming the scope it needs (None: any valid token).
@@ -45,7 +46,6 @@ def require_scope(scope: str | None) -> Callable[[F], F]:
 
 def authenticate(scope: str | None) -> Caller:
     """Check the request's bearer token and ``scope``; the client is then at :func:`caller`."""
-    from citycredit.web.app import db_session, platform_of
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -14,6 +14,7 @@ from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.openapi import ID_NUMBER, ID_NUMBER_PATTERN, SCENARIO_CODE, problems
 from citycredit.web.api.problems import Problem
+from citycredit.web.context import db_session, platform_of
 from citycredit.web.security import limit_verifications
 from credit_codes import operations, qr, tokens
 from points_engine.queries import find_citizen
@@ -116,7 +117,6 @@ def _refusal(exc: Exception) -> Problem:
 @require_scope("verify")
 def verify(body: dict[str, Any]) -> Any:
     """Verify a scanned code for a scenario: eligible or not, and the tier. Nothing else is revealed."""
-    from citycredit.web.app import db_session, platform_of
 
     limit_verifications()  # per client: after the token is checked, never before
     try:
@@ -142,7 +142,6 @@ def verify(body: dict[str, Any]) -> Any:
 @idempotent(201)
 def redeem(body: dict[str, Any]) -> Any:
     """Redeem the benefit: once per code, within the scenario's quotas (per citizen per day and month, and in total), exactly under concurrency."""
-    from citycredit.web.app import db_session, platform_of
 
     try:
         result = operations.redeem(
@@ -184,7 +183,6 @@ def redeem(body: dict[str, Any]) -> Any:
 @require_scope("codes:issue")
 def issue(body: dict[str, Any]) -> Any:
     """Issue a fresh code for a consenting citizen (the city's app). Accept image/png or image/svg+xml for the QR."""
-    from citycredit.web.app import db_session, platform_of
 
     session = db_session()
     settings = platform_of(current_app).settings

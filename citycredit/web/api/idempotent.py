@@ -12,6 +12,7 @@ from flask import request
 from citycredit.core.idempotency import KeyReused, claim, complete, release
 from citycredit.web.api.auth import caller
 from citycredit.web.api.problems import Problem
+from citycredit.web.context import db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,7 +34,6 @@ def idempotent(status: int) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from citycredit.web.app import db_session
 
             key = request.headers.get("Idempotency-Key")
             if key is None:

@@ -21,6 +21,7 @@ from citycredit.core.db import utcnow
 from citycredit.core.keys import jwks
 from citycredit.web.api.openapi import problems
 from citycredit.web.api.problems import Problem
+from citycredit.web.context import db_session, platform_of
 
 blueprint = Blueprint("oauth", __name__, description="OAuth 2 tokens and the city's public keys")
 
@@ -96,7 +97,6 @@ def _oauth_problem(exc: AuthError) -> Problem:
 @blueprint.response(200, TokenResponse)
 def token(**form: Any) -> Any:
     """Exchange client credentials for a short-lived access token."""
-    from citycredit.web.app import db_session, platform_of
 
     if form.get("grant_type") != "client_credentials":
         raise Problem(
@@ -156,7 +156,6 @@ def _basic_credentials() -> tuple[str, str] | None:
 @blueprint.response(200, JwksSchema)
 def jwks_document() -> Any:
     """The city's public signing keys (current and recently retired), for offline verification."""
-    from citycredit.web.app import db_session
 
     response = jsonify(jwks(db_session()))
     response.headers["Cache-Control"] = "public, max-age=300"
@@ -168,7 +167,6 @@ def jwks_document() -> Any:
 @blueprint.response(200, ConfigurationSchema)
 def configuration() -> Any:
     """Where partners find the city: its issuer code, token endpoint and keys (like OIDC discovery)."""
-    from citycredit.web.app import platform_of
 
     settings = platform_of(current_app).settings
     response = jsonify(

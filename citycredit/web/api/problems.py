@@ -14,6 +14,8 @@ from flask import Flask, Response, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
+from citycredit.web.context import roll_back_request
+
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 
@@ -286,7 +288,6 @@ def init_problems(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        from citycredit.web.app import roll_back_request
 
         roll_back_request()  # the error was unexpected: keep nothing of the request
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -12,6 +12,7 @@ from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.openapi import ID_NUMBER, documented, problems
 from citycredit.web.api.problems import Problem
+from citycredit.web.context import db_session, platform_of
 from citycredit.web.pipeline import text_checked_by_view
 from points_engine import batches, operations
 from points_engine.models import DataSource
@@ -60,13 +61,18 @@ class RecordRow(Schema):
 
 
 class RecordsUpload(Schema):
-    # Rows are validated one by one by the ingestion rules (so one bad row rejects only itself);
-    # the schema documents their shape and bounds the batch.
+    # Any object is taken as a row and checked by the ingestion rules, so that one bad row rejects
+    # only itself: the document names RecordRow's rules without refusing the batch for them.
     records = fields.List(
-        fields.Dict(metadata={"allOf": [{"$ref": "#/components/schemas/RecordRow"}]}),
+        fields.Dict(
+            metadata={
+                "description": "a record (schema RecordRow); a row that breaks its rules is "
+                "reported in `errors`, the other rows land"
+            }
+        ),
         required=True,
         validate=validate.Length(min=1, max=MAX_ROWS),
-        metadata={"description": f"1 to {MAX_ROWS:,} rows; each is checked on its own"},
+        metadata={"description": f"1 to {MAX_ROWS:,} rows"},
     )
 
 
@@ -97,7 +103,6 @@ class UploadResult(Schema):
 @text_checked_by_view("records")  # a bad row is a row error; the other rows land
 def upload_records(body: dict[str, Any]) -> Any:
     """Upload up to 10,000 records; good rows land, each bad row is reported. Re-sending changes nothing."""
-    from citycredit.web.app import db_session, platform_of
 
     session = db_session()
     client = caller().client

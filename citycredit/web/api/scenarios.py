@@ -20,6 +20,7 @@ from citycredit.core.clients import ApiClient
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.openapi import CATEGORY_NAMES, SCENARIO_CODE, Eligibility, problems
 from citycredit.web.api.problems import Problem
+from citycredit.web.context import db_session
 from scenarios import operations as registry
 from scenarios.models import (
     SCENARIO_STATUSES,
@@ -145,7 +146,6 @@ class ReasonIn(Schema):
 
 
 def _session() -> Session:
-    from citycredit.web.app import db_session
 
     return db_session()
 

@@ -38,8 +38,8 @@ from citizen.models import CitizenSession
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.web import forms, security
-from citycredit.web.app import db_session, platform_of
 from citycredit.web.citizen import charts
+from citycredit.web.context import db_session, platform_of
 from credit_codes import qr
 from credit_codes.operations import NotScored, issue_credit_code
 from credit_codes.queries import checks_of_citizen
