@@ -241,7 +241,9 @@ class _Validator:
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
-        ref = _printable(str(raw.get("source_record_id") or "")[:128])
+        ref = str(raw.get("source_record_id") or "")[:128]
+        if not ref.isprintable():
+            ref = _printable(ref)
         named = str(raw.get("source") or "").strip()
         source = named if named in self.sources and named == (self.only_source or named) else ""
 
@@ -249,15 +251,22 @@ class _Validator:
             # A row with a missing cell shifts the ID number into another field: never echo one.
             errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source))
 
-        raws = {f: str(raw.get(f) or "") for f in FIELDS}
+        # Every cell of the row, before stripping (a stripped tab was still sent); one scan per row
+        # (isprintable is the fast path: few rows hold anything unprintable).
+        try:
+            joined = "".join(raw.values())
+        except TypeError:  # a JSON null, a missing CSV cell
+            joined = "".join(v for v in raw.values() if isinstance(v, str))
         unstorable = set()
-        if _UNSTORABLE.search("".join(raws.values())):
-            for name, value in raws.items():
-                if (why := _unstorable(value)) is not None:
-                    err(name, why)
+        if not joined.isprintable() and _UNSTORABLE.search(joined):
+            for name, value in raw.items():
+                if isinstance(value, str) and (why := _unstorable(value)) is not None:
+                    err(_printable(str(name))[:64], why)
                     unstorable.add(name)
-        # A field found unstorable is checked no further (one precise error, not a cascade).
-        values = {f: "" if f in unstorable else raws[f].strip() for f in FIELDS}
+        values = {f: (str(raw.get(f) or "")).strip() for f in FIELDS}
+        if unstorable:
+            # A field found unstorable is checked no further (one precise error, not a cascade).
+            values.update(dict.fromkeys(unstorable.intersection(FIELDS), ""))
         if self.only_source is not None and values["source"] != self.only_source:
             if "source" not in unstorable:
                 err("source", f"this client writes only records of source {self.only_source!r}")
@@ -266,7 +275,7 @@ class _Validator:
             if not values[name] and name not in unstorable:
                 err(name, "missing")
         for name in FREE_TEXT:
-            if holds_id_number(values[name], self.today):
+            if len(values[name]) >= 18 and holds_id_number(values[name], self.today):
                 err(
                     name,
                     "holds a citizen ID number; it belongs in id_number only and is never stored "

@@ -401,11 +401,12 @@ def test_control_characters_are_row_errors_naming_the_field_and_the_other_rows_l
             _row("n5", number, source="court\x00"),
             _row("n6", number, "文书\ud800"),
             _row("n7", number, "第一行\n第二行"),
-            _row("n8", number, "文书8"),
+            _row("n8", number, note="a column the platform ignores, with a NUL\x00"),
+            _row("n9", number, "文书9"),
         ),
         "jsonl",
     )
-    assert (report.rows, report.inserted, report.rejected) == (8, 1, 7)
+    assert (report.rows, report.inserted, report.rejected) == (9, 1, 8)
     # One precise error per bad field, no cascade ("missing", "unknown source") after it.
     assert [(e.row, e.field, e.reason) for e in report.errors] == [
         (1, "document_no", "contains a control character U+0000 at character 3"),
@@ -419,12 +420,13 @@ def test_control_characters_are_row_errors_naming_the_field_and_the_other_rows_l
             "contains an unpaired surrogate (not valid Unicode text) U+D800 at character 3",
         ),
         (7, "document_no", "contains a control character U+000A at character 4"),
+        (8, "note", "contains a control character U+0000 at character 42"),
     ]
     # What is echoed is escaped: one line, storable, and no terminal escape.
     assert report.errors[1].source_record_id == "n2\\x1b[2J"
     stored = session.get(IngestBatch, report.batch_id)
     assert stored is not None and stored.errors[1]["source_record_id"] == "n2\\x1b[2J"
-    assert session.scalars(select(Record.source_record_id)).all() == ["n8"]
+    assert session.scalars(select(Record.source_record_id)).all() == ["n9"]
 
 
 def test_an_id_number_in_a_free_text_field_is_a_row_error_that_never_echoes_it(
