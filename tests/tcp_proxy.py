@@ -10,7 +10,8 @@ from types import TracebackType
 
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to ``target``. ``cut()`` drops every connection and hangs up on new
-    ones at once (as a restarting server does); ``restore()`` lets connections through again."""
+    ones at once (as a restarting server does); ``cut(stall=True)`` drops them and leaves new ones
+    unanswered (as a host that vanished does); ``restore()`` lets connections through again."""
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
@@ -18,15 +19,17 @@ class TcpProxy:
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
         self._open = True
+        self._stall = False
         self._running = True
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
-    def cut(self) -> None:
+    def cut(self, *, stall: bool = False) -> None:
         with self._lock:
             self._open = False
+            self._stall = stall
             for sock in self._sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
@@ -64,7 +67,10 @@ class TcpProxy:
                 return
             with self._lock:
                 if not self._open:
-                    client.close()
+                    if self._stall:
+                        self._sockets.append(client)  # held open, never answered
+                    else:
+                        client.close()
                     continue
                 try:
                     upstream = socket.create_connection(self.target, timeout=5)

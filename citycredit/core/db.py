@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
@@ -68,12 +68,23 @@ class Base(DeclarativeBase):
     }
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> Engine:
     """Create an engine; ``schema`` puts a PostgreSQL connection on its own search path (tests, tenants)."""
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("postgresql"):
+        connect_args: dict[str, Any] = {}
         if schema:
-            kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+            connect_args["options"] = f"-csearch_path={schema}"
+        if "connect_timeout" not in make_url(url).query:
+            # A server that does not answer (a host down, a dropped route) fails the request in
+            # seconds, as a 503, instead of holding a worker for the operating system's minutes.
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        kwargs["connect_args"] = connect_args
+        # A pooled connection is tested before use, so one that died with a restarted server is
+        # replaced instead of failing the first request after the restart.
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":

@@ -9,6 +9,7 @@ import io
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from citizen.models import Objection
 from citycredit.core.audit import AuditEvent
 from citycredit.core.clients import register_client
+from citycredit.core.db import CONNECT_TIMEOUT_SECONDS
 from citycredit.web.app import create_app
 from citycredit.web.pipeline import MAX_JSON_DEPTH, RETRY_AFTER_SECONDS, SafeFormatter
 from tests import factories
@@ -380,6 +382,31 @@ def test_the_pool_recovers_after_the_database_comes_back(tmp_path: Path) -> None
                 proxy.cut()
                 proxy.restore()
                 assert client.get("/").status_code == 200
+                assert client.get("/.well-known/jwks.json").status_code == 200
+            finally:
+                app.extensions["citycredit"].engine.dispose()
+    finally:
+        db.drop()
+
+
+def test_a_database_host_that_does_not_answer_is_a_503_within_seconds(tmp_path: Path) -> None:
+    _require("postgresql")
+    db = ScratchDatabase("postgresql", tmp_path)
+    url = make_url(db.url)
+    try:
+        with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+            through = url.set(port=proxy.port).render_as_string(hide_password=False)
+            app = create_app(
+                {"database_url": through, "id_hash_key": b"k" * 32, "instance_dir": tmp_path}
+            )
+            try:
+                client = app.test_client()
+                assert client.get("/.well-known/jwks.json").status_code == 200
+                proxy.cut(stall=True)
+                started = time.monotonic()
+                assert_unavailable_problem(client.get("/.well-known/jwks.json"))
+                assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS + 3
+                proxy.restore()
                 assert client.get("/.well-known/jwks.json").status_code == 200
             finally:
                 app.extensions["citycredit"].engine.dispose()
