@@ -88,9 +88,9 @@ class MockCity:
         daily_quota: int = 1,
         credentials: tuple[str, str] | None = None,
     ):
-        """``scenarios`` maps each scenario code to the common tier it needs; ``daily_quota`` is each
-        citizen's per scenario per day; ``credentials`` (client id, secret) are the only ones the
-        token endpoint accepts (None: any)."""
+        """``scenarios``: code -> common tier needed; ``credentials``: the only client accepted."""
+        # daily_quota counts per citizen per scenario per day, as the city's does; credentials None
+        # accepts any client.
         self.issuer = issuer
         self.scenarios = dict(scenarios or {"library-deposit-free": 3})
         self.daily_quota = daily_quota
@@ -130,8 +130,7 @@ class MockCity:
         )
 
     def fail_next(self, status: int, times: int = 1, *, retry_after: int | None = None) -> None:
-        """Answer the next ``times`` requests with ``status`` (a problem; ``Retry-After`` if given:
-        the real city sends one with its 429 and 503 answers)."""
+        """Answer the next ``times`` requests with a ``status`` problem, ``Retry-After`` if given."""
         self._failures.extend([(status, retry_after)] * times)
 
     def transport(self) -> httpx.MockTransport:

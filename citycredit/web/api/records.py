@@ -25,8 +25,7 @@ MAX_ROWS = 10_000
 
 @documented("RecordRow")
 class RecordRow(Schema):
-    """One record. Each row is checked on its own: a row that breaks a rule is reported in the
-    answer's `errors` and the other rows land."""
+    """One record; a row that breaks a rule is reported in the answer's `errors`, the others land."""
 
     source = fields.String(
         required=True,

@@ -87,8 +87,8 @@ class CatalogueQuery(Schema):
 
 
 def _as_registry(name: str, **more: Any) -> dict[str, Any]:
-    """The registry's bounds of a content field, for the document. The registry itself checks them,
-    after the edge, so that every bad field of a request is reported at once."""
+    """The registry's bounds of a content field, for the document."""
+    # Not enforced at the edge: the registry checks them, so every bad field is reported at once.
     bounds: dict[str, Any] = {}
     for rule in registry.ContentSchema._declared_fields[name].validators:
         if isinstance(rule, validate.Range):
