@@ -11,7 +11,9 @@ Each figure comes with a baseline measured in the same run (targets from issue 9
    verification limit raised so it counts every request but refuses none) against the same app with
    the limiter off, phases interleaved round by round: ratio on / off ≥ 0.95, once with in-memory
    storage (the demo) and once with Redis at 127.0.0.1:6379 (production's setting; skipped when it
-   does not answer).
+   does not answer). Then the same in process (no HTTP, no gunicorn): the fastest of many alternating
+   batches of 100 verifications, limiter off and on, for each storage: ratio off / on ≥ 0.95. On a
+   machine shared with other work the in-process figure is the steadier one.
 
 The city is seeded as the e2e tests seed it, in a fresh PostgreSQL schema (or ``--sqlite`` file), and
 all servers share it and listen on 127.0.0.1 only.
@@ -37,6 +39,7 @@ os.environ.setdefault("CITYCREDIT_ENV", "development")
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +52,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 from verify import (  # noqa: E402
+    SCENARIO,
     CodePool,
     LiveServer,
     LoadResult,
@@ -64,6 +68,7 @@ from verify import (  # noqa: E402
 )
 
 from citycredit.core.config import load_settings  # noqa: E402
+from citycredit.web.app import create_app  # noqa: E402
 from tests.databases import ScratchDatabase, postgresql_unavailable  # noqa: E402
 from tests.e2e.conftest import SECRETS, _seed, free_port, gunicorn  # noqa: E402
 
@@ -291,6 +296,67 @@ def measure_limiter(
     return targets
 
 
+def measure_in_process(
+    found: dict[str, LiveServer], args: argparse.Namespace, out: dict[str, Any]
+) -> list[Target]:
+    """The limiter's cost per verification without HTTP, gunicorn or the other load on the machine.
+
+    The app is built in this process on the same database, with each storage in turn; batches of 100
+    verifications alternate limiter off and on, and the fastest batch of each counts (the least
+    disturbed by whatever else the machine runs).
+    """
+    off = found["off"]
+    creds = off.credentials
+    pool = CodePool(off.url, creds["app"], [creds["good"], creds["excellent"]], 100)
+    bearer = {"Authorization": f"Bearer {access_token(off.url, creds['venue'])}"}
+    storages = {"memory": "memory://"}
+    if "redis" in found:
+        storages["redis"] = REDIS_URL
+    results: dict[str, Any] = {}
+    targets = []
+    for name, storage in storages.items():
+        env = {
+            **off.env,
+            "CITYCREDIT_RATE_LIMIT_STORAGE": storage,
+            "CITYCREDIT_RATE_LIMIT_VERIFY": UNREFUSED,
+        }
+        app = create_app(load_settings(env=env))
+        try:
+            web = app.test_client()
+            limiter = app.extensions["citycredit_limiter"]
+            tokens = pool.ensure(60)
+            best = {False: float("inf"), True: float("inf")}
+            for round_no in range(6 * args.rounds):
+                for enabled in (False, True) if round_no % 2 == 0 else (True, False):
+                    limiter.enabled = enabled
+                    started = time.perf_counter()
+                    for n in range(100):
+                        answer = web.post(
+                            "/api/v1/verifications",
+                            json={"token": tokens[n % len(tokens)], "scenario": SCENARIO},
+                            headers=bearer,
+                        )
+                        if answer.status_code != 200:
+                            raise RuntimeError(
+                                f"verification failed: {answer.get_data(as_text=True)}"
+                            )
+                    best[enabled] = min(best[enabled], (time.perf_counter() - started) / 100)
+        finally:
+            app.extensions["citycredit"].engine.dispose()
+        results[name] = {
+            "off_ms": 1000 * best[False],
+            "on_ms": 1000 * best[True],
+            "limiter_ms": 1000 * (best[True] - best[False]),
+        }
+        log(f"in process, {name}: {results[name]}")
+        ratio = best[False] / best[True]
+        targets.append(
+            Target(f"verify_in_process_limiter_{name}_over_off", ratio, ">=", LIMITER_TARGET)
+        )
+    out["in_process"] = results
+    return targets
+
+
 def render(out: dict[str, Any], targets: list[Target]) -> str:
     lines = [
         "Token endpoint and rate limiter benchmark",
@@ -314,6 +380,13 @@ def render(out: dict[str, Any], targets: list[Target]) -> str:
             lines.append(
                 f"   {name:<8} {s['throughput']:>9,.1f} verifications/s  gunicorn CPU "
                 f"{s['gunicorn_cpu_ms_per_verification']:.2f} ms each  errors {s['errors']}"
+            )
+    if "in_process" in out:
+        lines.append("\n3. Verification in process, fastest batch of 100 (limiter off / on)")
+        for name, r in out["in_process"].items():
+            lines.append(
+                f"   {name:<8} off {r['off_ms']:.3f} ms  on {r['on_ms']:.3f} ms  "
+                f"limiter {r['limiter_ms']:+.3f} ms per verification"
             )
     for note in out["notes"]:
         lines.append(f"  note: {note}")
@@ -357,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             targets += measure_tokens(found["off"], args, out)
         if args.only != "tokens":
             targets += measure_limiter(found, args, out)
+            targets += measure_in_process(found, args, out)
     out["targets"] = [{**asdict(t), "met": t.met} for t in targets]
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"tokens-{backend}.json"
