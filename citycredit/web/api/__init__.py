@@ -52,8 +52,10 @@ def init_api(app: Flask) -> Api:
                 "description": (
                     "Partner venues verify citizens' QR credit codes and redeem benefits; data "
                     "sources upload records. Authenticate with the OAuth 2 client-credentials grant "
-                    "at /oauth/token. Every error is an RFC 9457 problem; its `type` is documented "
-                    "at that path (see /problems/)."
+                    "at /oauth/token. Every error is an RFC 9457 problem "
+                    "(application/problem+json); its `type` is documented at that path (see "
+                    "/problems/). Each operation lists the statuses it answers; a method a path "
+                    "does not have is 405 with `Allow`; 429 and 503 carry `Retry-After`."
                 )
             },
             "components": {
