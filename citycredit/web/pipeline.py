@@ -180,7 +180,8 @@ def _has_body() -> bool:
 
 def _check_json_body() -> tuple[Found | None, bool]:
     """(a bad character in the JSON body, whether the body is nested too deeply)."""
-    if not (_has_body() and request.is_json):
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not (_has_body() and request.is_json and _reads_json(view)):
         return None, False
     data = request.get_data(cache=True)
     may_hold_characters = _ESCAPED_CHARACTER.search(data) is not None
@@ -197,9 +198,22 @@ def _check_json_body() -> tuple[Found | None, bool]:
         return None, True
     if not may_hold_characters:
         return None, False
-    view = current_app.view_functions.get(request.endpoint or "")
     skipped = view.__dict__.get(TEXT_CHECKED_BY_VIEW, frozenset()) if view else frozenset()
     return _bad_character_in_json(document, skipped), False
+
+
+def _reads_json(view: Any) -> bool:
+    """Whether the view may parse a JSON body: an API view, unless flask-smorest's record of its
+    arguments says it reads none (the token endpoint reads a form). Pages read forms only. Parsing a
+    body nobody reads would only give anonymous callers a way to make the server work."""
+    if view is None or not _is_api():
+        return False
+    arguments = view.__dict__.get("_apidoc", {}).get("arguments")
+    if not isinstance(arguments, dict):
+        return True
+    return any(
+        p.get("in") == "json" for p in arguments.get("parameters", []) if isinstance(p, dict)
+    )
 
 
 def _deeper_than(document: Any, limit: int) -> bool:

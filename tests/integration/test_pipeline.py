@@ -244,9 +244,12 @@ def test_deep_bodies_are_a_400_and_anonymous_callers_get_401_before_any_validati
         headers=bearer(venue),
     )
     assert fits.status_code == 422 and "scenario" in fits.get_json()["errors"]
-    # The token endpoint has no bearer token to check: a deep body is still a 400.
+    # The token endpoint reads a form: a deep JSON body is not even parsed (no work for strangers).
     deep_token = client.post("/oauth/token", data=nested(5000), content_type="application/json")
-    assert deep_token.status_code == 400
+    assert deep_token.status_code == 422 and "grant_type" in deep_token.get_json()["errors"]
+    # Pages read forms: a deep JSON body sent to them changes nothing either.
+    deep_page = client.post("/me/login", data=nested(5000), content_type="application/json")
+    assert deep_page.status_code == 400 and deep_page.mimetype == "text/html"
 
 
 # --- the database unavailable ----------------------------------------------------------------------
