@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -10,7 +13,8 @@ from sqlalchemy import func, select
 from citycredit.core.config import load_settings
 from citycredit.core.db import make_session_factory, unit_of_work
 from citycredit.core.jobs import JobContext, JobSpec, registered_jobs, run_job
-from points_engine.models import Record, ScoreSnapshot
+from points_engine.ingest import start_batch
+from points_engine.models import IngestBatch, Record, ScoreSnapshot
 from tests import factories
 from tests.databases import ScratchDatabase
 from tests.rule_cases import ITEMISED
@@ -34,7 +38,11 @@ def test_a_job_run_commits_its_work_and_a_failing_job_leaves_nothing(
         old = factories.record(session, person, "FINE", "2020-01-01")
         old.expires_on = dt.date(2021, 1, 1)
     settings = load_settings(
-        env={}, database_url=fresh_database.url, id_hash_key=b"k" * 32, instance_dir=tmp_path
+        env={},
+        environment="development",  # its keys made on the fly: this test needs none of them
+        database_url=fresh_database.url,
+        id_hash_key=b"k" * 32,
+        instance_dir=tmp_path,
     )
     ctx = JobContext(settings)
     expiry = next(job for job in registered_jobs() if job.id == "points.expire_records")
@@ -50,3 +58,23 @@ def test_a_job_run_commits_its_work_and_a_failing_job_leaves_nothing(
     run_job(JobSpec("test.fail", half_done_then_fail, "interval", {}), factory, ctx)
     with factory() as session:
         assert session.scalar(select(Record.status)) == "expired"
+
+
+def test_the_scheduler_marks_an_ingest_whose_process_is_gone_interrupted(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    factory = make_session_factory(fresh_database.engine)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with unit_of_work(factory) as session:
+        killed = start_batch(session, "/exchange/court.csv", "csv")
+        killed.runner = f"{socket.gethostname()}:{gone.pid}"
+        alive = start_batch(session, "/exchange/tax.csv", "csv")  # this process: still running
+    settings = load_settings(
+        env={}, environment="development", database_url=fresh_database.url, instance_dir=tmp_path
+    )
+    job = next(job for job in registered_jobs() if job.id == "points.mark_interrupted_batches")
+    run_job(job, factory, JobContext(settings))
+    with factory() as session:
+        statuses = dict(session.execute(select(IngestBatch.id, IngestBatch.status)).all())
+    assert statuses == {killed.id: "interrupted", alive.id: "running"}
