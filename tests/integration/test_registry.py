@@ -149,7 +149,7 @@ def settings(session: Session, tmp_path: Path) -> Settings:
     """A city with the test scoring model published, able to issue and check codes."""
     factories.source(session)
     factories.published(session, ITEMISED)
-    return load_settings(env={"CITYCREDIT_INSTANCE_DIR": str(tmp_path)})
+    return load_settings(env={"CITYCREDIT_INSTANCE_DIR": str(tmp_path)}, environment="development")
 
 
 def scored(session: Session, *items: str, born: dt.date | None = None) -> Citizen:
