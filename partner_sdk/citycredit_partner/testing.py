@@ -374,7 +374,7 @@ def _presented_errors(body: Any) -> dict[str, list[str]]:
         elif name == "token" and not 1 <= len(value) <= 2000:
             errors[name] = ["Length must be between 1 and 2000."]
         elif name == "scenario" and not _SCENARIO_CODE.match(value):
-            errors[name] = ["String does not match expected pattern."]
+            errors[name] = ["3–64 characters: lower-case letters, digits and '-'"]
     for name in body:
         if name not in ("token", "scenario"):
             errors[name] = ["Unknown field."]

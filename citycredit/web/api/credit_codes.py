@@ -33,7 +33,7 @@ class Presented(Schema):
     )
     scenario = fields.String(
         required=True,
-        validate=[validate.Length(min=3, max=64), validate.Regexp(CODE)],
+        validate=validate.Regexp(CODE, error="3–64 characters: lower-case letters, digits and '-'"),
         metadata=SCENARIO_CODE,
     )
 
@@ -77,7 +77,9 @@ class RedemptionSchema(Schema):
 class IssueRequest(Schema):
     id_number = fields.String(
         required=True,
-        validate=[validate.Length(equal=18), validate.Regexp(ID_NUMBER_PATTERN)],
+        validate=validate.Regexp(
+            ID_NUMBER_PATTERN, error="must be 18 characters: 17 digits and a digit or X"
+        ),
         metadata=ID_NUMBER,
     )
 
