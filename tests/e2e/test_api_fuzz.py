@@ -325,3 +325,24 @@ def test_a_method_a_path_does_not_document_is_405_naming_the_ones_it_does(city: 
             assert allowed - {"OPTIONS", "HEAD"} == documented, (method, path)
             checked += 1
     assert checked >= 40
+
+
+def test_each_bad_id_number_is_named_and_never_echoed(city: LiveCity) -> None:
+    good = city.good
+    wrong_check = good[:-1] + ("1" if good[-1] != "1" else "2")
+    cases = {
+        good[:-1]: 422,  # 17 characters
+        f" {good} ": 422,  # spaces are not part of an ID number
+        good[:-1] + "Y": 422,
+        "４" + good[1:]: 422,  # a full-width digit
+        wrong_check: 422,  # the check character does not match
+        factories.id_number(): 404,  # valid, but no records here
+        city.poor.lower(): 201,  # a lower-case check character X is read as X
+    }
+    for number, status in cases.items():
+        answer = city.issue_code(number)
+        assert answer.status_code == status, (number, answer.text)
+        if status == 422:
+            assert answer.json()["type"] == "/problems/validation-error"
+            assert list(answer.json()["errors"]) == ["id_number"]
+        assert number.strip() not in answer.text and good not in answer.text
