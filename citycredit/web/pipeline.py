@@ -7,14 +7,18 @@ In order, for every request (the API, the admin, the citizen page, the overview)
 2. Authentication before anything is parsed: an API view declaring a scope (``require_scope``) has its
    bearer token checked first, so an anonymous caller gets 401, never the body's validation errors.
 3. Input at the edge: control characters (C0 and DEL; tab and line breaks only in the text areas named
-   in :data:`MULTILINE_FIELDS`) in the path, the query, form fields and JSON bodies are refused with a
-   message naming the field, and a JSON body nested deeper than :data:`MAX_JSON_DEPTH` is refused;
-   the API answers a problem, the pages a readable message page (400).
+   in :data:`MULTILINE_FIELDS`) and lone surrogates in the path, the query, form fields, file names
+   and JSON bodies are refused with a message naming the field (``records.1.document_no``), and a
+   JSON body nested deeper than :data:`MAX_JSON_DEPTH` is refused; the API answers a problem (422,
+   400 for depth), the pages a readable zh/en message page (400). JSON is looked at only where a view
+   reads it; a view that checks some members' text itself, row by row, says so with
+   :func:`text_checked_by_view`.
 4. One unit of work: the request's session commits after the view, in ``after_request``, where a
    failed commit can still replace the response; any error rolls everything back, the session cookie's
    changes included.
 5. Database unavailable, wherever it shows (a view, the token check, the final commit): 503 with
-   ``Retry-After``, a problem on the API and a friendly page elsewhere.
+   ``Retry-After``, a problem on the API and a friendly page elsewhere. A value the database refuses
+   (``DataError``) that slipped past the edge is a 400, not a 500.
 
 Logs: :class:`SafeFormatter` writes each record on one line (caller-sent control characters escaped;
 a traceback's lines indented and tagged with the request id), under gunicorn through
