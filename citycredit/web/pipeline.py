@@ -427,7 +427,7 @@ def _page(
         text=text[first],
         other_title=title[second],
         other_text=text[second],
-        reference_label=("Reference", "参考编号")[first],
+        reference_label=("参考编号", "Reference")[first],
         back=("/admin/" if admin else "/me/" if citizen else "/"),
         back_label=("返回", "Back")[first],
         stylesheet=stylesheet,

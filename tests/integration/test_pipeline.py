@@ -309,7 +309,9 @@ def test_a_database_that_does_not_answer_is_a_503_with_retry_after_everywhere(
             data={"id_number": factories.id_number(), "csrf_token": citizen_support.csrf(client)},
         )
         assert_unavailable_page(english, "The service is briefly unavailable")
-        assert english.headers["X-Request-Id"] in page_text(english)
+        assert f"Reference: <code>{english.headers['X-Request-Id']}</code>" in page_text(english)
+        chinese = client.get("/")
+        assert f"参考编号: <code>{chinese.headers['X-Request-Id']}</code>" in page_text(chinese)
     finally:
         app.extensions["citycredit"].engine.dispose()
 
