@@ -83,9 +83,23 @@ def current_signing_key(session: Session, secret: bytes) -> tuple[str, Ed25519Pr
     key = session.scalar(select(SigningKey).where(SigningKey.retired_at.is_(None)))
     if key is None:
         key = create_signing_key(session, secret)
-    private = serialization.load_pem_private_key(key.private_pem.encode("ascii"), password=secret)
-    assert isinstance(private, Ed25519PrivateKey)
-    return key.kid, private
+    return key.kid, _decrypted(key.private_pem, secret)
+
+
+# Decrypted signing keys by their encrypted PEM (which has its own salt, so one entry per key): the
+# decryption (PBKDF2) costs ~1 ms, a quarter of a token request, and every token and code needs it.
+_private_keys: dict[tuple[str, bytes], Ed25519PrivateKey] = {}
+
+
+def _decrypted(private_pem: str, secret: bytes) -> Ed25519PrivateKey:
+    private = _private_keys.get((private_pem, secret))
+    if private is None:
+        loaded = serialization.load_pem_private_key(private_pem.encode("ascii"), password=secret)
+        assert isinstance(loaded, Ed25519PrivateKey)
+        if len(_private_keys) >= 16:  # a process sees a handful of keys; never grow without bound
+            _private_keys.clear()
+        private = _private_keys[(private_pem, secret)] = loaded
+    return private
 
 
 def published_keys(session: Session, *, now: dt.datetime | None = None) -> list[SigningKey]:
