@@ -321,6 +321,13 @@ def measure_limiter(
         for name, t in totals.items()
     }
     out["limiter"] = {"summary": summary, "phases": phases}
+    capacity = sum(phase["seconds"] for phase in phases) * (os.cpu_count() or 1)
+    others = sum(phase["cpu_seconds"]["other_processes"] for phase in phases)
+    if capacity and others > 0.1 * capacity:
+        out["notes"].append(
+            f"other processes used {100 * others / capacity:.0f}% of the machine during section 2: "
+            "its throughput ratios are mostly their noise; section 3 is the steadier figure"
+        )
     targets = []
     base = summary["off"]["throughput"]
     for name in order[1:]:
