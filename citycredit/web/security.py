@@ -140,9 +140,14 @@ def _limiter(app: Flask, settings: Settings) -> Limiter:
             "rate limits are counted in memory, per worker process: set "
             "CITYCREDIT_RATE_LIMIT_STORAGE=redis://… so every worker and host shares one count"
         )
+    # A Redis that does not answer must not hold a request for long (the limiter then counts in memory).
+    options: dict[str, Any] = {}
+    if not storage.startswith("memory://"):
+        options = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
     limiter = Limiter(
         key_func=get_remote_address,
         storage_uri=storage,
+        storage_options=options,
         strategy=STRATEGY,
         key_prefix=_key_prefix(settings),
         # Redis down: count in this process meanwhile, rather than fail every request or none.
@@ -151,6 +156,9 @@ def _limiter(app: Flask, settings: Settings) -> Limiter:
     )
     limiter.init_app(app)
     return limiter
+
+
+_storage_warned_at = -math.inf
 
 
 def _key_prefix(settings: Settings) -> str:
@@ -172,8 +180,11 @@ def limit_verifications() -> None:
     key = (prefix, "client|" + g.caller.client.client_id, "verifications")
     try:
         allowed = limiter.limiter.hit(item, *key)
-    except Exception:  # the storage is down: verify rather than fail every venue's desk
-        log.exception("rate limit storage unreachable; verification not counted")
+    except Exception as exc:  # the storage is down: verify rather than fail every venue's desk
+        global _storage_warned_at
+        if time.monotonic() - _storage_warned_at > 60:  # say so once a minute, not per request
+            _storage_warned_at = time.monotonic()
+            log.warning("rate limit storage unreachable, verifications not counted: %r", exc)
         return
     if not allowed:
         reset_at = limiter.limiter.get_window_stats(item, *key).reset_time

@@ -420,3 +420,32 @@ def test_a_bad_rate_limit_setting_is_a_startup_error_naming_it(
         with pytest.raises(ConfigError, match=variable):
             create_app({"database_url": fresh_database.url, "instance_dir": tmp_path, **override})
     assert security.STRATEGY == "sliding-window-counter"
+
+
+def test_with_redis_down_every_request_is_answered_and_the_doors_still_count(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    app = create_app(
+        {
+            "database_url": fresh_database.url,
+            "id_hash_key": b"k" * 32,
+            "instance_dir": tmp_path,
+            "rate_limit_storage": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    )
+    try:
+        site = AdminApp(app, clock=None)  # type: ignore[arg-type]
+        client_id, secret = _client(site)
+        web = app.test_client()
+        statuses = [_token(web, client_id, secret).status_code for _ in range(31)]
+        # Counted in this process meanwhile: the limit still holds.
+        assert statuses == [200] * 30 + [429]
+        token = _token(web, client_id, secret, address="198.51.100.9").get_json()["access_token"]
+        verify = web.post(
+            "/api/v1/verifications",
+            json={"token": "not-a-code", "scenario": "library-deposit-free"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert verify.status_code in (404, 422)  # answered, not a 500
+    finally:
+        app.extensions["citycredit"].engine.dispose()
