@@ -120,6 +120,12 @@ _TYPES = [
         "It is suspended, outside its validity dates, or not honoured at the venue this client belongs to; `detail` says which.",
     ),
     ProblemType(
+        "no-published-model",
+        409,
+        "The city has no published scoring model yet",
+        "Records are checked against the published model's items; publish one (`citycredit model publish`) before uploading. Nothing was stored.",
+    ),
+    ProblemType(
         "workflow-conflict",
         409,
         "The scenario's workflow does not allow this step now",

@@ -123,7 +123,7 @@ def upload_records(body: dict[str, Any]) -> Any:
             only_source=bound.code if bound else None,
         )
     except operations.NoPublishedModel as exc:
-        raise Problem("validation-error", str(exc), status=409) from None
+        raise Problem("no-published-model", str(exc)) from None
     report = outcome.report
     result = {
         "batch_id": report.batch_id,
