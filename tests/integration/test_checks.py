@@ -20,7 +20,9 @@ from tests.rule_cases import ITEMISED
 
 
 def test_who_checked_me_lists_venues_newest_first(session: Session, tmp_path: Path) -> None:
-    settings = load_settings(env={"CITYCREDIT_INSTANCE_DIR": str(tmp_path)})
+    settings = load_settings(
+        env={"CITYCREDIT_INSTANCE_DIR": str(tmp_path)}, environment="development"
+    )
     factories.source(session)
     factories.published(session, ITEMISED)
     ensure_demo_scenarios(session)

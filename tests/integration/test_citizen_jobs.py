@@ -32,7 +32,11 @@ def test_expired_challenges_are_purged_and_recent_ones_kept(
                 )
             )
     settings = load_settings(
-        env={}, database_url=fresh_database.url, id_hash_key=b"k" * 32, instance_dir=tmp_path
+        env={},
+        database_url=fresh_database.url,
+        id_hash_key=b"k" * 32,
+        instance_dir=tmp_path,
+        environment="development",
     )
     job = next(j for j in registered_jobs() if j.id == "citizen.purge_sign_in_challenges")
     assert (job.trigger, job.options) == ("cron", {"hour": 3})
