@@ -45,6 +45,9 @@ class Settings:
     # Where rate-limit counters live (citycredit.web.security): "memory://" counts per process (the
     # demo); production sets redis://host:6379/N so every worker and host shares one count.
     rate_limit_storage: str = "memory://"
+    # Reverse proxies (load balancers) in front of the app whose X-Forwarded-For/-Proto/-Host are
+    # believed. 0 (the default) believes none: a caller cannot pick the address its limits count.
+    trusted_proxies: int = 0
     # Verifications one API client may make, e.g. "1200 per minute" (a busy venue's desk may need more).
     rate_limit_verify: str = "1200 per minute"
 
@@ -176,10 +179,21 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         demo_mode=demo_mode,
         environment=environment,
         code_lifetime_seconds=_lifetime(env.get("CITYCREDIT_CODE_LIFETIME", "120")),
+        trusted_proxies=_proxies(env.get("CITYCREDIT_TRUSTED_PROXIES", "0")),
         rate_limit_storage=env.get("CITYCREDIT_RATE_LIMIT_STORAGE") or "memory://",
         rate_limit_verify=env.get("CITYCREDIT_RATE_LIMIT_VERIFY") or "1200 per minute",
     )
     return settings.with_overrides(**overrides)
+
+
+def _proxies(raw: str) -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ConfigError("CITYCREDIT_TRUSTED_PROXIES must be a whole number (0 to 5)") from None
+    if not 0 <= count <= 5:
+        raise ConfigError("CITYCREDIT_TRUSTED_PROXIES must be from 0 to 5")
+    return count
 
 
 def _lifetime(raw: str) -> int:

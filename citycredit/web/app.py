@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from citycredit.core.config import Settings, load_settings
 from citycredit.core.platform import Platform
@@ -33,6 +34,11 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         for init in resolve_all(domain.web):
             init(app)
     init_security(app)  # last: it wraps the views every shell registered
+    if settings.trusted_proxies:
+        # Behind a load balancer the peer is the balancer: take the caller's address (which the
+        # rate limits count) and scheme from the headers of that many proxies, and no more.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     return app
 
 

@@ -513,3 +513,32 @@ def test_cli_creates_users_and_explains_what_it_refuses(
     ]
     assert [d["username"] for _, d in created] == ["root", "audit1"]
     assert all(actor.startswith("cli:") for actor, _ in created)
+
+
+@pytest.mark.parametrize("trusted_proxies", [0, 1])
+def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
+    fresh_database: ScratchDatabase, tmp_path: Path, trusted_proxies: int
+) -> None:
+    """Behind the city's load balancer each caller is counted apart; without one, a caller cannot
+    escape its limit by naming another address in X-Forwarded-For."""
+    app = create_app(
+        {
+            "database_url": fresh_database.url,
+            "id_hash_key": b"k" * 32,
+            "instance_dir": tmp_path,
+            "trusted_proxies": trusted_proxies,
+        }
+    )
+    try:
+        balancer = "10.0.0.2"
+        guesser = _from(app.test_client(), balancer)
+        guesser.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.50"
+        for attempt in range(5):
+            assert sign_in(guesser, "clerk9", f"wrong {attempt}").status_code == 200
+        assert sign_in(guesser, "clerk9", "wrong again").status_code == 429
+        other = _from(app.test_client(), balancer)
+        other.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.77"
+        expected = 200 if trusted_proxies else 429
+        assert sign_in(other, "clerk9", "a different guess").status_code == expected
+    finally:
+        app.extensions["citycredit"].engine.dispose()
