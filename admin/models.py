@@ -42,8 +42,6 @@ class AdminUser(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     # Unused since issue 9 (sign-ins are throttled by name and address, accounts never locked); kept
     # until a migration drops them.
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None]
     # Bumped on password change or disable: every session issued before is void at once.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -132,7 +132,6 @@ def create_user(
         operator_id=operator_id,
         source_id=source_id,
         status="active",
-        failed_logins=0,
         session_version=1,
         created_at=now,
         password_changed_at=now,
