@@ -20,12 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core.actors import Actor
+from citycredit.core.text import escape_controls
 from scenarios.models import Operator, Scenario, ScenarioVersion
 from scenarios.operations import (
     InvalidScenario,
     RegistryError,
     _check_identity,
     clean_content,
+    clean_text_error,
     create_scenario,
     current_versions,
     edit_scenario,
@@ -54,6 +56,9 @@ COLUMNS = (
 )
 EXPORT_ONLY = ("status", "version", "version_state")
 REQUIRED = ("code", "operator", "category", "name_zh", "name_en", "benefit_zh", "benefit_en")
+# Cells that may hold tab and line breaks: the text areas, and the rule (JSON, to which they are
+# whitespace), as the admin form allows. Every other cell is one line.
+MULTILINE_COLUMNS = frozenset({"benefit_zh", "benefit_en", "eligibility"})
 
 
 @dataclass(frozen=True)
@@ -166,9 +171,8 @@ def read_csv(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         raise CsvFileError(f"line 1: missing column(s): {', '.join(missing)}")
     unknown = [h for h in header if h not in COLUMNS and h not in EXPORT_ONLY]
     if unknown:
-        raise CsvFileError(
-            f"line 1: unknown column(s): {', '.join(unknown)} (known: {', '.join(COLUMNS)})"
-        )
+        shown = ", ".join(escape_controls(h) for h in unknown)
+        raise CsvFileError(f"line 1: unknown column(s): {shown} (known: {', '.join(COLUMNS)})")
     reader.fieldnames = header
     rows = []
     first_line = reader.line_num + 1  # a quoted cell may span lines: report a row by its first
@@ -193,9 +197,15 @@ def import_csv(
     operators = {o.code: o for o in session.scalars(select(Operator))}
     seen: dict[str, int] = {}
     for line, row in rows:
-        code = row.get("code", "")
+        # Shown to people and terminals: a control character in the code is reported, not replayed.
+        code = escape_controls(row.get("code", ""))
         if "__extra__" in row:
             report.errors.append(RowError(line, code, "(row)", row["__extra__"]))
+            continue
+        unstorable = _unstorable_cells(row)
+        if unstorable:
+            # Nothing of this row reaches the database: PostgreSQL refuses NUL even in a lookup.
+            report.errors.extend(RowError(line, code, f, m) for f, m in unstorable)
             continue
         if code in seen:
             report.errors.append(
@@ -206,6 +216,16 @@ def import_csv(
         errors = _import_row(session, actor, row, operators, report, submit_for_review)
         report.errors.extend(RowError(line, code, f, m) for f, m in errors)
     return report
+
+
+def _unstorable_cells(row: dict[str, str]) -> list[tuple[str, str]]:
+    """Each cell holding a control character (or a lone surrogate), with why, in column order."""
+    problems = []
+    for name, value in row.items():
+        error = clean_text_error(value, multiline=name in MULTILINE_COLUMNS)
+        if error is not None:
+            problems.append((name, error))
+    return problems
 
 
 def _import_row(

@@ -28,6 +28,7 @@ from citycredit.core import actors
 from citycredit.core.actors import Actor, require_four_eyes
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
+from citycredit.core.text import control_character, lone_surrogate
 from scenarios.eligibility import Condition, RuleError, parse_rule
 from scenarios.models import (
     CATEGORIES,
@@ -151,9 +152,36 @@ class _Rule(fields.Field):
             raise ValidationError(str(exc)) from None
 
 
-def _text(limit: int) -> fields.String:
+def clean_text_error(text: str, *, multiline: bool = False) -> str | None:
+    """Why ``text`` cannot be stored (a control character, a lone surrogate), or None when it can."""
+    found = lone_surrogate(text)
+    if found is not None:
+        return f"contains a lone surrogate ({found})"
+    found = control_character(text, multiline=multiline)
+    if found is not None:
+        allowed = " (only tab and line breaks are allowed)" if multiline else ""
+        return f"contains a control character ({found}){allowed}"
+    return None
+
+
+class _NoControls(validate.Validator):
+    """Refuse what PostgreSQL cannot store (NUL) and what partners must not be served (ESC, BEL…)."""
+
+    def __init__(self, *, multiline: bool) -> None:
+        self.multiline = multiline
+
+    def __call__(self, value: str) -> str:
+        error = clean_text_error(value, multiline=self.multiline)
+        if error is not None:
+            raise ValidationError(error)
+        return value
+
+
+def _text(limit: int, *, multiline: bool = False) -> fields.String:
     return fields.String(
-        required=True, validate=validate.Length(min=1, max=limit), metadata={"strip": True}
+        required=True,
+        validate=[validate.Length(min=1, max=limit), _NoControls(multiline=multiline)],
+        metadata={"strip": True},
     )
 
 
@@ -162,8 +190,8 @@ class ContentSchema(Schema):
 
     name_zh = _text(200)
     name_en = _text(200)
-    benefit_zh = _text(500)
-    benefit_en = _text(500)
+    benefit_zh = _text(500, multiline=True)
+    benefit_en = _text(500, multiline=True)
     eligibility = _Rule(required=True)
     quota_per_day = fields.Integer(
         allow_none=True, load_default=None, validate=validate.Range(min=1, max=10_000)
@@ -222,7 +250,8 @@ def _messages(exc: ValidationError) -> dict[str, list[str]]:
 
 def _check_identity(code: str, category: str) -> None:
     errors: dict[str, list[str]] = {}
-    if not CODE.match(code or ""):
+    # fullmatch: CODE's "$" would also match before a trailing line break.
+    if not CODE.fullmatch(code or ""):
         errors["code"] = ["3–64 characters: lower-case letters, digits and '-'"]
     elif code in RESERVED_CODES:
         errors["code"] = [f"{code!r} is reserved; choose another code"]

@@ -266,3 +266,41 @@ def test_csv_import_reports_rows_and_keeps_the_good_ones(site: AdminApp) -> None
     with site.session() as session:
         codes = set(session.scalars(select(Scenario.code)))
     assert "library-b" not in codes and "bus-new" not in codes
+
+
+def test_csv_import_refuses_control_characters_by_line_and_field_and_stores_none(
+    site: AdminApp,
+) -> None:
+    librarian = signed_in(site, "librarian")
+    header = "code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility"
+    rows = [
+        'library-\x00nul,city-library,library,甲,A,免押金,No deposit,"{""min_common_tier"":3}"',
+        'library-esc,city-library,library,乙\x1b[2J,B,免押金,No deposit,"{""min_common_tier"":3}"',
+    ]
+    data = ("\n".join([header, *rows]) + "\n").encode()
+    import io
+
+    answer = librarian.post(
+        "/admin/scenarios/import",
+        data={
+            "csrf_token": csrf(librarian, "/admin/scenarios/import"),
+            "file": (io.BytesIO(data), "scenarios.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert "\x00" not in page and "\x1b" not in page
+    assert re.search(
+        r"<td class=\"num\">2</td><td><code>library-\\x00nul</code></td><td>场景编码</td>"
+        r"<td>含有控制字符 U\+0000",
+        page,
+    )
+    assert re.search(
+        r"<td class=\"num\">3</td><td><code>library-esc</code></td><td>名称（中文）</td>"
+        r"<td>含有控制字符 U\+001B",
+        page,
+    )
+    with site.session() as session:
+        codes = set(session.scalars(select(Scenario.code)))
+    assert not {c for c in codes if c.startswith("library-")}

@@ -1178,9 +1178,59 @@ def test_csv_errors_name_the_first_line_of_a_multi_line_row(
 
     data = (
         "code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility\n"
-        'lib-multi,test-library,library,"第一行\n第二行",N,B,B,"{""min_common_tier"":3}"\n'
+        # A line break belongs in a benefit only (a name is one line, as on the admin form).
+        'lib-multi,test-library,library,名称,N,"第一行\n第二行",B,"{""min_common_tier"":3}"\n'
         'lib-bad,test-library,library,名称,N,B,B,"{""min_common_tier"":9}"\n'
     ).encode()
     report = csvio.import_csv(session, reg.librarian, data)
     assert report.created == ["lib-multi"]
     assert [(e.line, e.code) for e in report.errors] == [(4, "lib-bad")]
+
+
+def test_csv_cells_with_control_characters_are_refused_by_line_and_field_and_nothing_is_stored(
+    session: Session, reg: Registry
+) -> None:
+    from scenarios import csvio
+
+    data = (
+        "code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility\n"
+        'lib-\x00nul,test-library,library,名称,N,B,B,"{""min_common_tier"":3}"\n'
+        'lib-esc,test-library,library,名\x1b[31m称,N,B,B,"{""min_common_tier"":3}"\n'
+        'lib-tier,test-library,library,名称,N,B,B,"{""min_common_tier"":9}"\n'
+        'lib-lines,test-library,library,名称,N,"第一行\n第二行\tB",B,"{""min_common_tier"":3}"\n'
+    ).encode()
+    report = csvio.import_csv(session, reg.librarian, data)
+    assert [(e.line, e.code, e.field, e.message) for e in report.errors] == [
+        (2, "lib-\\x00nul", "code", "contains a control character (U+0000)"),
+        (3, "lib-esc", "name_zh", "contains a control character (U+001B)"),
+        (4, "lib-tier", "eligibility", report.errors[2].message),
+    ]
+    # A line break and a tab belong in a benefit's text; the bad rows left the transaction usable.
+    assert report.created == ["lib-lines"]
+    assert list(session.scalars(select(Scenario.code))) == ["lib-lines"]
+    assert session.scalar(select(func.count()).select_from(ScenarioVersion)) == 1
+
+
+def test_the_registry_refuses_control_characters_in_text_from_any_entry_point(
+    session: Session, reg: Registry
+) -> None:
+    with pytest.raises(InvalidScenario) as refused:
+        draft(
+            session,
+            reg,
+            "lib-bell",
+            name_en="Ring\x07",
+            benefit_zh="免押金\x7f",
+            benefit_en="\ud800",
+        )
+    assert refused.value.errors == {
+        "name_en": ["contains a control character (U+0007)"],
+        "benefit_zh": [
+            "contains a control character (U+007F) (only tab and line breaks are allowed)"
+        ],
+        "benefit_en": ["contains a lone surrogate (U+D800)"],
+    }
+    with pytest.raises(InvalidScenario) as trailing:
+        draft(session, reg, "lib-code\n")
+    assert list(trailing.value.errors) == ["code"]
+    assert session.scalar(select(func.count()).select_from(Scenario)) == 0

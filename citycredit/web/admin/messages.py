@@ -59,6 +59,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         r"\1：每个条件须为只含一个键（条件类型）的对象",
     ),
     (re.compile(r"^(\S+): write true .*$"), r"\1：只能写 true（场景只授予权益，不设反向条件）"),
+    (
+        re.compile(r"^contains a control character \((U\+[0-9A-F]{4})\) \(only tab .*\)$"),
+        r"含有控制字符 \1（只允许制表符和换行）",
+    ),
+    (re.compile(r"^contains a control character \((U\+[0-9A-F]{4})\)$"), r"含有控制字符 \1"),
+    (re.compile(r"^contains a lone surrogate \((U\+[0-9A-F]{4})\)$"), r"含有孤立的代理字符 \1"),
 ]
 
 
