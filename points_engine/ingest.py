@@ -178,9 +178,27 @@ _ID_ALONE = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+# A run of digits cut at the end of an echoed value may be the first part of an ID number (its region
+# and birth date): masked too.
+_DIGITS_AT_CUT = re.compile(r"[0-9]{6,}$")
+
+
 def _scrub(text: str) -> str:
-    """Mask anything shaped like an ID number before it can reach a report, a response or a log."""
+    """Mask anything shaped like an ID number before it can reach a report, a response or a log.
+
+    Full-width digits (１１０…) are read as the digits they are, as ``holds_id_number`` reads them.
+    """
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
     return _ID_LIKE.sub(lambda m: mask(m.group(0).upper()), text)
+
+
+def _echo(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters for a report, masked before the cut and at it."""
+    shown = _scrub(value)[:limit]
+    if len(value) > limit:
+        shown = _DIGITS_AT_CUT.sub(lambda m: "*" * len(m.group(0)), shown)
+    return shown
 
 
 def _printable(text: str) -> str:
@@ -241,7 +259,7 @@ class _Validator:
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
-        ref = str(raw.get("source_record_id") or "")[:128]
+        ref = _echo(str(raw.get("source_record_id") or ""), 128)
         if not ref.isprintable():
             ref = _printable(ref)
         named = str(raw.get("source") or "").strip()
@@ -283,19 +301,19 @@ class _Validator:
                 )
         source_id = self.sources.get(values["source"])
         if values["source"] and source_id is None:
-            err("source", f"unknown source {values['source'][:64]!r}")
+            err("source", f"unknown source {_echo(values['source'], 64)!r}")
         if len(values["source_record_id"]) > 128:
             err("source_record_id", "longer than 128 characters")
         if len(values["document_no"]) > 200:
             err("document_no", "longer than 200 characters")
         if values["item_code"] and values["item_code"] not in self.model.items:
-            err("item_code", f"unknown scoring item {values['item_code'][:64]!r}")
+            err("item_code", f"unknown scoring item {_echo(values['item_code'], 64)!r}")
         elif source_id is not None and values["item_code"]:
             allowed = self.source_items[values["source"]]
             if allowed is not None and values["item_code"] not in allowed:
                 err(
                     "item_code",
-                    f"source {values['source']!r} does not report {values['item_code'][:64]!r}",
+                    f"source {values['source']!r} does not report {_echo(values['item_code'], 64)!r}",
                 )
         citizen = None
         if values["id_number"]:

@@ -60,7 +60,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # JSON strings hold control characters and surrogates only as escapes; a body without any escape of
 # them skips the per-string walk.
 _ESCAPED_CHARACTER = re.compile(
-    rb"\\(?:u00[01][0-9a-fA-F]|u007[fF]|[uU][dD][89a-fA-F][0-9a-fA-F]{2}|[bfnrt])"
+    # JSON also lets DEL stand raw inside a string (only C0 must be escaped): a raw 0x7F byte, which
+    # in UTF-8 is never part of another character, sends the body down the walk too.
+    rb"\x7f|\\(?:u00[01][0-9a-fA-F]|u007[fF]|[uU][dD][89a-fA-F][0-9a-fA-F]{2}|[bfnrt])"
 )
 CONTROL, SURROGATE = "control character", "lone surrogate"
 # The attribute of a view naming the top-level JSON members whose text it checks itself.

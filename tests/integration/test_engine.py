@@ -464,6 +464,26 @@ def test_an_id_number_in_a_free_text_field_is_a_row_error_that_never_echoes_it(
     assert kept == [f"编号{other}7", f"编号{not_checked}"]
 
 
+def test_an_id_number_in_full_width_digits_or_at_a_cut_is_never_echoed(session: Session) -> None:
+    setup(session)
+    number, other = factories.id_number(), factories.id_number()
+    wide = other.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))
+    at_cut = "R" * 120 + other  # cut at 128 characters: the region and birth date would show
+    report = run_ingest(
+        session,
+        HEADER
+        + f"court,ref-{wide},{number},FINE,文书1,2026-01-01,2026-01-02,active\n"
+        + f"court,{at_cut},{number},FINE,文书2,2026-01-01,2026-01-02,active\n",
+    )
+    assert [(e.row, e.field) for e in report.errors][:1] == [(2, "source_record_id")]
+    assert {e.row for e in report.errors} == {2, 3}
+    stored = session.get(IngestBatch, report.batch_id)
+    assert stored is not None
+    echoed = repr(report.errors) + json.dumps(stored.errors, ensure_ascii=False)
+    assert wide not in echoed and other not in echoed
+    assert wide[6:14] not in echoed and other[:8] not in echoed
+
+
 def _numbered(count: int, prefix: str = "k") -> list[tuple[int, dict[str, str]]]:
     return [(n + 2, _row(f"{prefix}{n}", factories.id_number())) for n in range(count)]
 

@@ -480,3 +480,17 @@ def test_the_request_id_is_echoed_and_a_sane_one_is_kept(city: CitizenApp) -> No
     for insane in ("", "a" * 200, "a b", "ä"):
         answer = client.get("/healthz", headers={"X-Request-Id": insane})
         assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-Id"])
+
+
+def test_a_raw_del_inside_a_json_string_is_refused_like_its_escape(city: CitizenApp) -> None:
+    """JSON lets DEL stand unescaped in a string; the edge refuses it as it refuses "\\u007f"."""
+    token = client_token(city, "venue", ["verify"])
+    for code in (b"ab\x7fc", b"ab\\u007fc"):
+        body = b'{"token": "' + code + b'", "scenario": "library-deposit-free"}'
+        answer = city.client().post(
+            "/api/v1/verifications",
+            data=body,
+            content_type="application/json",
+            headers=bearer(token),
+        )
+        assert_refused_problem(answer, "token")

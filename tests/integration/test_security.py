@@ -22,6 +22,7 @@ from citycredit.web.app import create_app
 from tests import factories
 from tests.databases import ScratchDatabase
 from tests.integration.admin_support import AdminApp, admin_app
+from tests.integration.admin_support import sign_in as admin_sign_in
 from tests.integration.citizen_support import citizen_app, post, sign_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "citycredit" / "web"
@@ -284,10 +285,11 @@ def test_citizen_code_requests_are_throttled_the_same_for_any_id_number(
         alice = city.seed().alice
         web = city.client()
         web.environ_base["REMOTE_ADDR"] = "203.0.113.40"
-        numbers = [alice.number] + [factories.id_number() for _ in range(19)] + ["x"]
+        numbers = [alice.number] + [factories.id_number() for _ in range(199)] + ["x"]
         statuses = [post(web, "/me/login", id_number=n).status_code for n in numbers]
-        # 20 code requests per address per ten minutes, known and unknown numbers alike.
-        assert statuses[:20] == [200] + [200] * 19 and statuses[20] == 429
+        # 200 code requests per address per ten minutes (thousands of phones share a carrier's
+        # address), known and unknown numbers alike.
+        assert statuses[:200] == [200] * 200 and statuses[200] == 429
         page = post(web, "/me/login", id_number=alice.number)
         assert page.status_code == 429 and "请求过于频繁" in page.get_data(as_text=True)
         assert int(page.headers["Retry-After"]) > 0
@@ -447,5 +449,79 @@ def test_with_redis_down_every_request_is_answered_and_the_doors_still_count(
             headers={"Authorization": f"Bearer {token}"},
         )
         assert verify.status_code in (404, 422)  # answered, not a 500
+    finally:
+        app.extensions["citycredit"].engine.dispose()
+
+
+def _assertion(claims_json: str) -> str:
+    def part(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+    header = part('{"alg": "EdDSA", "typ": "JWT"}')
+    return f"{header}.{part(claims_json)}.AAAA"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        '{"iss": "\ud800"}',  # a lone surrogate, as JSON decodes "\\ud800"
+        "[" * 2000,  # deeper than the JSON decoder's recursion limit
+        '{"iss": ["cc_1"]}',
+        '{"iss": "cc_\u0000x"}',
+    ],
+    ids=["surrogate", "deep", "list", "nul"],
+)
+def test_a_hostile_assertion_is_a_bad_credential_never_a_500(site: AdminApp, claims: str) -> None:
+    answer = site.client().post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": _assertion(claims),
+        },
+    )
+    assert answer.status_code in (400, 401), answer.get_data(as_text=True)
+    assert answer.mimetype == "application/problem+json"
+
+
+def test_ipv6_callers_are_counted_by_their_64_bit_prefix(site: AdminApp) -> None:
+    """One subscriber holds a whole /64: rotating its addresses buys no new guesses."""
+    web = site.client()
+
+    def guess(address: str) -> int:
+        web.environ_base["REMOTE_ADDR"] = address
+        return int(admin_sign_in(web, "nobody", "wrong password 1").status_code)
+
+    assert [guess(f"2001:db8:1:2::{n:x}") for n in range(1, 6)] == [200] * 5
+    assert guess("2001:db8:1:2::99") == 429
+    assert guess("2001:db8:1:3::1") == 200  # the neighbour's /64 is another caller
+
+
+def test_a_redemption_counts_as_a_verification(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    app = create_app(
+        {
+            "database_url": fresh_database.url,
+            "id_hash_key": b"k" * 32,
+            "instance_dir": tmp_path,
+            "rate_limit_verify": "3 per minute",
+        }
+    )
+    site = AdminApp(app, clock=None)  # type: ignore[arg-type]
+    try:
+        web = app.test_client()
+        client_id, secret = _client(site, "desk", ("verify", "redeem"))
+        headers = {
+            "Authorization": "Bearer " + _token(web, client_id, secret).get_json()["access_token"]
+        }
+        body = {"token": "not-a-code", "scenario": "library-deposit-free"}
+        answers = [
+            web.post("/api/v1/redemptions", json=body, headers=headers).status_code
+            for _ in range(3)
+        ]
+        assert 429 not in answers
+        assert web.post("/api/v1/verifications", json=body, headers=headers).status_code == 429
+        assert web.post("/api/v1/redemptions", json=body, headers=headers).status_code == 429
     finally:
         app.extensions["citycredit"].engine.dispose()

@@ -145,6 +145,9 @@ def verify(body: dict[str, Any]) -> Any:
 def redeem(body: dict[str, Any]) -> Any:
     """Redeem the benefit: once per code, within the scenario's quotas (per citizen per day and month, and in total), exactly under concurrency."""
 
+    # A redemption verifies the code again: it counts as a verification, or refusals would be an
+    # unmetered way to probe eligibility.
+    limit_verifications()
     try:
         result = operations.redeem(
             db_session(),
