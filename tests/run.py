@@ -33,8 +33,13 @@ def main() -> int:
         return 1
     else:
         print(f"SKIPPED: the browser suites, because {browser}.")
+    # The slow suites (real servers, a browser, the fuzz run) mostly wait on other processes: two
+    # pytest workers per core keep CI's two cores busy. CITYCREDIT_TEST_WORKERS=0 runs in-process.
+    workers = os.environ.get("CITYCREDIT_TEST_WORKERS", str(2 * (os.cpu_count() or 1)))
+    print(f"workers: {workers} (CITYCREDIT_TEST_WORKERS)")
     print("=" * 78, flush=True)
-    return int(pytest.main(sys.argv[1:]))
+    parallel = ["-n", workers, "--dist", "loadfile"] if workers != "0" else []
+    return int(pytest.main([*parallel, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
