@@ -237,9 +237,9 @@ def test_one_address_is_throttled_across_client_ids(site: AdminApp) -> None:
     assert statuses == [401] * 120 + [429]
 
 
-def test_verifications_are_limited_per_client_after_its_token_is_checked(
-    fresh_database: ScratchDatabase, tmp_path: Path
-) -> None:
+@pytest.fixture
+def three_a_minute(fresh_database: ScratchDatabase, tmp_path: Path) -> Iterator[AdminApp]:
+    """A city whose API clients may verify three times a minute."""
     app = create_app(
         {
             "database_url": fresh_database.url,
@@ -248,34 +248,40 @@ def test_verifications_are_limited_per_client_after_its_token_is_checked(
             "rate_limit_verify": "3 per minute",
         }
     )
-    site = AdminApp(app, clock=None)  # type: ignore[arg-type]
     try:
-        web = app.test_client()
-        tokens = {}
-        for name in ("busy", "calm"):
-            client_id, secret = _client(site, name)
-            tokens[name] = _token(web, client_id, secret).get_json()["access_token"]
-
-        def verify(token: str) -> Any:
-            return web.post(
-                "/api/v1/verifications",
-                json={"token": "not-a-code", "scenario": "library-deposit-free"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-
-        # A forged token naming the busy client is refused before anything is counted.
-        header, payload, _ = tokens["busy"].split(".")
-        for _ in range(5):
-            assert verify(f"{header}.{payload}.AAAA").status_code == 401
-        answers = [verify(tokens["busy"]).status_code for _ in range(3)]
-        assert answers[0] in (404, 422) and answers == [answers[0]] * 3  # answered, not throttled
-        refused = verify(tokens["busy"])
-        assert refused.status_code == 429
-        assert refused.get_json()["type"] == "/problems/too-many-requests"
-        assert int(refused.headers["Retry-After"]) > 0
-        assert verify(tokens["calm"]).status_code == answers[0]  # another client: its own count
+        yield AdminApp(app, clock=None)  # type: ignore[arg-type]
     finally:
         app.extensions["citycredit"].engine.dispose()
+
+
+def test_verifications_are_limited_per_client_after_its_token_is_checked(
+    three_a_minute: AdminApp,
+) -> None:
+    site, app = three_a_minute, three_a_minute.app
+    web = app.test_client()
+    tokens = {}
+    for name in ("busy", "calm"):
+        client_id, secret = _client(site, name)
+        tokens[name] = _token(web, client_id, secret).get_json()["access_token"]
+
+    def verify(token: str) -> Any:
+        return web.post(
+            "/api/v1/verifications",
+            json={"token": "not-a-code", "scenario": "library-deposit-free"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    # A forged token naming the busy client is refused before anything is counted.
+    header, payload, _ = tokens["busy"].split(".")
+    for _ in range(5):
+        assert verify(f"{header}.{payload}.AAAA").status_code == 401
+    answers = [verify(tokens["busy"]).status_code for _ in range(3)]
+    assert answers[0] in (404, 422) and answers == [answers[0]] * 3  # answered, not throttled
+    refused = verify(tokens["busy"])
+    assert refused.status_code == 429
+    assert refused.get_json()["type"] == "/problems/too-many-requests"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert verify(tokens["calm"]).status_code == answers[0]  # another client: its own count
 
 
 def test_citizen_code_requests_are_throttled_the_same_for_any_id_number(
@@ -497,31 +503,17 @@ def test_ipv6_callers_are_counted_by_their_64_bit_prefix(site: AdminApp) -> None
     assert guess("2001:db8:1:3::1") == 200  # the neighbour's /64 is another caller
 
 
-def test_a_redemption_counts_as_a_verification(
-    fresh_database: ScratchDatabase, tmp_path: Path
-) -> None:
-    app = create_app(
-        {
-            "database_url": fresh_database.url,
-            "id_hash_key": b"k" * 32,
-            "instance_dir": tmp_path,
-            "rate_limit_verify": "3 per minute",
-        }
-    )
-    site = AdminApp(app, clock=None)  # type: ignore[arg-type]
-    try:
-        web = app.test_client()
-        client_id, secret = _client(site, "desk", ("verify", "redeem"))
-        headers = {
-            "Authorization": "Bearer " + _token(web, client_id, secret).get_json()["access_token"]
-        }
-        body = {"token": "not-a-code", "scenario": "library-deposit-free"}
-        answers = [
-            web.post("/api/v1/redemptions", json=body, headers=headers).status_code
-            for _ in range(3)
-        ]
-        assert 429 not in answers
-        assert web.post("/api/v1/verifications", json=body, headers=headers).status_code == 429
-        assert web.post("/api/v1/redemptions", json=body, headers=headers).status_code == 429
-    finally:
-        app.extensions["citycredit"].engine.dispose()
+def test_a_redemption_counts_as_a_verification(three_a_minute: AdminApp) -> None:
+    site, app = three_a_minute, three_a_minute.app
+    web = app.test_client()
+    client_id, secret = _client(site, "desk", ("verify", "redeem"))
+    headers = {
+        "Authorization": "Bearer " + _token(web, client_id, secret).get_json()["access_token"]
+    }
+    body = {"token": "not-a-code", "scenario": "library-deposit-free"}
+    answers = [
+        web.post("/api/v1/redemptions", json=body, headers=headers).status_code for _ in range(3)
+    ]
+    assert 429 not in answers
+    assert web.post("/api/v1/verifications", json=body, headers=headers).status_code == 429
+    assert web.post("/api/v1/redemptions", json=body, headers=headers).status_code == 429
