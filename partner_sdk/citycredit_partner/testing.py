@@ -48,6 +48,7 @@ _TITLES = {
     "validation-error": "The request is not valid",
     "invalid-client": "Client authentication failed",
     "invalid-token": "The access token is missing, expired or void",
+    "invalid-request": "The token request is missing a required parameter",
     "unsupported-grant-type": "Only the client-credentials grant is supported",
     "token-malformed": "The credit code is not a well-formed signed token",
     "token-unsigned": "The credit code is not signed (alg 'none')",
@@ -218,9 +219,14 @@ class MockCity:
 
     def _token(self, request: httpx.Request) -> httpx.Response:
         form = {k: v[0] for k, v in parse_qs(request.content.decode(errors="replace")).items()}
-        if "grant_type" not in form:
+        if not form.get("grant_type"):
             return _problem(
-                request, 422, "validation-error", "see errors", errors={"grant_type": [_MISSING]}
+                request,
+                400,
+                "invalid-request",
+                "grant_type is required (grant_type=client_credentials)",
+                error="invalid_request",
+                error_description="grant_type is required (grant_type=client_credentials)",
             )
         if form["grant_type"] != "client_credentials":
             return _problem(
@@ -229,6 +235,7 @@ class MockCity:
                 "unsupported-grant-type",
                 "grant_type must be client_credentials",
                 error="unsupported_grant_type",
+                error_description="grant_type must be client_credentials",
             )
         client_id, secret = form.get("client_id"), form.get("client_secret")
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")

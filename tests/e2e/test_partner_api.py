@@ -366,6 +366,12 @@ def test_the_api_documents_itself_offline(city: LiveCity) -> None:
     assert asset.status_code == 200 and len(asset.content) > 100_000
     wrong = httpx.post(city.url + "/oauth/token", data={"grant_type": "password"})
     assert wrong.json()["type"] == "/problems/unsupported-grant-type"
+    assert wrong.json()["error"] == "unsupported_grant_type" and wrong.json()["error_description"]
+    # No grant at all is RFC 6749's invalid_request, which OAuth libraries know: 400, not 422.
+    missing = httpx.post(city.url + "/oauth/token", data={"client_id": "x", "client_secret": "y"})
+    assert missing.status_code == 400
+    assert missing.json()["type"] == "/problems/invalid-request"
+    assert missing.json()["error"] == "invalid_request"
     bad = httpx.post(
         city.url + "/oauth/token",
         data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},

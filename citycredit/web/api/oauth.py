@@ -27,8 +27,12 @@ blueprint = Blueprint("oauth", __name__, description="OAuth 2 tokens and the cit
 
 
 class TokenRequest(Schema):
-    # Other grant types are answered 400 unsupported-grant-type (RFC 6749 §5.2), hence no validator.
-    grant_type = fields.String(required=True, metadata={"enum": ["client_credentials"]})
+    # A missing grant is 400 invalid-request and another grant 400 unsupported-grant-type (RFC 6749
+    # §5.2, what OAuth libraries expect), hence neither `required` nor a validator here.
+    grant_type = fields.String(
+        load_default=None,
+        metadata={"enum": ["client_credentials"], "description": "required: client_credentials"},
+    )
     scope = fields.String(
         metadata={"description": "space-separated; default: all the client's scopes"}
     )
@@ -98,11 +102,19 @@ def _oauth_problem(exc: AuthError) -> Problem:
 def token(**form: Any) -> Any:
     """Exchange client credentials for a short-lived access token."""
 
+    if not form.get("grant_type"):
+        raise Problem(
+            "invalid-request",
+            "grant_type is required (grant_type=client_credentials)",
+            error="invalid_request",
+            error_description="grant_type is required (grant_type=client_credentials)",
+        )
     if form.get("grant_type") != "client_credentials":
         raise Problem(
             "unsupported-grant-type",
             "grant_type must be client_credentials",
             error="unsupported_grant_type",
+            error_description="grant_type must be client_credentials",
         )
     session = db_session()
     settings = platform_of(current_app).settings

@@ -60,6 +60,12 @@ _TYPES = [
         "Request only scopes registered for the client.",
     ),
     ProblemType(
+        "invalid-request",
+        400,
+        "The token request is missing a required parameter",
+        "RFC 6749 §5.2 invalid_request: send grant_type=client_credentials with the client's credentials.",
+    ),
+    ProblemType(
         "unsupported-grant-type",
         400,
         "Only the client-credentials grant is supported",
