@@ -23,6 +23,7 @@ from tests.integration.admin_support import (
     PASSWORD,
     AdminApp,
     admin_app,
+    clear_of_a_window_edge,
     csrf,
     post,
     sign_in,
@@ -145,6 +146,7 @@ def test_five_failures_from_one_address_throttle_that_name_there_and_nowhere_els
     site: AdminApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked = _count_real_checks(monkeypatch)
+    clear_of_a_window_edge()
     stranger = _from(site.client(), "203.0.113.7")
     for attempt in range(5):
         page = sign_in(stranger, "clerk1", f"wrong guess {attempt}")
@@ -187,6 +189,7 @@ def test_an_unknown_name_is_throttled_exactly_like_a_real_one(site: AdminApp) ->
 
 
 def test_guessing_many_names_from_one_address_is_throttled_too(site: AdminApp) -> None:
+    clear_of_a_window_edge()
     sprayer = _from(site.client(), "203.0.113.9")
     statuses = [sign_in(sprayer, f"name{n:02d}", "Password1234!").status_code for n in range(31)]
     assert statuses == [200] * 30 + [429]
@@ -530,6 +533,7 @@ def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
         }
     )
     try:
+        clear_of_a_window_edge()
         balancer = "10.0.0.2"
         guesser = _from(app.test_client(), balancer)
         guesser.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.50"

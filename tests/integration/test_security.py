@@ -21,7 +21,7 @@ from citycredit.web import security
 from citycredit.web.app import create_app
 from tests import factories
 from tests.databases import ScratchDatabase
-from tests.integration.admin_support import AdminApp, admin_app
+from tests.integration.admin_support import AdminApp, admin_app, clear_of_a_window_edge
 from tests.integration.admin_support import sign_in as admin_sign_in
 from tests.integration.citizen_support import citizen_app, post, sign_in
 
@@ -492,6 +492,7 @@ def test_a_hostile_assertion_is_a_bad_credential_never_a_500(site: AdminApp, cla
 
 def test_ipv6_callers_are_counted_by_their_64_bit_prefix(site: AdminApp) -> None:
     """One subscriber holds a whole /64: rotating its addresses buys no new guesses."""
+    clear_of_a_window_edge()
     web = site.client()
 
     def guess(address: str) -> int:
