@@ -297,18 +297,21 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
         click.echo(f"  .venv/bin/citycredit explain {number}    # {label}")
 
 
+instance_dir_option = click.option(
+    "--instance-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("CITYCREDIT_INSTANCE_DIR", str(DEFAULT_INSTANCE_DIR)),
+    show_default="$CITYCREDIT_INSTANCE_DIR or instance",
+)
+
+
 @main.group()
 def secrets() -> None:
     """A deployment's secrets: pseudonym key, key encryption, code sealing, session signing."""
 
 
 @secrets.command("init")
-@click.option(
-    "--instance-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=lambda: os.environ.get("CITYCREDIT_INSTANCE_DIR", str(DEFAULT_INSTANCE_DIR)),
-    show_default="$CITYCREDIT_INSTANCE_DIR or instance",
-)
+@instance_dir_option
 def secrets_init(instance_dir: Path) -> None:
     """Write a new deployment's secrets once (files of mode 0600); refuses if any exists."""
     try:
@@ -324,12 +327,7 @@ def secrets_init(instance_dir: Path) -> None:
 
 
 @secrets.command("env")
-@click.option(
-    "--instance-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=lambda: os.environ.get("CITYCREDIT_INSTANCE_DIR", str(DEFAULT_INSTANCE_DIR)),
-    show_default="$CITYCREDIT_INSTANCE_DIR or instance",
-)
+@instance_dir_option
 def secrets_env(instance_dir: Path) -> None:
     """Print the secrets as VARIABLE=hex lines, for an EnvironmentFile or a vault (handle with care)."""
     try:

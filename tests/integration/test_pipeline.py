@@ -5,6 +5,7 @@ after an outage, and no caller can forge a log line."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -364,7 +365,9 @@ def test_a_failed_final_commit_is_a_503_and_keeps_nothing(city: CitizenApp) -> N
     assert browser.get("/admin/").status_code == 200
 
 
-def test_the_pool_recovers_after_the_database_comes_back(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def app_through_proxy(tmp_path: Path) -> Iterator[tuple[TcpProxy, FlaskClient]]:
+    """An app on a fresh PostgreSQL schema reached through a proxy the test can cut and stall."""
     _require("postgresql")
     db = ScratchDatabase("postgresql", tmp_path)
     url = make_url(db.url)
@@ -375,49 +378,39 @@ def test_the_pool_recovers_after_the_database_comes_back(tmp_path: Path) -> None
                 {"database_url": through, "id_hash_key": b"k" * 32, "instance_dir": tmp_path}
             )
             try:
-                client = app.test_client()
-                assert client.get("/.well-known/jwks.json").status_code == 200
-                assert client.get("/").status_code == 200
-                proxy.cut()  # the server "restarts": every pooled connection is dead
-                assert_unavailable_problem(client.get("/.well-known/jwks.json"))
-                assert_unavailable_page(client.get("/"))
-                proxy.restore()
-                assert client.get("/.well-known/jwks.json").status_code == 200
-                # A restart while the pool is idle: the first request after it succeeds, not lost
-                # to a pooled connection that died with the old server.
-                proxy.cut()
-                proxy.restore()
-                assert client.get("/").status_code == 200
-                assert client.get("/.well-known/jwks.json").status_code == 200
+                yield proxy, app.test_client()
             finally:
                 app.extensions["citycredit"].engine.dispose()
     finally:
         db.drop()
+
+
+def test_the_pool_recovers_after_the_database_comes_back(tmp_path: Path) -> None:
+    with app_through_proxy(tmp_path) as (proxy, client):
+        assert client.get("/.well-known/jwks.json").status_code == 200
+        assert client.get("/").status_code == 200
+        proxy.cut()  # the server "restarts": every pooled connection is dead
+        assert_unavailable_problem(client.get("/.well-known/jwks.json"))
+        assert_unavailable_page(client.get("/"))
+        proxy.restore()
+        assert client.get("/.well-known/jwks.json").status_code == 200
+        # A restart while the pool is idle: the first request after it succeeds, not lost
+        # to a pooled connection that died with the old server.
+        proxy.cut()
+        proxy.restore()
+        assert client.get("/").status_code == 200
+        assert client.get("/.well-known/jwks.json").status_code == 200
 
 
 def test_a_database_host_that_does_not_answer_is_a_503_within_seconds(tmp_path: Path) -> None:
-    _require("postgresql")
-    db = ScratchDatabase("postgresql", tmp_path)
-    url = make_url(db.url)
-    try:
-        with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-            through = url.set(port=proxy.port).render_as_string(hide_password=False)
-            app = create_app(
-                {"database_url": through, "id_hash_key": b"k" * 32, "instance_dir": tmp_path}
-            )
-            try:
-                client = app.test_client()
-                assert client.get("/.well-known/jwks.json").status_code == 200
-                proxy.cut(stall=True)
-                started = time.monotonic()
-                assert_unavailable_problem(client.get("/.well-known/jwks.json"))
-                assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS + 3
-                proxy.restore()
-                assert client.get("/.well-known/jwks.json").status_code == 200
-            finally:
-                app.extensions["citycredit"].engine.dispose()
-    finally:
-        db.drop()
+    with app_through_proxy(tmp_path) as (proxy, client):
+        assert client.get("/.well-known/jwks.json").status_code == 200
+        proxy.cut(stall=True)
+        started = time.monotonic()
+        assert_unavailable_problem(client.get("/.well-known/jwks.json"))
+        assert time.monotonic() - started < CONNECT_TIMEOUT_SECONDS + 3
+        proxy.restore()
+        assert client.get("/.well-known/jwks.json").status_code == 200
 
 
 # --- logs and request ids --------------------------------------------------------------------------
