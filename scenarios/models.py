@@ -142,6 +142,8 @@ class ScenarioVersion(Base):
     quota_total: Mapped[int | None] = mapped_column(Integer)
     valid_from: Mapped[dt.date | None] = mapped_column(Date)
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    # Whether visitors from partner cities (the federation) may use it; part of the frozen version.
+    open_to_visitors: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     submitted_by: Mapped[str | None] = mapped_column(String(200))

@@ -55,6 +55,7 @@ CONTENT_FIELDS = (
     "quota_total",
     "valid_from",
     "valid_until",
+    "open_to_visitors",
 )
 
 
@@ -164,6 +165,17 @@ def clean_text_error(text: str, *, multiline: bool = False) -> str | None:
     return None
 
 
+class _Flag(fields.Field):
+    """Yes or no: a boolean, or the text ``true``/``false`` in any case (a CSV cell)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValidationError("must be true or false")
+
+
 class _NoControls(validate.Validator):
     """Refuse what PostgreSQL cannot store (NUL) and what partners must not be served (ESC, BEL…)."""
 
@@ -204,6 +216,8 @@ class ContentSchema(Schema):
     )
     valid_from = _Date(allow_none=True, load_default=None)
     valid_until = _Date(allow_none=True, load_default=None)
+    # Absent: a new scenario is closed to visitors, an edit keeps what the version it edits says.
+    open_to_visitors = _Flag(error_messages={"null": "must be true or false"})
 
 
 def _cross_field(data: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -225,6 +239,8 @@ def clean_content(data: Mapping[str, Any]) -> dict[str, Any]:
     for name in OPTIONAL_FIELDS:
         if stripped.get(name) == "":
             stripped[name] = None
+    if stripped.get("open_to_visitors") == "":
+        stripped["open_to_visitors"] = False
     errors: dict[str, list[str]] = {}
     try:
         loaded: dict[str, Any] = ContentSchema().load(
@@ -454,9 +470,12 @@ def rule_of(version: ScenarioVersion) -> Condition:
 
 
 def scenario_for_use(
-    session: Session, code: str, *, venue_id: int | None, today: dt.date
+    session: Session, code: str, *, venue_id: int | None, today: dt.date, visitor: bool = False
 ) -> tuple[Scenario, ScenarioVersion]:
-    """The live version a venue may verify and redeem against today, or the precise reason why not."""
+    """The live version a venue may verify and redeem against today, or the precise reason why not.
+
+    ``visitor``: the code was issued by a partner city; only a live version open to visitors serves.
+    """
     row = session.execute(
         select(Scenario, ScenarioVersion)
         .join(
@@ -482,6 +501,8 @@ def scenario_for_use(
         )
         if offered is None:
             raise ScenarioUnavailable(code, "is not offered at this venue")
+    if visitor and not version.open_to_visitors:
+        raise ScenarioUnavailable(code, "is not offered to visitors from partner cities")
     return scenario, version
 
 
@@ -520,6 +541,7 @@ def create_scenario(
             errors.update(exc.errors)
     if errors:
         raise InvalidScenario(errors)
+    cleaned.setdefault("open_to_visitors", False)
     now = utcnow()
     scenario = Scenario(
         code=code,
@@ -564,7 +586,8 @@ def edit_scenario(
     session: Session, actor: Actor, scenario: Scenario, content: Mapping[str, Any]
 ) -> ScenarioVersion:
     """Change what a scenario grants. A draft is edited in place; a published scenario gets a new draft
-    version (the live one keeps serving until the new one is published)."""
+    version (the live one keeps serving until the new one is published). A field ``content`` leaves
+    out that only some callers know (``open_to_visitors``) keeps the value of the version edited."""
     _require_manage(actor, scenario)
     if scenario.status == "retired":
         raise WorkflowError("a retired scenario cannot be edited")
@@ -576,11 +599,13 @@ def edit_scenario(
         numbers = session.scalars(
             select(ScenarioVersion.number).where(ScenarioVersion.scenario_id == scenario.id)
         ).all()
+        live = live_version(session, scenario.id)
         pending = ScenarioVersion(
             scenario_id=scenario.id,
             number=max(numbers, default=0) + 1,
             state="draft",
             created_by=actor.name,
+            open_to_visitors=live.open_to_visitors if live is not None else False,
         )
         session.add(pending)
     for name, value in cleaned.items():
