@@ -20,13 +20,34 @@ from points_engine.tiers import COMMON_LEVELS, common_tier
 
 @dataclass(frozen=True)
 class CitizenFacts:
-    """What eligibility may look at; nothing else about the citizen is available to a scenario."""
+    """What eligibility may look at; nothing else about the citizen is available to a scenario.
+
+    A ``visitor`` presents a partner city's code: only its common level is known here (FEDERATION.md),
+    so a rule's local conditions cannot grant to them, each with a reason that says so.
+    """
 
     common_tier: int | None  # None: not scored (no consent)
     local_score: int | None
     age: int | None
     resident: bool
     has_direct_tier_record: bool
+    visitor: bool = False
+
+    def __post_init__(self) -> None:
+        if self.visitor and self.resident:
+            raise ValueError("a visitor from a partner city is not a resident of this city")
+
+    @classmethod
+    def for_visitor(cls, common_level: int | None, *, age: int | None = None) -> CitizenFacts:
+        """A visitor's facts: the common level their code vouches for, and nothing local."""
+        return cls(
+            common_tier=common_level,
+            local_score=None,
+            age=age,
+            resident=False,
+            has_direct_tier_record=False,
+            visitor=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -162,6 +183,17 @@ class MinLocalScore(Condition):
         return cls(_int(value, path, 0, 10_000))
 
     def evaluate(self, facts: CitizenFacts) -> Outcome:
+        if facts.visitor:
+            return Outcome(
+                False,
+                [
+                    Reason(
+                        self.kind,
+                        "外地来访者无本市分数，此条件不适用",
+                        "visitors from partner cities have no local score here",
+                    )
+                ],
+            )
         if facts.local_score is not None and facts.local_score >= self.score:
             return Outcome(True)
         if facts.local_score is None:
@@ -194,6 +226,30 @@ class MinAge(Condition):
     def evaluate(self, facts: CitizenFacts) -> Outcome:
         if facts.age is not None and facts.age >= self.years:
             return Outcome(True)
+        if facts.age is None and facts.visitor:
+            return Outcome(
+                False,
+                [
+                    Reason(
+                        self.kind,
+                        f"外地来访者的年龄在本市无从核实，无法确认年满{self.years}周岁",
+                        f"a visitor's age is not known here, so being {self.years} or older "
+                        "cannot be confirmed",
+                    )
+                ],
+            )
+        if facts.age is None:
+            return Outcome(
+                False,
+                [
+                    Reason(
+                        self.kind,
+                        f"无出生日期记录，无法确认年满{self.years}周岁",
+                        f"no birth date on record, so being {self.years} or older "
+                        "cannot be confirmed",
+                    )
+                ],
+            )
         return Outcome(
             False, [Reason(self.kind, f"需年满{self.years}周岁", f"must be {self.years} or older")]
         )
@@ -224,6 +280,17 @@ class Resident(Condition):
     def evaluate(self, facts: CitizenFacts) -> Outcome:
         if facts.resident:
             return Outcome(True)
+        if facts.visitor:
+            return Outcome(
+                False,
+                [
+                    Reason(
+                        self.kind,
+                        "限本市居民，合作城市来访者不适用",
+                        "for residents of this city, not visitors from partner cities",
+                    )
+                ],
+            )
         return Outcome(False, [Reason(self.kind, "限本市居民", "for residents of this city")])
 
     def to_data(self) -> dict[str, Any]:
@@ -245,6 +312,20 @@ class NoDirectTierRecord(Condition):
         return cls()
 
     def evaluate(self, facts: CitizenFacts) -> Outcome:
+        if facts.visitor:
+            # The visitor's records are held by their own city; a common level does not say whether
+            # one of them set it directly, so "no such record" cannot be confirmed here.
+            return Outcome(
+                False,
+                [
+                    Reason(
+                        self.kind,
+                        "外地来访者的信用记录不在本市，无法确认无直接定级的严重失信记录",
+                        "a visitor's records are held by their own city, so the absence of a "
+                        "record that sets the tier cannot be confirmed here",
+                    )
+                ],
+            )
         if not facts.has_direct_tier_record:
             return Outcome(True)
         return Outcome(
@@ -326,3 +407,12 @@ class Any_(Condition):
             c.describe(lang) for c in self.conditions
         )
         return f"（{joined}）" if lang == "zh" else f"({joined})"
+
+
+def lowest_visitor_level(rule: Condition) -> int | None:
+    """The lowest common level (1–5) at which ``rule`` grants to a visitor from a partner city, or
+    None when it grants to no visitor (it reads the local score, residence, age or local records)."""
+    for level in sorted(COMMON_LEVELS):
+        if rule.evaluate(CitizenFacts.for_visitor(level)).eligible:
+            return level
+    return None

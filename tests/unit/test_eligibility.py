@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios.eligibility import CONDITIONS, CitizenFacts, RuleError, parse_rule
+from scenarios.eligibility import (
+    CONDITIONS,
+    CitizenFacts,
+    RuleError,
+    lowest_visitor_level,
+    parse_rule,
+)
 
 ADULT_RESIDENT_GOOD = CitizenFacts(
     common_tier=3, local_score=990, age=30, resident=True, has_direct_tier_record=False
@@ -12,7 +18,7 @@ ADULT_RESIDENT_GOOD = CitizenFacts(
 
 
 def facts(**changes: object) -> CitizenFacts:
-    return CitizenFacts(**{**ADULT_RESIDENT_GOOD.__dict__, **changes})  # type: ignore[arg-type]
+    return CitizenFacts(**{**ADULT_RESIDENT_GOOD.__dict__, **changes})
 
 
 RULE = {
@@ -89,3 +95,121 @@ def test_bad_rules_are_refused_with_the_exact_place(rule: object, path: str, mes
 
 def test_there_is_no_way_to_negate_a_condition() -> None:
     assert not {"not", "none", "max_common_tier", "max_local_score"} & set(CONDITIONS)
+
+
+# --- visitors from partner cities -----------------------------------------------------------------
+
+VISITOR = CitizenFacts.for_visitor(5)  # the best common level, and nothing local
+
+
+def test_a_visitor_has_only_a_common_level() -> None:
+    assert CitizenFacts(
+        common_tier=5,
+        local_score=None,
+        age=None,
+        resident=False,
+        has_direct_tier_record=False,
+        visitor=True,
+    ) == VISITOR
+    # Locals stay what they were: not visitors unless said.
+    assert ADULT_RESIDENT_GOOD.visitor is False
+    with pytest.raises(ValueError, match="not a resident"):
+        facts(visitor=True)
+
+
+def test_min_common_tier_works_for_a_visitor_as_for_a_local() -> None:
+    rule = parse_rule({"min_common_tier": 4})
+    assert rule.evaluate(CitizenFacts.for_visitor(4)).eligible
+    assert rule.evaluate(CitizenFacts.for_visitor(5)).eligible
+    refused = rule.evaluate(CitizenFacts.for_visitor(3))
+    local = rule.evaluate(facts(common_tier=3))
+    assert not refused.eligible and refused.unmet == local.unmet
+
+
+@pytest.mark.parametrize(
+    ("rule", "zh", "en"),
+    [
+        (
+            {"min_local_score": 0},  # even the lowest threshold: there is no local score to read
+            "外地来访者无本市分数，此条件不适用",
+            "visitors from partner cities have no local score here",
+        ),
+        (
+            {"no_direct_tier_record": True},
+            "外地来访者的信用记录不在本市，无法确认无直接定级的严重失信记录",
+            "a visitor's records are held by their own city, so the absence of a record that "
+            "sets the tier cannot be confirmed here",
+        ),
+        (
+            {"min_age": 18},
+            "外地来访者的年龄在本市无从核实，无法确认年满18周岁",
+            "a visitor's age is not known here, so being 18 or older cannot be confirmed",
+        ),
+        (
+            {"resident": True},
+            "限本市居民，合作城市来访者不适用",
+            "for residents of this city, not visitors from partner cities",
+        ),
+    ],
+)
+def test_a_local_condition_never_grants_to_a_visitor_and_says_why(
+    rule: dict[str, object], zh: str, en: str
+) -> None:
+    outcome = parse_rule(rule).evaluate(VISITOR)
+    assert not outcome.eligible
+    ((kind,),) = [rule.keys()]
+    assert [(r.kind, r.zh, r.en) for r in outcome.unmet] == [(kind, zh, en)]
+
+
+def test_the_same_local_conditions_still_grant_to_locals() -> None:
+    for rule in ({"min_local_score": 0}, {"no_direct_tier_record": True}, {"min_age": 18}):
+        assert parse_rule(rule).evaluate(ADULT_RESIDENT_GOOD).eligible, rule
+
+
+def test_a_local_without_a_birth_date_is_told_the_age_cannot_be_confirmed() -> None:
+    outcome = parse_rule({"min_age": 18}).evaluate(facts(age=None))
+    assert [(r.zh, r.en) for r in outcome.unmet] == [
+        (
+            "无出生日期记录，无法确认年满18周岁",
+            "no birth date on record, so being 18 or older cannot be confirmed",
+        )
+    ]
+    # A known age below the threshold keeps the plain reason.
+    assert [r.zh for r in parse_rule({"min_age": 18}).evaluate(facts(age=17)).unmet] == [
+        "需年满18周岁"
+    ]
+
+
+def test_a_visitor_whose_age_is_known_is_judged_by_it() -> None:
+    rule = parse_rule({"min_age": 60})
+    assert rule.evaluate(CitizenFacts.for_visitor(3, age=65)).eligible
+    assert [r.zh for r in rule.evaluate(CitizenFacts.for_visitor(3, age=30)).unmet] == [
+        "需年满60周岁"
+    ]
+
+
+def test_any_lets_a_visitor_in_through_the_common_level() -> None:
+    rule = parse_rule({"any": [{"min_local_score": 900}, {"min_common_tier": 4}]})
+    assert rule.evaluate(CitizenFacts.for_visitor(4)).eligible
+    refused = rule.evaluate(CitizenFacts.for_visitor(3))
+    assert [r.kind for r in refused.unmet] == ["min_local_score", "min_common_tier"]
+    assert refused.unmet[0].en == "visitors from partner cities have no local score here"
+
+
+@pytest.mark.parametrize(
+    ("rule", "level"),
+    [
+        ({"min_common_tier": 3}, 3),
+        ({"min_common_tier": 1}, 1),
+        ({"any": [{"min_common_tier": 5}, {"all": [{"min_common_tier": 2}, {"min_age": 60}]}]}, 5),
+        ({"any": [{"min_local_score": 900}, {"min_common_tier": 4}]}, 4),
+        ({"all": [{"min_common_tier": 3}, {"resident": True}]}, None),
+        ({"all": [{"min_common_tier": 4}, {"no_direct_tier_record": True}]}, None),
+        ({"all": [{"min_common_tier": 3}, {"min_age": 18}]}, None),
+        ({"min_local_score": 0}, None),
+    ],
+)
+def test_the_lowest_level_at_which_a_rule_grants_to_a_visitor(
+    rule: dict[str, object], level: int | None
+) -> None:
+    assert lowest_visitor_level(parse_rule(rule)) == level
