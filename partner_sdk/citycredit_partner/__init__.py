@@ -6,6 +6,9 @@ with PartnerClient(client_id, client_secret, "https://credit.example.gov.cn") as
     result = city.verify(scanned_text, "library-deposit-free")
     if result.eligible:
         city.redeem(scanned_text, "library-deposit-free")
+
+Visitors from partner cities are verified offline against the federation's trust list:
+``PartnerClient(..., trust_anchor=fingerprint).verify_offline(code).visitor``.
 """
 
 from ._client import PartnerClient
@@ -25,8 +28,25 @@ from ._errors import (
     RateLimitError,
     ScenarioUnavailableError,
     ServerError,
+    TrustListError,
 )
-from ._models import Benefit, OfflineVerification, Redemption, Tier, UploadResult, Verification
+from ._models import (
+    Benefit,
+    Issuer,
+    OfflineVerification,
+    Redemption,
+    Tier,
+    UploadResult,
+    Verification,
+)
+from ._trustlist import (
+    TrustAnchor,
+    TrustList,
+    TrustListCache,
+    jwk_thumbprint,
+    public_jwk,
+    verify_trust_list,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -37,6 +57,7 @@ __all__ = [
     "CodeRejectedError",
     "ConflictError",
     "InvalidRequestError",
+    "Issuer",
     "NotEligibleError",
     "NotFoundError",
     "OfflineVerification",
@@ -49,7 +70,14 @@ __all__ = [
     "ScenarioUnavailableError",
     "ServerError",
     "Tier",
+    "TrustAnchor",
+    "TrustList",
+    "TrustListCache",
+    "TrustListError",
     "UploadResult",
     "Verification",
+    "jwk_thumbprint",
+    "public_jwk",
+    "verify_trust_list",
 ]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import random
@@ -15,6 +16,7 @@ import httpx
 from ._errors import APIConnectionError, PartnerError, error_from_response
 from ._models import OfflineVerification, Redemption, UploadResult, Verification
 from ._offline import KeyCache, verify_offline
+from ._trustlist import DEFAULT_MAX_AGE, TrustListCache
 
 __all__ = ["PartnerClient"]
 
@@ -42,7 +44,12 @@ class PartnerClient:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
         jwks_refresh_interval: float = 60.0,
+        trust_anchor: str | None = None,
+        trust_list_max_age: float = DEFAULT_MAX_AGE,
     ):
+        """``trust_anchor``: the federation's anchor fingerprint (or public JWK), pinned out of band,
+        to recognise partner cities' codes offline. Left None, it is read once from the city's
+        discovery document, which then trusts the city's TLS certificate as far as the pin goes."""
         self.client_id = client_id
         self._secret = client_secret
         self.max_retries = max_retries
@@ -57,7 +64,13 @@ class PartnerClient:
         self._token_expiry = 0.0
         self._token_lock = threading.Lock()
         self._keys = KeyCache(self._fetch_jwks, min_refresh_interval=jwks_refresh_interval)
-        self._issuer: str | None = None
+        self._configuration: dict[str, Any] | None = None
+        self.trust_list = TrustListCache(
+            self._fetch_trust_list,
+            trust_anchor if trust_anchor is not None else self._discovered_anchor,
+            max_age=trust_list_max_age,
+            min_refresh_interval=jwks_refresh_interval,
+        )
 
     # --- the partner's operations -------------------------------------------------------------
 
@@ -81,11 +94,20 @@ class PartnerClient:
         return Redemption.from_api(data)
 
     def verify_offline(self, token: str, *, now: dt.datetime | None = None) -> OfflineVerification:
-        """Check the code's signature, issuer and expiry against the cached JWKS, without the network.
+        """Check the code's signature, issuer and expiry without asking the city about the citizen.
 
-        Only a key the cache has never seen makes it refetch the JWKS (at most once a minute).
+        The city's own codes are checked against its cached JWKS; a visitor's code (another member
+        city's, ``visitor`` True) against the cached trust list: member, key, tier mapping and the
+        citizen's cross-city consent. Only a key or city the caches have never seen makes them
+        refetch (at most once a minute).
         """
-        return verify_offline(token, keys=self._keys, issuer=self.issuer, now=now)
+        result = verify_offline(
+            token, keys=self._keys, issuer=self.issuer, trust=self.trust_list, now=now
+        )
+        if not result.visitor and result.issuer_name_zh is None:
+            name = self._discovery().get("city_name")
+            result = dataclasses.replace(result, issuer_name_zh=name and str(name))
+        return result
 
     def upload_records(
         self, records: list[dict[str, Any]], *, idempotency_key: str | None = None
@@ -102,12 +124,7 @@ class PartnerClient:
     @property
     def issuer(self) -> str:
         """The city's issuer code, discovered once from ``/.well-known/citycredit-configuration``."""
-        if self._issuer is None:
-            config = self._send_with_retries(
-                "GET", "/.well-known/citycredit-configuration", auth=False
-            )
-            self._issuer = str(config["issuer"])
-        return self._issuer
+        return str(self._discovery()["issuer"])
 
     def close(self) -> None:
         self._http.close()
@@ -119,6 +136,23 @@ class PartnerClient:
         self.close()
 
     # --- plumbing -----------------------------------------------------------------------------
+
+    def _discovery(self) -> dict[str, Any]:
+        if self._configuration is None:
+            self._configuration = self._send_with_retries(
+                "GET", "/.well-known/citycredit-configuration", auth=False
+            )
+        return self._configuration
+
+    def _discovered_anchor(self) -> str | None:
+        # Trusts the city's TLS as far as the pin goes: whoever can answer for the city could name
+        # another anchor. Pin trust_anchor where that matters.
+        anchor = self._discovery().get("trust_anchor")
+        return str(anchor) if isinstance(anchor, str) and anchor else None
+
+    def _fetch_trust_list(self) -> str:
+        data = self._send_with_retries("GET", "/api/v1/federation/trust-list", auth=False)
+        return str(data["trust_list"])
 
     def _fetch_jwks(self) -> dict[str, Any]:
         return self._send_with_retries("GET", "/.well-known/jwks.json", auth=False)

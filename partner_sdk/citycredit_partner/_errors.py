@@ -3,6 +3,7 @@
 PartnerError
 ├── APIConnectionError          the city could not be reached (after retries)
 ├── CodeRejectedError           the credit code must not be honoured (.reason: expired, bad-signature…)
+├── TrustListError              a federation trust list was refused (.reason: trust-list-rollback…)
 └── APIStatusError              the API answered with an error (.status, .problem)
     ├── AuthenticationError     401: wrong credentials, revoked client
     ├── PermissionDeniedError   403: missing scope
@@ -37,6 +38,7 @@ __all__ = [
     "RateLimitError",
     "ScenarioUnavailableError",
     "ServerError",
+    "TrustListError",
 ]
 
 
@@ -53,7 +55,9 @@ class CodeRejectedError(PartnerError):
 
     ``reason`` is the documented problem type (``token-expired``, ``bad-signature``, ``unknown-key``,
     ``wrong-issuer``, ``algorithm-not-allowed``, ``token-unsigned``, ``token-malformed``). Offline
-    checks raise it too, with ``status`` None.
+    checks raise it too, with ``status`` None. A visitor's code (issued by a partner city) may also be
+    refused as ``issuer-not-member``, ``member-suspended``, ``mapping-unknown``,
+    ``no-cross-city-consent``, or with a ``trust-list-*`` reason when no usable trust list is held.
     """
 
     def __init__(
@@ -69,6 +73,19 @@ class CodeRejectedError(PartnerError):
         self.detail = detail
         self.status = status
         self.problem = problem or {}
+
+
+class TrustListError(PartnerError):
+    """A federation trust list that must not be used; the last good list keeps serving.
+
+    ``reason`` is ``trust-list-bad-signature``, ``trust-list-entry-unsigned``, ``trust-list-rollback``
+    or ``trust-list-too-old`` (docs/FEDERATION.md, "The trust list").
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class APIStatusError(PartnerError):
@@ -154,6 +171,12 @@ CODE_REJECTIONS = frozenset(
         "bad-signature",
         "token-expired",
         "wrong-issuer",
+        # A visitor's code, refused by the venue's city (docs/FEDERATION.md).
+        "issuer-not-member",
+        "member-suspended",
+        "trust-list-too-old",
+        "mapping-unknown",
+        "no-cross-city-consent",
     }
 )
 

@@ -6,7 +6,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Benefit", "OfflineVerification", "Redemption", "Tier", "UploadResult", "Verification"]
+__all__ = [
+    "Benefit",
+    "Issuer",
+    "OfflineVerification",
+    "Redemption",
+    "Tier",
+    "UploadResult",
+    "Verification",
+]
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,23 @@ class Benefit:
 
 
 @dataclass(frozen=True)
+class Issuer:
+    """The city that issued a code: its issuer code and names."""
+
+    code: str
+    name_zh: str
+    name_en: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Issuer:
+        return cls(
+            code=str(data["code"]),
+            name_zh=str(data.get("name_zh") or ""),
+            name_en=data.get("name_en"),
+        )
+
+
+@dataclass(frozen=True)
 class Verification:
     id: str
     eligible: bool
@@ -32,9 +57,13 @@ class Verification:
     verified_at: dt.datetime
     # The version of the scenario's rules the answer was given under (None from older cities).
     scenario_version: int | None = None
+    # A visitor: the code was issued by a partner city (``issuer``); ``tier`` is the common level.
+    visitor: bool = False
+    issuer: Issuer | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Verification:
+        issuer = data.get("issuer")
         return cls(
             id=data["verification_id"],
             eligible=bool(data["eligible"]),
@@ -43,6 +72,8 @@ class Verification:
             benefit=Benefit(**data["benefit"]),
             verified_at=dt.datetime.fromisoformat(data["verified_at"]),
             scenario_version=data.get("scenario_version"),
+            visitor=bool(data.get("visitor", False)),
+            issuer=Issuer.from_api(issuer) if isinstance(issuer, dict) else None,
         )
 
 
@@ -69,14 +100,21 @@ class Redemption:
 
 @dataclass(frozen=True)
 class OfflineVerification:
-    """A code checked against the cached JWKS, without contacting the city. Nothing is recorded."""
+    """A code checked without contacting the city: the own city's against its cached JWKS, a visitor's
+    against the cached, signature-checked trust list. Nothing is recorded.
+
+    For a ``visitor`` ``local_tier`` is None: a venue learns a partner city's common level only.
+    """
 
     issuer: str
     tier_level: int
-    local_tier: str
+    local_tier: str | None
     kid: str
     expires_at: dt.datetime
     code_id: str
+    issuer_name_zh: str | None = None
+    issuer_name_en: str | None = None
+    visitor: bool = False
 
     def qualifies(self, min_tier_level: int) -> bool:
         return self.tier_level >= min_tier_level

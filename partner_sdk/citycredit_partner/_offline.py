@@ -1,4 +1,6 @@
-"""Offline verification: the city's JWKS, cached; an unknown ``kid`` triggers a (rate-limited) refetch."""
+"""Offline verification. The own city's codes: its JWKS, cached; an unknown ``kid`` triggers a
+(rate-limited) refetch. A visitor's code (another member city's): the cached, signature-checked trust
+list, in the order docs/FEDERATION.md gives ("Credit codes across cities")."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from typing import Any
 import jwt
 from jwt import PyJWK
 
-from ._errors import CodeRejectedError
+from ._errors import CodeRejectedError, TrustListError
 from ._models import OfflineVerification
+from ._trustlist import TrustListCache
 
 MAX_LIFETIME = 120
 
@@ -64,8 +67,31 @@ class KeyCache:
 
 
 def verify_offline(
-    token: str, *, keys: KeyCache, issuer: str, now: dt.datetime | None = None, leeway: int = 5
+    token: str,
+    *,
+    keys: KeyCache,
+    issuer: str,
+    trust: TrustListCache | None = None,
+    now: dt.datetime | None = None,
+    leeway: int = 5,
 ) -> OfflineVerification:
+    """Check a code offline. ``issuer`` is the desk's own city; with ``trust``, other members' codes
+    are checked as a visitor's, without it they are ``wrong-issuer``."""
+    header, unverified = _read(token)
+    claimed_issuer = unverified.get("iss")
+    if claimed_issuer == issuer:
+        return _verify_own(token, header, keys=keys, issuer=issuer, now=now, leeway=leeway)
+    if trust is None:
+        raise CodeRejectedError(
+            "wrong-issuer", f"issued by {str(claimed_issuer)[:32]!r}, expected {issuer!r}"
+        )
+    return _verify_visitor(
+        token, header, unverified, trust=trust, own_issuer=issuer, now=now, leeway=leeway
+    )
+
+
+def _read(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header (its algorithm checked) and the claims, not yet verified."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -76,13 +102,21 @@ def verify_offline(
     if alg != "EdDSA":
         raise CodeRejectedError("algorithm-not-allowed", f"algorithm {alg!r} is not accepted")
     try:
-        claimed_issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise CodeRejectedError("token-malformed", str(exc)) from None
-    if claimed_issuer != issuer:
-        raise CodeRejectedError(
-            "wrong-issuer", f"issued by {str(claimed_issuer)[:32]!r}, expected {issuer!r}"
-        )
+    return header, claims
+
+
+def _verify_own(
+    token: str,
+    header: dict[str, Any],
+    *,
+    keys: KeyCache,
+    issuer: str,
+    now: dt.datetime | None,
+    leeway: int,
+) -> OfflineVerification:
     kid = str(header.get("kid", ""))
     key = keys.key(kid)
     if key is None:
@@ -113,4 +147,112 @@ def verify_offline(
         kid=kid,
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
         code_id=claims["jti"],
+    )
+
+
+def _verify_visitor(
+    token: str,
+    header: dict[str, Any],
+    unverified: dict[str, Any],
+    *,
+    trust: TrustListCache,
+    own_issuer: str,
+    now: dt.datetime | None,
+    leeway: int,
+) -> OfflineVerification:
+    """A partner city's code, against the trust list, in the documented order of refusals."""
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or not issuer:
+        raise CodeRejectedError("issuer-not-member", "the code names no issuing city")
+    if trust.anchor is None:
+        raise CodeRejectedError(
+            "issuer-not-member",
+            f"no trust list is configured, so no code of another city ({issuer[:32]!r}) is "
+            "recognised (PartnerClient(..., trust_anchor=…) or the city's discovery document)",
+        )
+    moment = (now or dt.datetime.now(dt.UTC)).timestamp()
+    kid = str(header.get("kid", ""))
+    try:
+        listing = trust.get(moment)
+        member = listing.member(issuer)
+        if member is None or kid not in member.signing_keys:
+            # A city that just joined or rotated its key: read the list again (rate-limited).
+            listing = trust.get(moment, unknown=True)
+            member = listing.member(issuer)
+    except TrustListError as exc:
+        raise CodeRejectedError(exc.reason, f"no usable trust list: {exc.detail}") from None
+    if member is None:
+        raise CodeRejectedError(
+            "issuer-not-member", f"{issuer[:32]!r} is not a member of the federation"
+        )
+    names = f"{member.name_zh} / {member.name_en} ({issuer})"
+    if member.status != "active":
+        raise CodeRejectedError("member-suspended", f"{names} is suspended from the federation")
+    if listing.age(moment) > trust.max_age:
+        raise CodeRejectedError(
+            "trust-list-too-old",
+            f"the trust list held is {int(listing.age(moment))} s old (at most "
+            f"{int(trust.max_age)} s); visitors' codes wait for a fresh one",
+        )
+    signing_key = member.signing_keys.get(kid)
+    if signing_key is None or not signing_key.valid_at(moment, leeway=leeway):
+        raise CodeRejectedError(
+            "unknown-key", f"key {kid[:32]!r} is not a current signing key of {names}"
+        )
+    try:
+        claims = jwt.decode(
+            token,
+            signing_key.key,
+            algorithms=["EdDSA"],
+            issuer=issuer,
+            options={
+                "require": ["iss", "sub", "ct", "iat", "exp", "jti"],
+                # Times are judged below, at ``now``, not at the wall clock.
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise CodeRejectedError(
+            "bad-signature", "the signature does not match the content"
+        ) from None
+    except jwt.PyJWTError as exc:
+        raise CodeRejectedError("token-malformed", str(exc)) from None
+    issued, expires = claims["iat"], claims["exp"]
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in (issued, expires)):
+        raise CodeRejectedError("token-malformed", "iat and exp must be whole seconds")
+    if expires - issued > MAX_LIFETIME or expires + leeway < moment:
+        raise CodeRejectedError("token-expired", "ask the citizen to show a fresh code")
+    version = claims.get("mv")
+    mapping = member.mappings.get(version) if isinstance(version, int) else None
+    if mapping is None:
+        raise CodeRejectedError(
+            "mapping-unknown", f"{names} publishes no tier mapping version {str(version)[:16]!r}"
+        )
+    local_tier = claims.get("lt")
+    tier = mapping.tiers.get(local_tier) if isinstance(local_tier, str) else None
+    level = claims["ct"]
+    if tier is None or isinstance(level, bool) or level != tier.common_level:
+        raise CodeRejectedError(
+            "token-malformed",
+            f"the common level does not follow {issuer}'s tier mapping version {mapping.version}",
+        )
+    consent = claims.get("xc")
+    if not (consent == "*" or (isinstance(consent, list) and own_issuer in consent)):
+        raise CodeRejectedError(
+            "no-cross-city-consent",
+            f"the citizen has not agreed to have the code recognised in {own_issuer} "
+            "(they can agree on their city's phone page)",
+        )
+    return OfflineVerification(
+        issuer=issuer,
+        tier_level=tier.common_level,
+        local_tier=None,  # the other city's local tier name is not the venue's to learn
+        kid=kid,
+        expires_at=dt.datetime.fromtimestamp(expires, dt.UTC),
+        code_id=str(claims["jti"]),
+        issuer_name_zh=member.name_zh,
+        issuer_name_en=member.name_en,
+        visitor=True,
     )
