@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 from citycredit.core.audit import audit
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
-from scenarios.eligibility import Any_, CitizenFacts, Condition, MinCommonTier, Reason
+from scenarios.eligibility import (
+    Any_,
+    CitizenFacts,
+    Condition,
+    MinCommonTier,
+    Reason,
+    lowest_visitor_level,
+)
 from scenarios.models import CATEGORIES, Operator, Scenario, ScenarioVenue, ScenarioVersion, Venue
 from scenarios.operations import rule_of
 
@@ -91,6 +98,7 @@ class VersionRef:
     benefit_zh: str
     benefit_en: str
     valid_until: dt.date | None
+    open_to_visitors: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ def _load_catalogue(session: Session, today: dt.date) -> list[CatalogueEntry]:
                 version.benefit_zh,
                 version.benefit_en,
                 version.valid_until,
+                version.open_to_visitors,
             ),
             OperatorRef(operator.code, operator.name_zh, operator.name_en),
             rule_of(version),
@@ -238,5 +247,34 @@ def my_benefits(
                 eligible=outcome.eligible,
                 unmet=outcome.unmet,
             )
+        )
+    return out
+
+
+def visitor_catalogue(session: Session, *, today: dt.date) -> list[dict[str, Any]]:
+    """What this city offers visitors from partner cities today, for the federation's bulletins.
+
+    Each scenario in effect today whose live version is open to visitors, with ``min_level``: the
+    lowest common level (1–5) at which its rule grants to a visitor. A scenario open to visitors whose
+    rule grants to none (it asks for residence, age, the local score or local records) is left out:
+    partners are told only what their citizens can actually use. Nothing about any citizen is read.
+    """
+    out = []
+    for entry in live_catalogue(session, today=today):
+        if not entry.version.open_to_visitors:
+            continue
+        level = lowest_visitor_level(entry.rule)
+        if level is None:
+            continue
+        out.append(
+            {
+                "code": entry.scenario.code,
+                "category": entry.scenario.category,
+                "name_zh": entry.version.name_zh,
+                "name_en": entry.version.name_en,
+                "benefit_zh": entry.version.benefit_zh,
+                "benefit_en": entry.version.benefit_en,
+                "min_level": level,
+            }
         )
     return out

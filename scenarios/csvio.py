@@ -3,7 +3,9 @@
 One row per scenario. Import creates drafts for new codes and new draft versions for changed ones
 (published versions are never edited), leaves identical rows alone, and reports every bad row with its
 line and field; good rows are imported even when others are bad, each in its own savepoint.
-An export imports back as "unchanged".
+An export imports back as "unchanged". ``open_to_visitors`` is ``true`` or ``false`` (blank: false); a
+file without that column (one written before it existed) creates scenarios closed to visitors and
+leaves existing ones as they are, like any other absent column.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ COLUMNS = (
     "quota_total",
     "valid_from",
     "valid_until",
+    "open_to_visitors",
     "venues",
 )
 EXPORT_ONLY = ("status", "version", "version_state")
@@ -97,6 +100,7 @@ def _content_of(version: ScenarioVersion) -> dict[str, Any]:
         "quota_total": version.quota_total,
         "valid_from": version.valid_from,
         "valid_until": version.valid_until,
+        "open_to_visitors": version.open_to_visitors,
     }
 
 
@@ -108,6 +112,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dict):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -304,3 +306,143 @@ def test_csv_import_refuses_control_characters_by_line_and_field_and_stores_none
     with site.session() as session:
         codes = set(session.scalars(select(Scenario.code)))
     assert not {c for c in codes if c.startswith("library-")}
+
+
+# --- visitors from partner cities -------------------------------------------------------------------
+
+
+def _upload(client: Any, data: bytes) -> Any:
+    return client.post(
+        "/admin/scenarios/import",
+        data={
+            "csrf_token": csrf(client, "/admin/scenarios/import"),
+            "file": (io.BytesIO(data), "scenarios.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+
+
+def _open_to_visitors(admin: AdminApp, code: str) -> dict[int, bool]:
+    with admin.session() as session:
+        scenario = registry.find_scenario(session, code)
+        return {v.number: v.open_to_visitors for v in registry.versions_of(session, scenario.id)}
+
+
+def test_the_form_opens_a_scenario_to_visitors_and_the_pages_say_for_whom(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    blank = librarian.get("/admin/scenarios/new").get_data(as_text=True)
+    assert "向合作城市来访者开放" in blank
+    assert re.search(r'<input type="checkbox" id="open_to_visitors"[^>]*>', blank)
+    assert not re.search(r'id="open_to_visitors"[^>]*checked', blank)  # closed unless ticked
+
+    # Adults only: a visitor's age is not known here, so the page warns that no visitor qualifies.
+    form = {**LIBRARY_FORM, "open_to_visitors": "1"}
+    assert post(librarian, "/admin/scenarios", **form).status_code == 302
+    assert _open_to_visitors(site, "library-forty-books") == {1: True}
+    detail = librarian.get("/admin/scenarios/library-forty-books").get_data(as_text=True)
+    assert "已开放，但准入条件要求本市居民、年龄、本市分数或本市记录，来访者无法满足" in detail
+
+    edit = {k: v for k, v in form.items() if k not in ("code", "operator", "category")}
+    del edit["adults_only"]
+    assert post(librarian, "/admin/scenarios/library-forty-books/edit", **edit).status_code == 302
+    detail = librarian.get("/admin/scenarios/library-forty-books").get_data(as_text=True)
+    assert "是：通用等级良好及以上的来访者" in detail
+    english = librarian.get("/admin/scenarios/library-forty-books?lang=en").get_data(as_text=True)
+    assert "Open to visitors from partner cities" in english
+    assert "Yes: visitors of common tier Good or better" in english
+    page = librarian.get("/admin/scenarios/library-forty-books/edit").get_data(as_text=True)
+    assert re.search(r'id="open_to_visitors"[^>]*checked', page)  # the edit form shows it ticked
+
+    # A form error keeps the ticked box.
+    bad = post(librarian, "/admin/scenarios", **{**form, "code": "Bad!"})
+    assert bad.status_code == 422
+    assert re.search(r'id="open_to_visitors"[^>]*checked', bad.get_data(as_text=True))
+
+
+def test_opening_or_closing_a_published_scenario_to_visitors_is_a_reviewed_version(
+    site: AdminApp,
+) -> None:
+    busman = signed_in(site, "busman")
+    root = signed_in(site, "root")
+    bus_form = {
+        "name_zh": "公交八折",
+        "name_en": "Bus discount",
+        "benefit_zh": "八折",
+        "benefit_en": "20% off",
+        "min_common_tier": "4",
+        "venues": "bus-hub",
+    }
+    assert _open_to_visitors(site, "bus-discount") == {1: False}
+    opened = post(busman, "/admin/scenarios/bus-discount/edit", **bus_form, open_to_visitors="1")
+    assert opened.status_code == 302
+    assert _open_to_visitors(site, "bus-discount") == {2: True, 1: False}
+    detail = busman.get("/admin/scenarios/bus-discount").get_data(as_text=True)
+    # The diff names the change, in words; the live version still serves locals only.
+    changed = re.findall(r'<tr class="changed"><th scope="row">([^<]+)', detail)
+    assert [name.strip() for name in changed] == ["向合作城市来访者开放"]
+    assert "否，仅限本市持码人" in detail and "是：通用等级优秀及以上的来访者" in detail
+    assert post(busman, "/admin/scenarios/bus-discount/submit").status_code == 302
+    assert post(root, "/admin/scenarios/bus-discount/publish").status_code == 302
+    assert _status(site, "bus-discount") == ("published", [(2, "published"), (1, "superseded")])
+    assert "是：通用等级优秀及以上的来访者" in busman.get("/admin/scenarios/bus-discount").get_data(
+        as_text=True
+    )
+
+    # An unticked box sends nothing: saving without it closes the next version again.
+    assert post(busman, "/admin/scenarios/bus-discount/edit", **bus_form).status_code == 302
+    assert _open_to_visitors(site, "bus-discount") == {3: False, 2: True, 1: False}
+
+
+def test_the_csv_carries_the_flag_both_ways_and_old_files_still_import(site: AdminApp) -> None:
+    librarian = signed_in(site, "librarian")
+    header = "code,operator,category,name_zh,name_en,benefit_zh,benefit_en,eligibility,venues"
+    old_file = (
+        header
+        + '\nlibrary-old,city-library,library,甲,A,免押金,No deposit,"{""min_common_tier"":3}",'
+        + "library-main\n"
+    )
+    assert _upload(librarian, old_file.encode()).status_code == 200
+    assert _open_to_visitors(site, "library-old") == {1: False}
+
+    rows = [
+        'library-open,city-library,library,乙,B,免押金,No deposit,"{""min_common_tier"":3}",TRUE,',
+        'library-shut,city-library,library,丙,C,免押金,No deposit,"{""min_common_tier"":3}",false,',
+        'library-oops,city-library,library,丁,D,免押金,No deposit,"{""min_common_tier"":3}",是,',
+    ]
+    new_header = header.replace(",venues", ",open_to_visitors,venues")
+    answer = _upload(librarian, ("\n".join([new_header, *rows]) + "\n").encode())
+    assert answer.status_code == 422
+    page = answer.get_data(as_text=True)
+    assert re.search(
+        r"<td class=\"num\">4</td><td><code>library-oops</code></td>"
+        r"<td>向合作城市来访者开放</td><td>须为 true 或 false</td>",
+        page,
+    )
+    assert _open_to_visitors(site, "library-open") == {1: True}
+    assert _open_to_visitors(site, "library-shut") == {1: False}
+
+    exported = librarian.get("/admin/scenarios/export.csv").get_data(as_text=True).lstrip("\ufeff")
+    lines = exported.splitlines()
+    assert "valid_until,open_to_visitors,venues," in lines[0]
+    by_code = {line.split(",", 1)[0]: line for line in lines[1:]}
+    assert ",true," in by_code["library-open"] and ",false," in by_code["library-shut"]
+    # The export imports back as unchanged, flag included.
+    again = _upload(librarian, exported.encode())
+    assert again.status_code == 200
+    assert "<dt>未变化</dt><dd>3</dd>" in again.get_data(as_text=True)
+
+    # A file without the column leaves an existing scenario's flag as it is, like any absent column.
+    old_row = (
+        'library-open,city-library,library,乙,B,免押金,No deposit,"{""min_common_tier"":3}",\n'
+    )
+    kept = _upload(librarian, (header + "\n" + old_row).encode())
+    assert "<dt>未变化</dt><dd>1</dd>" in kept.get_data(as_text=True)
+    assert _open_to_visitors(site, "library-open") == {1: True}
+
+    # Flipping one cell changes that scenario alone.
+    flipped = exported.replace(
+        by_code["library-open"], by_code["library-open"].replace(",true,", ",false,")
+    )
+    changed = _upload(librarian, flipped.encode()).get_data(as_text=True)
+    assert "<dt>更新</dt><dd>1</dd>" in changed and "<dt>未变化</dt><dd>2</dd>" in changed
+    assert _open_to_visitors(site, "library-open") == {1: False}

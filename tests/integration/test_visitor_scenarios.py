@@ -3,7 +3,9 @@ visitor, the CSV column, and the catalogue a city publishes for its partners."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core.actors import SYSTEM, Actor
+from scenarios import csvio
 from scenarios import operations as registry
+from scenarios.benefits import visitor_catalogue
 from scenarios.models import Operator, Scenario, ScenarioVersion, Venue
 from scenarios.operations import InvalidScenario, ScenarioUnavailable
 from tests.conftest import TODAY
@@ -203,3 +207,106 @@ def _venue_id(session: Session) -> int:
     venue_id = session.scalar(select(Venue.id).where(Venue.code == "visit-lib-main"))
     assert venue_id is not None
     return venue_id
+
+
+# --- the catalogue for partner cities ---------------------------------------------------------------
+
+
+def test_the_visitor_catalogue_lists_what_a_visitor_can_use_and_from_which_level(
+    session: Session, library: Operator
+) -> None:
+    live(session, library, "visit-tier-3", open_to_visitors=True)
+    live(
+        session,
+        library,
+        "visit-any",
+        open_to_visitors=True,
+        name_zh="信易阅·自习室优先",
+        name_en="Study-room priority",
+        benefit_zh="优先预约自习室",
+        benefit_en="Book study rooms first",
+        eligibility={"any": [{"min_local_score": 900}, {"min_common_tier": 4}]},
+    )
+    # Open, but the rule asks for what no visitor has: left out rather than promised.
+    live(
+        session,
+        library,
+        "visit-adults",
+        open_to_visitors=True,
+        eligibility={"all": [{"min_common_tier": 2}, {"min_age": 18}]},
+    )
+    live(session, library, "visit-closed")  # not open to visitors
+    live(session, library, "visit-suspended", open_to_visitors=True)
+    registry.suspend(
+        session, librarian(library), registry.find_scenario(session, "visit-suspended")
+    )
+    live(
+        session, library, "visit-ended", open_to_visitors=True, valid_until=TODAY - dt.timedelta(1)
+    )
+    # A draft that would open a scenario changes nothing until it is published.
+    closed = registry.find_scenario(session, "visit-closed")
+    registry.edit_scenario(session, librarian(library), closed, content(open_to_visitors=True))
+
+    assert visitor_catalogue(session, today=TODAY) == [
+        {
+            "code": "visit-any",
+            "category": "library",
+            "name_zh": "信易阅·自习室优先",
+            "name_en": "Study-room priority",
+            "benefit_zh": "优先预约自习室",
+            "benefit_en": "Book study rooms first",
+            "min_level": 4,
+        },
+        {
+            "code": "visit-tier-3",
+            "category": "library",
+            "name_zh": "信易阅·免押金借书",
+            "name_en": "Deposit-free borrowing",
+            "benefit_zh": "免押金借阅图书",
+            "benefit_en": "Borrow books without a deposit",
+            "min_level": 3,
+        },
+    ]
+    registry.submit(session, librarian(library), closed)
+    registry.publish(session, REVIEWER, closed)
+    assert [e["code"] for e in visitor_catalogue(session, today=TODAY)] == [
+        "visit-any",
+        "visit-closed",
+        "visit-tier-3",
+    ]
+    # Tomorrow's catalogue is tomorrow's: a benefit that ends today is gone from it.
+    live(session, library, "visit-last-day", open_to_visitors=True, valid_until=TODAY)
+    assert "visit-last-day" in {e["code"] for e in visitor_catalogue(session, today=TODAY)}
+    tomorrow = visitor_catalogue(session, today=TODAY + dt.timedelta(days=1))
+    assert "visit-last-day" not in {e["code"] for e in tomorrow}
+
+
+def test_the_visitor_catalogue_reads_no_citizen_and_needs_no_scenario(session: Session) -> None:
+    assert visitor_catalogue(session, today=TODAY) == []
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def test_csv_export_and_import_carry_the_flag(session: Session, library: Operator) -> None:
+    live(session, library, "visit-csv-open", open_to_visitors=True)
+    live(session, library, "visit-csv-shut")
+    out = io.StringIO()
+    csvio.write_csv(session, librarian(library), out)
+    rows = {row["code"]: row for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert rows["visit-csv-open"]["open_to_visitors"] == "true"
+    assert rows["visit-csv-shut"]["open_to_visitors"] == "false"
+
+    report = csvio.import_csv(session, librarian(library), out.getvalue().encode())
+    assert (report.unchanged, report.updated, report.errors) == (
+        ["visit-csv-open", "visit-csv-shut"],
+        [],
+        [],
+    )
+    flipped = out.getvalue().replace(",false,", ",true,")
+    report = csvio.import_csv(session, librarian(library), flipped.encode())
+    assert report.updated == ["visit-csv-shut"]
+    shut = registry.find_scenario(session, "visit-csv-shut")
+    pending = registry.pending_version(session, shut.id)
+    assert pending is not None and pending.number == 2 and pending.open_to_visitors is True
+    assert _live(session, shut).open_to_visitors is False  # until the city publishes version 2

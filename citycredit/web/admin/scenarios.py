@@ -36,7 +36,7 @@ from credit_codes.models import Redemption, Verification
 from points_engine.tiers import common_tier
 from scenarios import csvio
 from scenarios import operations as registry
-from scenarios.eligibility import COMMON_LEVELS, RuleError, parse_rule
+from scenarios.eligibility import COMMON_LEVELS, RuleError, lowest_visitor_level, parse_rule
 from scenarios.models import (
     CATEGORIES,
     PENDING_STATES,
@@ -82,14 +82,20 @@ def _helpers() -> dict[str, Any]:
     }
 
 
+VISITORS_LABEL = ("向合作城市来访者开放", "Open to visitors from partner cities")
+# This page's own fields and messages, beside the registry's shared ones (``messages``).
+MORE_LABELS = {"open_to_visitors": VISITORS_LABEL}
+MORE_ZH = {"must be true or false": "须为 true 或 false"}
+
+
 def field_label(name: str) -> str:
-    zh, en = FIELD_LABELS.get(name, (name, name))
+    zh, en = FIELD_LABELS.get(name) or MORE_LABELS.get(name) or (name, name)
     return t(zh, en)
 
 
 def message(text: str) -> str:
     """A registry message in the page's language."""
-    return t(messages.zh(text), text)
+    return t(MORE_ZH.get(text) or messages.zh(text), text)
 
 
 bp.add_app_template_filter(message, "message")
@@ -269,6 +275,8 @@ def _content_from_form(form: Any) -> dict[str, Any]:
         "quota_total": form.get("quota_total", ""),
         "valid_from": form.get("valid_from", ""),
         "valid_until": form.get("valid_until", ""),
+        # An unticked box is not sent at all: absent here means no.
+        "open_to_visitors": bool(form.get("open_to_visitors")),
     }
 
 
@@ -285,6 +293,7 @@ def _form_of(scenario: Scenario | None, version: ScenarioVersion | None) -> dict
         "quota_total": version.quota_total or "",
         "valid_from": version.valid_from.isoformat() if version.valid_from else "",
         "valid_until": version.valid_until.isoformat() if version.valid_until else "",
+        "open_to_visitors": version.open_to_visitors,
     }
     simple = simple_fields(version.eligibility)
     if simple is None:
@@ -416,12 +425,31 @@ DIFF_FIELDS = (
     ("quota_total", "总量", "In total"),
     ("valid_from", "生效日期", "Valid from"),
     ("valid_until", "截止日期", "Valid until"),
+    ("open_to_visitors", *VISITORS_LABEL),
 )
 
 
 def describe(version: ScenarioVersion) -> dict[str, str]:
     rule = registry.rule_of(version)
     return {"zh": rule.describe("zh"), "en": rule.describe("en")}
+
+
+def visitors(version: ScenarioVersion) -> str:
+    """Whether the version serves visitors from partner cities, and from which common level."""
+    if not version.open_to_visitors:
+        return t("否，仅限本市持码人", "No: for this city's own codes only")
+    level = lowest_visitor_level(registry.rule_of(version))
+    if level is None:
+        return t(
+            "已开放，但准入条件要求本市居民、年龄、本市分数或本市记录，来访者无法满足",
+            "Open, but the rule asks for residence, age, the local score or local records, "
+            "which no visitor can meet",
+        )
+    tier = common_tier(level)
+    return t(
+        f"是：通用等级{tier.name_zh}及以上的来访者",
+        f"Yes: visitors of common tier {tier.name_en} or better",
+    )
 
 
 @bp.get("/scenarios/<code>")
@@ -465,6 +493,7 @@ def scenario_detail(code: str) -> Any:
         venues=registry.venues_of(session, scenario.id),
         usage=usage,
         describe=describe,
+        visitors=visitors,
         may_manage=actor().may_manage(scenario.operator_id),
         may_review=can("scenarios.review"),
         own_submission=pending is not None
