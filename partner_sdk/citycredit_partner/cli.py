@@ -2,8 +2,11 @@
 
     citycredit-verify --image photo.jpg --scenario library-deposit-free
     citycredit-verify --offline eyJhbGciOi...
+    citycredit-verify --offline --trust-anchor <fingerprint> eyJhbGciOi...   # a partner city's code
 
-Credentials come from CITYCREDIT_CLIENT_ID / CITYCREDIT_CLIENT_SECRET / CITYCREDIT_BASE_URL or flags.
+Credentials come from CITYCREDIT_CLIENT_ID / CITYCREDIT_CLIENT_SECRET / CITYCREDIT_BASE_URL or flags;
+the federation's anchor fingerprint from CITYCREDIT_TRUST_ANCHOR or --trust-anchor (without it, the
+city's discovery document names it).
 Exit status: 0 eligible (or valid offline), 1 not eligible, 2 code rejected, 3 other error.
 """
 
@@ -14,8 +17,11 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 from ._client import PartnerClient
 from ._errors import CodeRejectedError, PartnerError
+from ._models import OfflineVerification
 
 
 def decode_image(path: Path) -> str:
@@ -37,7 +43,25 @@ def decode_image(path: Path) -> str:
     return str(results[0].text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def describe_offline(result: OfflineVerification) -> str:
+    """One line for the desk: which city issued the code, its tier, until when it is valid."""
+    names = " / ".join(n for n in (result.issuer_name_zh, result.issuer_name_en) if n)
+    city = f"{names} ({result.issuer})" if names and names != result.issuer else result.issuer
+    if result.visitor:
+        # A partner city's code: its common level only, never its local tier.
+        tier = f"common tier level {result.tier_level}"
+        return (
+            f"valid code of {city}, visitor 外地访客: {tier}, "
+            f"expires {result.expires_at:%H:%M:%S} UTC"
+        )
+    return (
+        f"valid code of {city}: tier level {result.tier_level} ({result.local_tier}), "
+        f"expires {result.expires_at:%H:%M:%S} UTC"
+    )
+
+
+def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
+    """The command; ``transport`` lets a test run it against a mock city."""
     parser = argparse.ArgumentParser(prog="citycredit-verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("token", nargs="?", help="the scanned text of the code")
     parser.add_argument("--image", type=Path, help="a photo or screenshot of the QR code")
@@ -45,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="check signature and expiry only, against the cached JWKS",
+        help="check signature and expiry only (the city's JWKS; a partner city's code: the trust list)",
+    )
+    parser.add_argument(
+        "--trust-anchor",
+        default=os.environ.get("CITYCREDIT_TRUST_ANCHOR") or None,
+        help="the federation's trust anchor fingerprint, pinned (else read from the city)",
     )
     parser.add_argument(
         "--base-url", default=os.environ.get("CITYCREDIT_BASE_URL", "http://127.0.0.1:5000")
@@ -62,18 +91,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "online checks need --client-id and --client-secret (or the environment variables)"
         )
-    client = PartnerClient(args.client_id or "", args.client_secret or "", args.base_url)
+    client = PartnerClient(
+        args.client_id or "",
+        args.client_secret or "",
+        args.base_url,
+        trust_anchor=args.trust_anchor,
+        transport=transport,
+    )
     try:
         if args.offline:
-            result = client.verify_offline(token)
-            print(
-                f"valid code of {result.issuer}: tier level {result.tier_level} ({result.local_tier}), "
-                f"expires {result.expires_at:%H:%M:%S} UTC"
-            )
+            print(describe_offline(client.verify_offline(token)))
             return 0
         verification = client.verify(token, args.scenario)
         verdict = "ELIGIBLE 符合" if verification.eligible else "NOT ELIGIBLE 不符合"
         print(f"{verdict}: {verification.benefit.zh} / {verification.benefit.en}")
+        if verification.visitor and verification.issuer is not None:
+            issuer = verification.issuer
+            names = " / ".join(n for n in (issuer.name_zh, issuer.name_en) if n)
+            print(f"visitor 外地访客 from {names} ({issuer.code})")
         print(
             f"tier 等级: {verification.tier.name_zh} / {verification.tier.name_en} (level {verification.tier.level})"
         )

@@ -693,8 +693,9 @@ class MockFederation:
         self.served = token
 
     def publish_rolled_back(self) -> str:
-        """Serve the list before the newest: genuinely signed, a lower ``seq``."""
-        self.publish()
+        """Serve the list before the newest (genuinely signed, a lower ``seq``), as a replay would."""
+        if len(self.published) < 2:
+            self.publish()
         self.serve(self.published[-2])
         return self.served
 
