@@ -140,3 +140,35 @@ def test_bad_scenarios_get_field_and_rule_path_errors(city: LiveCity) -> None:
     plain = _client(city, name="reader", kind="venue", scopes=["verify"])
     refused = plain("POST", "", json=_draft())
     assert refused.status_code == 403 and refused.json()["type"] == "/problems/insufficient-scope"
+
+
+def test_an_operator_opens_a_scenario_to_visitors_through_the_api(city: LiveCity) -> None:
+    library, _, desk = _two_operators(city)
+    # Without the field a new scenario is closed to visitors (clients written before it still work).
+    created = library("POST", "", json=_draft())
+    assert created.status_code == 201 and created.json()["pending"]["open_to_visitors"] is False
+    opened = library("POST", "", json={**_draft("library-open-books"), "open_to_visitors": True})
+    assert opened.status_code == 201 and opened.json()["pending"]["open_to_visitors"] is True
+    # JSON true or false only, as the document says: no "yes", no 1.
+    for wrong in ("yes", 1, None):
+        refused = library("POST", "", json={**_draft("library-wrong"), "open_to_visitors": wrong})
+        assert refused.status_code == 422, (wrong, refused.text)
+    described = httpx.get(city.url + "/api/openapi.json").json()["components"]["schemas"]
+    field = described["ContentIn"]["properties"]["open_to_visitors"]
+    assert field["type"] == "boolean" and "partner cities" in field["description"]
+    assert "open_to_visitors" in described["VersionOut"]["required"]
+
+    with unit_of_work(make_session_factory(city.db.engine)) as session:
+        scenario = registry.find_scenario(session, "library-open-books")
+        registry.submit(session, actors.Actor("librarian"), scenario)
+        registry.publish(session, actors.Actor("admin:reviewer", can_publish=True), scenario)
+    assert desk("GET", "/library-open-books").json()["live"]["open_to_visitors"] is True
+
+    # An edit that leaves the field out keeps it; the live version serves until the new one is out.
+    edit = {k: v for k, v in _draft().items() if k not in ("code", "category", "venues")}
+    kept = library("PUT", "/library-open-books/draft", json={**edit, "quota_per_day": 2})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["pending"]["open_to_visitors"] is True
+    closed = library("PUT", "/library-open-books/draft", json={**edit, "open_to_visitors": False})
+    assert closed.json()["pending"]["open_to_visitors"] is False
+    assert closed.json()["live"]["open_to_visitors"] is True

@@ -42,6 +42,22 @@ blueprint = Blueprint(
 )
 
 
+_VISITORS = (
+    "whether visitors from partner cities (codes of another member of the federation) may use it; "
+    "they qualify only through the common tier: residence, age, the local score and local records "
+    "never hold for them"
+)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only (marshmallow would also take "yes", 1 or "on")."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class Bilingual(Schema):
     zh = fields.String(required=True)
     en = fields.String(required=True)
@@ -61,6 +77,7 @@ class VersionOut(Schema):
     quota_total = fields.Integer(allow_none=True, required=True)
     valid_from = fields.Date(allow_none=True, required=True)
     valid_until = fields.Date(allow_none=True, required=True)
+    open_to_visitors = fields.Boolean(required=True, metadata={"description": _VISITORS})
     review_note = fields.String(
         allow_none=True, required=True, metadata={"description": "the operator's own clients only"}
     )
@@ -128,6 +145,12 @@ class ContentIn(Schema):
     )
     valid_from = fields.Date(allow_none=True, load_default=None)
     valid_until = fields.Date(allow_none=True, load_default=None)
+    open_to_visitors = StrictBoolean(
+        metadata={
+            "description": _VISITORS
+            + ". Absent: false for a new scenario; an edit keeps what the version it edits says."
+        }
+    )
 
 
 class ScenarioIn(ContentIn):
@@ -174,6 +197,7 @@ def _version(version: ScenarioVersion | None, *, owned: bool = False) -> dict[st
         "quota_total": version.quota_total,
         "valid_from": version.valid_from,
         "valid_until": version.valid_until,
+        "open_to_visitors": version.open_to_visitors,
         # The city's review notes are for the operator, not for every partner.
         "review_note": version.review_note if owned else None,
     }
