@@ -84,6 +84,7 @@ _TITLES = {
     "not-federated": "This city is not part of a federation",
     "unknown-scenario": "No published scenario has this code",
     "not-eligible": "The citizen does not qualify for this benefit",
+    "scenario-unavailable": "The scenario cannot be used here or now",
     "already-redeemed": "This credit code was already redeemed for this benefit",
     "quota-exhausted": "The benefit's quota is used up",
     "not-found": "No such resource",
@@ -171,6 +172,8 @@ class MockCity:
         self.tier_tables: dict[int, list[dict[str, Any]]] = {mapping_version: list(tiers or [])}
         self.federation_key = Ed25519PrivateKey.generate()
         self.federation: MockFederation | None = None
+        # Scenarios that do not answer visitors (as a live version without open_to_visitors).
+        self.closed_to_visitors: set[str] = set()
         self.redemptions: list[tuple[str, str]] = []
         self.requests: list[httpx.Request] = []
         self._failures: list[tuple[int, int | None]] = []
@@ -449,6 +452,7 @@ class MockCity:
                 "requirement": {"zh": f"信用等级{zh}及以上", "en": f"tier {en} or better"},
                 "eligibility": {"min_common_tier": level},
                 "quota_per_day": self.daily_quota,
+                "open_to_visitors": code not in self.closed_to_visitors,
                 "quota_per_month": None,
                 "quota_total": None,
                 "valid_from": None,
@@ -497,6 +501,10 @@ class MockCity:
             "scenario_version": 1,
             "benefit": benefit,
         }
+        if code.visitor and scenario in self.closed_to_visitors:
+            return _problem(
+                request, 409, "scenario-unavailable", f"{scenario!r} is not open to visitors"
+            )
         citizens = self._citizens
         # Who issued the code (a visitor's city, or this one); never the other city's local tier.
         issuer: dict[str, str | None] = {

@@ -19,6 +19,7 @@ from citycredit_partner import (
     CodeRejectedError,
     Issuer,
     PartnerClient,
+    ScenarioUnavailableError,
     TrustListError,
     jwk_thumbprint,
     public_jwk,
@@ -98,6 +99,10 @@ def test_the_online_answer_for_a_visitor_names_the_issuing_city(
     assert visitor.issuer == Issuer("420100", "武汉市", "Wuhan")
     assert not local.visitor and not local.eligible
     assert local.issuer == Issuer("420200", "黄石市", "Huangshi")
+    home.closed_to_visitors.add(LIBRARY)
+    with desk_of(federation) as desk, pytest.raises(ScenarioUnavailableError) as closed:
+        desk.verify(wuhan.issue_code(local_tier="A", cross_city="*"), LIBRARY)
+    assert "visitors" in closed.value.detail
 
 
 def test_the_command_line_says_which_city_issued_the_code(
