@@ -16,8 +16,13 @@ from citycredit.core import keys
 from citycredit.core.audit import audit
 from citycredit.core.clients import ApiClient
 from citycredit.core.config import Settings
-from credit_codes import tokens
-from credit_codes.models import Redemption, RedemptionCounter, Verification
+from credit_codes import consent, tokens
+from credit_codes.models import (
+    Redemption,
+    RedemptionCounter,
+    Verification,
+    VisitorRedemptionCounter,
+)
 from points_engine.models import Citizen
 from points_engine.operations import insert_ignore
 from points_engine.queries import current_snapshot
@@ -76,6 +81,8 @@ def issue_credit_code(
         lifetime=dt.timedelta(seconds=settings.code_lifetime_seconds),
         local_score=snapshot.score,
         direct_tier=snapshot.direct_tier,
+        mapping_version=snapshot.model_version_id,
+        cross_city=consent.shared_with(session, citizen.id),
     )
     audit(session, actor=actor, action="code.issue", citizen_id=citizen.id, jti=code.jti)
     return code
@@ -123,12 +130,27 @@ def open_presentation(
 
 
 @dataclass(frozen=True)
+class Issuer:
+    """The city that issued a code, as a venue may know it: code and names, nothing more."""
+
+    code: str
+    name_zh: str
+    name_en: str
+
+    @classmethod
+    def local(cls, settings: Settings) -> Issuer:
+        return cls(settings.city_code, settings.city_name, settings.city_name_en)
+
+
+@dataclass(frozen=True)
 class VerificationResult:
     verification: Verification
     scenario: Scenario
     version: ScenarioVersion
     eligible: bool
     common_tier: int
+    issuer: Issuer
+    visitor: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         tier = common_tier(self.common_tier)
@@ -140,7 +162,44 @@ class VerificationResult:
             "scenario_version": self.version.number,
             "benefit": {"zh": self.version.benefit_zh, "en": self.version.benefit_en},
             "verified_at": self.verification.at.isoformat(),
+            "visitor": self.visitor,
+            "issuer": {
+                "code": self.issuer.code,
+                "name_zh": self.issuer.name_zh,
+                "name_en": self.issuer.name_en,
+            },
         }
+
+
+def record_verification(
+    session: Session,
+    client: ApiClient,
+    scenario: Scenario,
+    version: ScenarioVersion,
+    *,
+    jti: str,
+    eligible: bool,
+    level: int,
+    now: dt.datetime,
+    citizen_id: int | None = None,
+    visitor_id: int | None = None,
+) -> Verification:
+    """The verification row: the audit record of this read (who checked whom, when, for which
+    benefit, with what result), insert-only, and what "who checked me" shows."""
+    verification = Verification(
+        public_id="ver_" + secrets.token_hex(8),
+        client_id=client.id,
+        citizen_id=citizen_id,
+        visitor_id=visitor_id,
+        scenario_id=scenario.id,
+        scenario_version_id=version.id,
+        token_jti=jti,
+        eligible=eligible,
+        common_tier=level,
+        at=now,
+    )
+    session.add(verification)
+    return verification
 
 
 def verify_presentation(
@@ -190,21 +249,20 @@ def verify_presentation(
         has_direct_tier_record=presented.direct_tier,
     )
     eligible = rule.evaluate(facts).eligible
-    verification = Verification(
-        public_id="ver_" + secrets.token_hex(8),
-        client_id=client.id,
-        citizen_id=presented.citizen_id,
-        scenario_id=scenario.id,
-        scenario_version_id=version.id,
-        token_jti=presented.jti,
+    verification = record_verification(
+        session,
+        client,
+        scenario,
+        version,
+        jti=presented.jti,
         eligible=eligible,
-        common_tier=presented.common_tier,
-        at=now,
+        level=presented.common_tier,
+        now=now,
+        citizen_id=presented.citizen_id,
     )
-    # The verification row is the audit record of this read (who checked whom, when, for which
-    # benefit, with what result): insert-only, and what the citizen's "who checked me" list shows.
-    session.add(verification)
-    return VerificationResult(verification, scenario, version, eligible, presented.common_tier)
+    return VerificationResult(
+        verification, scenario, version, eligible, presented.common_tier, Issuer.local(settings)
+    )
 
 
 @dataclass(frozen=True)
@@ -245,11 +303,30 @@ def redeem(
     refused redemption leaves no row and every counter untouched.
     """
     result = verify_presentation(session, settings, client, token, scenario_code, now=now)
+    return grant(session, settings, client, result, now=now)
+
+
+def grant(
+    session: Session,
+    settings: Settings,
+    client: ApiClient,
+    result: VerificationResult,
+    *,
+    now: dt.datetime,
+) -> RedemptionResult:
+    """Redeem a verified code (:func:`redeem`'s second half, shared by locals and visitors).
+
+    A visitor's quotas count by the pairwise pseudonym their city gave us (``visitor_id``)."""
     session.flush()  # the redemption refers to the verification's id
     if not result.eligible:
         raise NotEligible("the citizen does not qualify for this benefit")
     scenario, version = result.scenario, result.version
     citizen_id = result.verification.citizen_id
+    visitor_id = result.verification.visitor_id
+    counter: Any = RedemptionCounter if visitor_id is None else VisitorRedemptionCounter
+    holder_column = counter.citizen_id if visitor_id is None else counter.visitor_id
+    holder = citizen_id if visitor_id is None else visitor_id
+    holder_key = "citizen_id" if visitor_id is None else "visitor_id"
     day = now.astimezone(settings.tz).date()
     periods = [
         (day.isoformat(), version.quota_per_day, "today's quota of {} is used"),
@@ -261,6 +338,8 @@ def redeem(
         verification_id=result.verification.id,
         client_id=client.id,
         citizen_id=citizen_id,
+        visitor_id=visitor_id,
+        issuer="" if not result.visitor else result.issuer.code,
         scenario_id=scenario.id,
         scenario_version_id=version.id,
         token_jti=result.verification.token_jti,
@@ -276,23 +355,23 @@ def redeem(
         if periods:  # created inside the savepoint: a refusal leaves no trace
             insert_ignore(
                 session,
-                RedemptionCounter,
+                counter,
                 [
-                    {"citizen_id": citizen_id, "scenario_id": scenario.id, "period": p, "used": 0}
+                    {holder_key: holder, "scenario_id": scenario.id, "period": p, "used": 0}
                     for p, _, _ in periods
                 ],
             )
         for period, quota, message in periods:
             granted = session.execute(
-                update(RedemptionCounter)
+                update(counter)
                 .where(
-                    RedemptionCounter.citizen_id == citizen_id,
-                    RedemptionCounter.scenario_id == scenario.id,
-                    RedemptionCounter.period == period,
-                    RedemptionCounter.used < quota,
+                    holder_column == holder,
+                    counter.scenario_id == scenario.id,
+                    counter.period == period,
+                    counter.used < quota,
                 )
-                .values(used=RedemptionCounter.used + 1)
-                .returning(RedemptionCounter.used)
+                .values(used=counter.used + 1)
+                .returning(counter.used)
             ).scalar_one_or_none()
             if granted is None:
                 raise QuotaExhausted(message.format(quota))
@@ -309,6 +388,7 @@ def redeem(
         actor=client.client_id,
         action="benefit.redeem",
         citizen_id=citizen_id,
+        visitor=visitor_id,
         scenario=scenario.code,
         version=version.number,
         redemption=redemption.public_id,

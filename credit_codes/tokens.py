@@ -1,6 +1,7 @@
 """The citizen's QR credit code (信用码): a compact JWS, EdDSA-signed by the city, valid ≤ 120 s.
 
-Claims: ``iss`` (the city), ``sub`` (a per-token pseudonym of the citizen: the citizen's row id sealed
+Claims: ``iss`` (the city), ``mv`` (the tier mapping's version), ``xc`` (partner cities the citizen
+lets recognise the code, only with that consent; docs/FEDERATION.md), ``sub`` (a per-token pseudonym of the citizen: the citizen's row id sealed
 with AES-GCM under a random nonce, so two codes of one person share nothing a venue could link), ``ct``
 (tier on the common scale), ``lt`` (local tier code), ``iat``, ``exp``, ``jti``. No score, no name, no
 ID number, no record. Only the city can open ``sub``; venues verify the signature offline via the JWKS.
@@ -140,7 +141,11 @@ def issue_code(
     lifetime: dt.timedelta = CODE_LIFETIME,
     local_score: int | None = None,
     direct_tier: bool = False,
+    mapping_version: int | None = None,
+    cross_city: str | list[str] | None = None,
 ) -> CreditCode:
+    """Sign a code. ``mapping_version`` (claim ``mv``) names the tier mapping ``ct``/``lt`` follow;
+    ``cross_city`` (claim ``xc``) is present only with the citizen's consent to cross-city use."""
     jti = _b64(secrets.token_bytes(9))
     issued = now.replace(microsecond=0)
     expires = issued + min(lifetime, CODE_LIFETIME)
@@ -160,6 +165,10 @@ def issue_code(
         "exp": int(expires.timestamp()),
         "jti": jti,
     }
+    if mapping_version is not None:
+        claims["mv"] = mapping_version
+    if cross_city:
+        claims["xc"] = cross_city
     token = jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid, "typ": None})
     return CreditCode(token, jti, issued, expires)
 

@@ -50,6 +50,18 @@ class Settings:
     trusted_proxies: int = 0
     # Verifications one API client may make, e.g. "1200 per minute" (a busy venue's desk may need more).
     rate_limit_verify: str = "1200 per minute"
+    # --- the federation of partner cities (docs/FEDERATION.md) ---
+    city_name_en: str = "Demo City"
+    # "prefecture", "county", … : nothing assumes one level of government.
+    city_level: str = "prefecture"
+    # Where this city fetches the trust list (the coordinator's base URL); empty: not federated.
+    federation_coordinator_url: str = ""
+    # The trust anchor's fingerprint (RFC 7638), pinned at onboarding, out of band.
+    trust_anchor: str = ""
+    # The oldest trust list still honoured, in seconds (a clear problem type beyond it).
+    trust_list_max_age: int = 172800
+    # This deployment also plays coordinator: it signs the trust list with the anchor key.
+    federation_coordinator: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -182,6 +194,12 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         trusted_proxies=_proxies(env.get("CITYCREDIT_TRUSTED_PROXIES", "0")),
         rate_limit_storage=env.get("CITYCREDIT_RATE_LIMIT_STORAGE") or "memory://",
         rate_limit_verify=env.get("CITYCREDIT_RATE_LIMIT_VERIFY") or "1200 per minute",
+        city_name_en=env.get("CITYCREDIT_CITY_NAME_EN", "Demo City"),
+        city_level=env.get("CITYCREDIT_CITY_LEVEL", "prefecture"),
+        federation_coordinator_url=env.get("CITYCREDIT_FEDERATION_COORDINATOR_URL", "").rstrip("/"),
+        trust_anchor=env.get("CITYCREDIT_TRUST_ANCHOR", "").strip(),
+        trust_list_max_age=_max_age(env.get("CITYCREDIT_TRUST_LIST_MAX_AGE", "172800")),
+        federation_coordinator=env.get("CITYCREDIT_FEDERATION_COORDINATOR", "") == "1",
     )
     return settings.with_overrides(**overrides)
 
@@ -194,6 +212,18 @@ def _proxies(raw: str) -> int:
     if not 0 <= count <= 5:
         raise ConfigError("CITYCREDIT_TRUSTED_PROXIES must be from 0 to 5")
     return count
+
+
+def _max_age(raw: str) -> int:
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ConfigError(
+            "CITYCREDIT_TRUST_LIST_MAX_AGE must be a whole number of seconds"
+        ) from None
+    if not 10 <= seconds <= 30 * 86400:
+        raise ConfigError("CITYCREDIT_TRUST_LIST_MAX_AGE must be from 10 seconds to 30 days")
+    return seconds
 
 
 def _lifetime(raw: str) -> int:

@@ -102,6 +102,19 @@ def _decrypted(private_pem: str, secret: bytes) -> Ed25519PrivateKey:
     return private
 
 
+def decrypt_private_key(private_pem: str, secret: bytes) -> Ed25519PrivateKey:
+    """A stored private key (encrypted PKCS#8), decrypted once per process."""
+    return _decrypted(private_pem, secret)
+
+
+def encrypt_private_key(private: Ed25519PrivateKey, secret: bytes) -> str:
+    return private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(secret),
+    ).decode("ascii")
+
+
 def published_keys(session: Session, *, now: dt.datetime | None = None) -> list[SigningKey]:
     """Keys whose tokens may still be valid: the signing key and recently retired ones."""
     cutoff = (now or utcnow()) - MAX_TOKEN_LIFETIME

@@ -23,6 +23,7 @@ INSTALLED_DOMAINS = (
     "points_engine",
     "scenarios",
     "credit_codes",
+    "federation",
     "citizen",
     "admin",
 )

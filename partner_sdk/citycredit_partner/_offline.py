@@ -165,8 +165,9 @@ def _verify_visitor(
     if not isinstance(issuer, str) or not issuer:
         raise CodeRejectedError("issuer-not-member", "the code names no issuing city")
     if trust.anchor is None:
+        # As the city answers online when it holds no trust list: only its own codes count.
         raise CodeRejectedError(
-            "issuer-not-member",
+            "wrong-issuer",
             f"no trust list is configured, so no code of another city ({issuer[:32]!r}) is "
             "recognised (PartnerClient(..., trust_anchor=…) or the city's discovery document)",
         )

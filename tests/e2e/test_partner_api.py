@@ -77,10 +77,14 @@ def test_the_venue_learns_nothing_but_eligibility_and_tier(city: LiveCity) -> No
         "scenario_version",
         "benefit",
         "verified_at",
+        "visitor",
+        "issuer",
     }
     assert set(body["tier"]) == {"level", "name_zh", "name_en"}
+    assert body["visitor"] is False
+    assert body["issuer"] == {"code": "huangshi", "name_zh": "黄石市", "name_en": "Demo City"}
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert set(claims) == {"iss", "sub", "ct", "lt", "iat", "exp", "jti"}
+    assert set(claims) == {"iss", "sub", "ct", "lt", "mv", "iat", "exp", "jti"}
     assert city.excellent not in json.dumps(claims) and "score" not in json.dumps(claims)
     # Two codes of the same person share no identifier a venue could link.
     again = jwt.decode(city.code(city.excellent), options={"verify_signature": False})

@@ -13,10 +13,11 @@ from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
 from citycredit.web.api.auth import caller, require_scope
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.openapi import ID_NUMBER, ID_NUMBER_PATTERN, SCENARIO_CODE, problems
-from citycredit.web.api.problems import Problem
+from citycredit.web.api.problems import PROBLEM_TYPES, Problem
 from citycredit.web.context import db_session, platform_of
 from citycredit.web.security import limit_verifications
 from credit_codes import operations, qr, tokens
+from federation import s2s, visitors
 from points_engine.queries import find_citizen
 from scenarios.operations import CODE, ScenarioUnavailable, UnknownScenario
 
@@ -48,6 +49,12 @@ class TierSchema(Schema):
     name_en = fields.String(required=True, metadata={"example": "Good"})
 
 
+class IssuerSchema(Schema):
+    code = fields.String(required=True, metadata={"example": "420200"})
+    name_zh = fields.String(required=True, metadata={"example": "黄石市"})
+    name_en = fields.String(required=True, metadata={"example": "Huangshi"})
+
+
 class BenefitSchema(Schema):
     zh = fields.String(required=True)
     en = fields.String(required=True)
@@ -63,6 +70,11 @@ class VerificationSchema(Schema):
     )
     benefit = fields.Nested(BenefitSchema, required=True)
     verified_at = fields.String(required=True, metadata={"format": "date-time"})
+    visitor = fields.Boolean(
+        required=True,
+        metadata={"description": "the code was issued by a partner city (docs/FEDERATION.md)"},
+    )
+    issuer = fields.Nested(IssuerSchema, required=True)
 
 
 class RedemptionSchema(Schema):
@@ -108,12 +120,24 @@ def _refusal(exc: Exception) -> Problem:
         return Problem("scenario-unavailable", str(exc))
     if isinstance(exc, operations.RedemptionRefused):
         return Problem(exc.type, exc.detail)
+    if isinstance(exc, s2s.FederationRefusal):
+        # The issuing city's refusal of a visitor (its consent, its code) reaches the venue as is;
+        # trouble between the cities is the venue's "try again or verify offline".
+        if (
+            exc.type in PROBLEM_TYPES
+            and exc.status < 500
+            and exc.type != "federation-request-refused"
+        ):
+            return Problem(exc.type, exc.detail)
+        if exc.type == "trust-list-too-old":
+            return Problem(exc.type, exc.detail)
+        return Problem("issuer-unavailable", exc.detail, headers={"Retry-After": "5"})
     raise exc
 
 
 @blueprint.route("/verifications", methods=["POST"])
 @blueprint.doc(security=[{"oauth2": ["verify"]}])
-@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429, 503)
 @blueprint.arguments(Presented)
 @blueprint.response(200, VerificationSchema)
 @require_scope("verify")
@@ -122,7 +146,7 @@ def verify(body: dict[str, Any]) -> Any:
 
     limit_verifications()  # per client: after the token is checked, never before
     try:
-        result = operations.verify_presentation(
+        result = visitors.verify_code(
             db_session(),
             platform_of(current_app).settings,
             caller().client,
@@ -130,14 +154,19 @@ def verify(body: dict[str, Any]) -> Any:
             body["scenario"],
             now=utcnow(),
         )
-    except (tokens.TokenRejected, UnknownScenario, ScenarioUnavailable) as exc:
+    except (
+        tokens.TokenRejected,
+        UnknownScenario,
+        ScenarioUnavailable,
+        s2s.FederationRefusal,
+    ) as exc:
         raise _refusal(exc) from None
     return result.as_dict()
 
 
 @blueprint.route("/redemptions", methods=["POST"])
 @blueprint.doc(security=[{"oauth2": ["redeem"]}], parameters=[HEADER_DOC])
-@problems(blueprint, 401, 403, 404, 409, 413, 422, 429)
+@problems(blueprint, 401, 403, 404, 409, 413, 422, 429, 503)
 @blueprint.arguments(Presented)
 @blueprint.response(201, RedemptionSchema)
 @require_scope("redeem")
@@ -149,7 +178,7 @@ def redeem(body: dict[str, Any]) -> Any:
     # unmetered way to probe eligibility.
     limit_verifications()
     try:
-        result = operations.redeem(
+        result = visitors.redeem_code(
             db_session(),
             platform_of(current_app).settings,
             caller().client,
@@ -162,6 +191,7 @@ def redeem(body: dict[str, Any]) -> Any:
         UnknownScenario,
         ScenarioUnavailable,
         operations.RedemptionRefused,
+        s2s.FederationRefusal,
     ) as exc:
         raise _refusal(exc) from None
     return result.as_dict()

@@ -77,6 +77,14 @@ class ConfigurationSchema(Schema):
     api_base = fields.String(required=True, metadata={"format": "uri"})
     credit_code_algorithms = fields.List(fields.String(), required=True)
     credit_code_lifetime_seconds = fields.Integer(required=True)
+    trust_anchor = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "RFC 7638 fingerprint of the federation's trust anchor this city pins "
+            "(null when it is not federated); desks should pin it themselves at setup"
+        },
+    )
+    trust_list_uri = fields.String(metadata={"format": "uri"})
 
 
 def _oauth_problem(exc: AuthError) -> Problem:
@@ -189,6 +197,8 @@ def configuration() -> Any:
         api_base=settings.public_url + "/api/v1",
         credit_code_algorithms=["EdDSA"],
         credit_code_lifetime_seconds=120,
+        trust_anchor=settings.trust_anchor or None,
+        trust_list_uri=settings.public_url + "/api/v1/federation/trust-list",
     )
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

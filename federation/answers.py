@@ -1,0 +1,191 @@
+"""The issuing city answers partners: a visitor's code (introspection) and tier requests.
+
+The answer is the **pairwise pseudonym** (stable for this citizen and that asking city, unlinkable
+across cities), the common level and how long it holds — never a score, record, name or ID number.
+Every question is recorded (the citizen sees it in "who checked me") and audited, refused or not.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from citycredit.core.audit import audit
+from citycredit.core.config import Settings
+from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
+from credit_codes import consent, tokens
+from credit_codes.operations import open_presentation
+from federation import s2s
+from federation.models import PartnerQuestion
+from points_engine.models import Citizen
+from points_engine.queries import current_snapshot, find_citizen
+
+PURPOSES = ("verification", "redemption")
+# A level from a tier request holds until the next daily recompute could change it.
+TIER_VALIDITY = dt.timedelta(hours=24)
+
+
+class NoCrossCityConsent(s2s.FederationRefusal):
+    type = "no-cross-city-consent"
+    status = 403
+    title = "The citizen does not share their tier with this partner city"
+
+
+class NotShared(s2s.FederationRefusal):
+    type = "not-shared"
+    status = 403
+    title = "No tier can be shared for this person with this partner city"
+
+
+def pairwise_pseudonym(settings: Settings, citizen: Citizen, asker: str) -> str:
+    """HMAC of the citizen and the asking city under this city's secret: the same every time that
+    city asks about this citizen, and unrelated to what any other city is told."""
+    mac = hmac.new(
+        settings.id_hash_key, f"pairwise|v1|{asker}|{citizen.id_hash}".encode(), hashlib.sha256
+    ).digest()
+    return "pw_" + base64.urlsafe_b64encode(mac[:18]).decode("ascii")
+
+
+def _record(
+    session: Session,
+    *,
+    citizen_id: int | None,
+    asker: str,
+    purpose: str,
+    payload: dict[str, Any],
+    refusal: str | None,
+    now: dt.datetime,
+) -> None:
+    session.add(
+        PartnerQuestion(
+            citizen_id=citizen_id,
+            asker=asker,
+            purpose=purpose,
+            scenario=str(payload.get("scenario", ""))[:64] or None,
+            category=str(payload.get("category", ""))[:32] or None,
+            reason=str(payload.get("reason", ""))[:200] or None,
+            answered=refusal is None,
+            refusal=refusal,
+            at=now,
+        )
+    )
+    audit(
+        session,
+        actor=f"city:{asker}",
+        action=f"federation.answer_{purpose}",
+        citizen_id=citizen_id,
+        refused=refusal,
+    )
+
+
+def answer_introspection(
+    session: Session, settings: Settings, request: str, *, now: dt.datetime
+) -> str:
+    """A partner city's venue holds one of our codes: answer for that visitor, with consent."""
+    asker, payload = s2s.check_request(session, settings, request, now=now)
+    purpose = str(payload.get("purpose", ""))
+    if purpose not in PURPOSES:
+        raise s2s.FederationRefusal(
+            f"purpose must be one of {', '.join(PURPOSES)}", type_="validation-error", status=422
+        )
+    try:
+        presented = open_presentation(session, settings, str(payload.get("code", "")), now=now)
+    except tokens.TokenRejected as exc:
+        raise s2s.FederationRefusal(exc.detail, type_=exc.type, status=422) from None
+    citizen = session.get(Citizen, presented.citizen_id)
+    assert citizen is not None
+    if not consent.shares_with(session, citizen.id, asker.issuer):
+        _record(
+            session,
+            citizen_id=citizen.id,
+            asker=asker.issuer,
+            purpose=purpose,
+            payload=payload,
+            refusal=NoCrossCityConsent.type,
+            now=now,
+        )
+        raise NoCrossCityConsent(f"the citizen does not share their tier with {asker.issuer}")
+    _record(
+        session,
+        citizen_id=citizen.id,
+        asker=asker.issuer,
+        purpose=purpose,
+        payload=payload,
+        refusal=None,
+        now=now,
+    )
+    # The level the code vouches for, for the code's life (as for local venues).
+    return s2s.sign_answer(
+        session,
+        settings,
+        asker.issuer,
+        str(payload["jti"]),
+        {
+            "sub": pairwise_pseudonym(settings, citizen, asker.issuer),
+            "level": presented.common_tier,
+            "valid_until": presented.expires_at.isoformat(),
+        },
+        now=now,
+    )
+
+
+def answer_tier_request(
+    session: Session, settings: Settings, request: str, *, now: dt.datetime
+) -> str:
+    """A citizen of ours presents themselves at a partner city, which asks for their common level.
+
+    Unknown person, no consent for that city, or no score: one answer (``not-shared``), so the
+    asker learns nothing beyond what the citizen let it learn. The ID number is hashed at once."""
+    asker, payload = s2s.check_request(session, settings, request, now=now)
+    reason = str(payload.get("reason", "")).strip()
+    if not 2 <= len(reason) <= 200:
+        raise s2s.FederationRefusal(
+            "say why the tier is asked for (reason, 2 to 200 characters)",
+            type_="validation-error",
+            status=422,
+        )
+    citizen: Citizen | None = None
+    try:
+        citizen_number = parse_id_number(str(payload.get("id_number", "")))
+        citizen = find_citizen(session, settings.id_hash_key, citizen_number)
+    except InvalidIdNumber:
+        citizen = None
+    snapshot = current_snapshot(session, citizen.id) if citizen and citizen.consent_given else None
+    shares = citizen is not None and consent.shares_with(session, citizen.id, asker.issuer)
+    if citizen is None or snapshot is None or not shares:
+        _record(
+            session,
+            citizen_id=citizen.id if citizen is not None else None,
+            asker=asker.issuer,
+            purpose="tier-request",
+            payload=payload,
+            refusal=NotShared.type,
+            now=now,
+        )
+        raise NotShared(f"no tier is shared with {asker.issuer} for this person")
+    _record(
+        session,
+        citizen_id=citizen.id,
+        asker=asker.issuer,
+        purpose="tier-request",
+        payload=payload,
+        refusal=None,
+        now=now,
+    )
+    return s2s.sign_answer(
+        session,
+        settings,
+        asker.issuer,
+        str(payload["jti"]),
+        {
+            "sub": pairwise_pseudonym(settings, citizen, asker.issuer),
+            "level": snapshot.common_tier,
+            "valid_until": (now + TIER_VALIDITY).replace(microsecond=0).isoformat(),
+        },
+        now=now,
+    )

@@ -1,0 +1,256 @@
+"""The coordinator: registers members (four eyes), reads their signed entries, signs the trust list.
+
+Any deployment can play it (``CITYCREDIT_FEDERATION_COORDINATOR=1`` and an anchor key); the others
+pin the anchor's fingerprint. Membership changes — join, suspend, resume, leave, re-key — are
+proposed by one platform admin and carried out only when another approves them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citycredit.core.actors import Actor
+from citycredit.core.audit import audit
+from citycredit.core.config import Settings
+from citycredit.core.db import utcnow
+from federation import jws
+from federation import keys as fed_keys
+from federation.models import CHANGE_ACTIONS, Member, MemberChange, PublishedTrustList
+from federation.operations import (
+    Fetch,
+    accept_list,
+    common_scale,
+    http_get_json,
+    own_entry,
+)
+from federation.trustlist import canonical
+
+log = logging.getLogger(__name__)
+
+
+class CoordinatorError(Exception):
+    """A membership change or a list that cannot be made; the message says why."""
+
+
+def _require_coordinator(settings: Settings) -> None:
+    if not settings.federation_coordinator:
+        raise CoordinatorError(
+            "this deployment is not the federation's coordinator (CITYCREDIT_FEDERATION_COORDINATOR=1)"
+        )
+
+
+def fetch_entry(base_url: str, fetch: Fetch = http_get_json) -> tuple[str, dict[str, Any]]:
+    """A would-be member's entry and federation key, as its deployment publishes them."""
+    body = fetch(base_url.rstrip("/") + "/api/v1/federation/entry")
+    entry, jwk = body.get("entry"), body.get("federation_key")
+    if not isinstance(entry, str) or not isinstance(jwk, dict):
+        raise CoordinatorError(f"{base_url} publishes no federation entry")
+    return entry, jwk
+
+
+def propose(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    issuer: str,
+    action: str,
+    *,
+    base_url: str | None = None,
+    fingerprint: str | None = None,
+    fetch: Fetch = http_get_json,
+) -> MemberChange:
+    """Propose a change. Joining and re-keying read the member's key from its own deployment and
+    hold it to the fingerprint its credit office gave out of band (a phone call, a letter)."""
+    _require_coordinator(settings)
+    if action not in CHANGE_ACTIONS:
+        raise CoordinatorError(f"unknown action {action!r}: one of {', '.join(CHANGE_ACTIONS)}")
+    member = session.scalar(select(Member).where(Member.issuer == issuer))
+    detail: dict[str, Any] = {}
+    if action == "join" and member is not None and member.status != "left":
+        raise CoordinatorError(f"{issuer} is already a member ({member.status})")
+    if action != "join" and member is None:
+        raise CoordinatorError(f"{issuer} is not a member")
+    if action in ("join", "rekey"):
+        url = base_url or (member.base_url if member else None)
+        if not url or not fingerprint:
+            raise CoordinatorError("joining and re-keying need the member's URL and fingerprint")
+        entry, jwk = fetch_entry(url, fetch)
+        if jws.thumbprint(jwk) != fingerprint:
+            raise CoordinatorError(
+                f"the key {url} publishes has fingerprint {jws.thumbprint(jwk)}, not {fingerprint}: "
+                "do not proceed until the member's credit office confirms it"
+            )
+        payload = jws.verify(entry, jws.public_key_from_jwk(jwk), typ=jws.TYP_ENTRY)
+        if payload.get("iss") != issuer:
+            raise CoordinatorError(f"{url} is {payload.get('iss')!r}, not {issuer!r}")
+        detail = {"base_url": url.rstrip("/"), "federation_key": jwk}
+    change = MemberChange(
+        issuer=issuer, action=action, detail=detail, proposed_by=actor.name, proposed_at=utcnow()
+    )
+    session.add(change)
+    session.flush()
+    audit(
+        session,
+        actor=actor.name,
+        action=f"federation.propose_{action}",
+        issuer=issuer,
+        change=change.id,
+    )
+    return change
+
+
+def decide(
+    session: Session, settings: Settings, actor: Actor, change_id: int, *, approve: bool
+) -> MemberChange:
+    """Approve (carry out) or reject a proposed change; never by the one who proposed it."""
+    _require_coordinator(settings)
+    change = session.get(MemberChange, change_id)
+    if change is None or change.state != "pending":
+        raise CoordinatorError(f"no pending change #{change_id}")
+    if actor.name == change.proposed_by:
+        raise CoordinatorError(
+            "four eyes: a membership change is approved by someone other than who proposed it"
+        )
+    change.state = "approved" if approve else "rejected"
+    change.decided_by = actor.name
+    change.decided_at = utcnow()
+    if approve:
+        _apply(session, change)
+    audit(
+        session,
+        actor=actor.name,
+        action=f"federation.{'approve' if approve else 'reject'}_{change.action}",
+        issuer=change.issuer,
+        change=change.id,
+    )
+    session.flush()
+    return change
+
+
+def _apply(session: Session, change: MemberChange) -> None:
+    now = utcnow()
+    member = session.scalar(select(Member).where(Member.issuer == change.issuer))
+    if change.action == "join":
+        if member is None:
+            member = Member(issuer=change.issuer, joined_at=now)
+            session.add(member)
+        member.base_url = change.detail["base_url"]
+        member.federation_jwk = change.detail["federation_key"]
+        member.status = "active"
+        member.status_changed_at = now
+        member.entry = None
+        return
+    assert member is not None
+    if change.action == "rekey":
+        member.federation_jwk = change.detail["federation_key"]
+        member.base_url = change.detail["base_url"]
+        member.entry = None  # the old entry was signed by the old key
+    else:
+        member.status = {"suspend": "suspended", "resume": "active", "leave": "left"}[change.action]
+        member.status_changed_at = now
+
+
+def refresh_entries(
+    session: Session, settings: Settings, *, fetch: Fetch = http_get_json
+) -> dict[str, str | None]:
+    """Read every member's current entry; keep each that verifies with its registered key.
+
+    A member that cannot be reached keeps its last good entry (and the error is shown)."""
+    _require_coordinator(settings)
+    outcome: dict[str, str | None] = {}
+    for member in session.scalars(select(Member).where(Member.status != "left")):
+        try:
+            if member.issuer == settings.city_code:
+                entry = own_entry(session, settings)
+            else:
+                entry, _ = fetch_entry(member.base_url, fetch)
+            payload = jws.verify(
+                entry, jws.public_key_from_jwk(member.federation_jwk), typ=jws.TYP_ENTRY
+            )
+            if payload.get("iss") != member.issuer:
+                raise jws.BadDocument(f"the entry is {payload.get('iss')!r}'s")
+        except Exception as exc:
+            member.entry_error = str(exc)[:500]
+            outcome[member.issuer] = member.entry_error
+            log.warning("entry of %s not refreshed: %s", member.issuer, exc)
+            continue
+        member.entry = entry
+        member.entry_fetched_at = utcnow()
+        member.entry_error = None
+        outcome[member.issuer] = None
+    session.flush()
+    return outcome
+
+
+def compile_list(
+    session: Session,
+    settings: Settings,
+    *,
+    now: dt.datetime | None = None,
+    force: bool = False,
+    categories: list[dict[str, str]] | None = None,
+) -> PublishedTrustList | None:
+    """Sign a new list if membership or an entry changed, or the last is a quarter of its age old."""
+    _require_coordinator(settings)
+    now = now or utcnow()
+    members = []
+    for member in session.scalars(select(Member).order_by(Member.issuer)):
+        if member.entry is None:
+            continue  # a member is listed once its own signed entry is in hand
+        members.append(
+            {
+                "issuer": member.issuer,
+                "status": member.status,
+                "federation_key": member.federation_jwk,
+                "status_changed_at": int(member.status_changed_at.timestamp()),
+                "entry": member.entry,
+            }
+        )
+    body = {
+        "members": members,
+        "value_sets": {"common_levels": common_scale(), "categories": categories or []},
+    }
+    digest = hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+    last = session.scalar(
+        select(PublishedTrustList).order_by(PublishedTrustList.seq.desc()).limit(1)
+    )
+    refresh_after = dt.timedelta(seconds=settings.trust_list_max_age / 4)
+    if (
+        not force
+        and last is not None
+        and last.digest == digest
+        and now - last.issued_at < refresh_after
+    ):
+        return None
+    seq = (last.seq if last else 0) + 1
+    payload = {
+        "format": 1,
+        "seq": seq,
+        "iat": int(now.timestamp()),
+        "coordinator": settings.city_code,
+        **body,
+    }
+    _, anchor = fed_keys.private_key(session, settings.key_secret, "anchor")
+    document = jws.sign(payload, anchor, typ=jws.TYP_TRUST_LIST, with_key=True)
+    published = PublishedTrustList(
+        seq=seq, issued_at=now.replace(microsecond=0), digest=digest, document=document
+    )
+    session.add(published)
+    audit(session, actor="system:coordinator", action="federation.trust_list_signed", seq=seq)
+    session.flush()
+    # The coordinator's own city holds what it signed, like every other member.
+    if settings.trust_anchor:
+        accept_list(session, settings, document, now=now, actor="system:coordinator")
+    return published
+
+
+def latest_published(session: Session) -> PublishedTrustList | None:
+    return session.scalar(
+        select(PublishedTrustList).order_by(PublishedTrustList.seq.desc()).limit(1)
+    )

@@ -1,0 +1,107 @@
+"""Signed documents of the federation: compact JWS (EdDSA, Ed25519) and RFC 7638 key fingerprints.
+
+Everything the federation publishes or sends is a JSON payload signed this way; the ``typ`` header
+says what it is, so a signed entry can never be replayed as a trust list or a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ALGORITHM = "EdDSA"
+TYP_ENTRY = "citycredit-entry+jwt"
+TYP_TRUST_LIST = "citycredit-trust-list+jwt"
+TYP_REQUEST = "citycredit-s2s+jwt"
+TYP_ANSWER = "citycredit-s2s-answer+jwt"
+TYP_BULLETIN = "citycredit-bulletin+jwt"
+
+_jws = jwt.PyJWS()
+
+
+class BadDocument(Exception):
+    """A signed document that does not verify, or is not the kind expected."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def public_jwk_of(public: Ed25519PublicKey) -> dict[str, str]:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace."""
+    canonical = json.dumps(
+        {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True
+    )
+    return _b64(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
+        raise BadDocument("the key is not an Ed25519 JWK")
+    try:
+        raw = base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise BadDocument(f"the key is not an Ed25519 JWK: {exc}") from None
+
+
+def sign(
+    payload: dict[str, Any], private: Ed25519PrivateKey, *, typ: str, with_key: bool = False
+) -> str:
+    """Sign ``payload``; ``with_key`` puts the public JWK in the header (for a pinned fingerprint)."""
+    jwk = public_jwk_of(private.public_key())
+    headers: dict[str, Any] = {"kid": thumbprint(jwk), "typ": typ}
+    if with_key:
+        headers["jwk"] = jwk
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _jws.encode(body, private, algorithm=ALGORITHM, headers=headers)
+
+
+def header(token: str) -> dict[str, Any]:
+    try:
+        found = _jws.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise BadDocument(f"not a signed document: {exc}") from None
+    return found
+
+
+def unverified_payload(token: str) -> dict[str, Any]:
+    """The payload before any check: only to find out who claims to have signed it."""
+    try:
+        raw = _jws.decode_complete(token, options={"verify_signature": False})["payload"]
+        payload = json.loads(raw)
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise BadDocument(f"not a signed document: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadDocument("the signed payload is not a JSON object")
+    return payload
+
+
+def verify(token: str, public: Ed25519PublicKey, *, typ: str) -> dict[str, Any]:
+    """The payload, if ``public`` signed it as a document of kind ``typ``; else :class:`BadDocument`."""
+    found = header(token)
+    if found.get("alg") != ALGORITHM:
+        raise BadDocument(f"algorithm {str(found.get('alg'))[:16]!r} is not accepted")
+    if found.get("typ") != typ:
+        raise BadDocument(f"a {str(found.get('typ'))[:40]!r} is not a {typ!r}")
+    try:
+        raw = _jws.decode(token, public, algorithms=[ALGORITHM])
+        payload = json.loads(raw)
+    except jwt.InvalidSignatureError:
+        raise BadDocument("the signature does not verify") from None
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise BadDocument(f"not a valid signed document: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadDocument("the signed payload is not a JSON object")
+    return payload

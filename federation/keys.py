@@ -1,0 +1,64 @@
+"""The city's federation key and, at a coordinator, the trust anchor: long-lived Ed25519 keys.
+
+Partners pin them by fingerprint, so they are made once (``citycredit federation init``) and changed
+only by re-keying, which the coordinator approves with four eyes."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from citycredit.core import keys as core_keys
+from citycredit.core.db import utcnow
+from federation import jws
+from federation.models import FederationKey
+
+ROLES = ("city", "anchor")
+
+
+class NoFederationKey(Exception):
+    """The city has no federation key yet (``citycredit federation init``)."""
+
+
+def current(session: Session, role: str) -> FederationKey | None:
+    return session.scalar(
+        select(FederationKey).where(FederationKey.role == role, FederationKey.retired_at.is_(None))
+    )
+
+
+def create(session: Session, secret: bytes, role: str) -> FederationKey:
+    """A new key for ``role``; the one it replaces is retired (re-keying)."""
+    assert role in ROLES
+    private = Ed25519PrivateKey.generate()
+    jwk = jws.public_jwk_of(private.public_key())
+    now = utcnow()
+    old = current(session, role)
+    if old is not None:
+        old.retired_at = now
+    key = FederationKey(
+        role=role,
+        fingerprint=jws.thumbprint(jwk),
+        public_jwk=jwk,
+        private_pem=core_keys.encrypt_private_key(private, secret),
+        created_at=now,
+    )
+    session.add(key)
+    session.flush()
+    return key
+
+
+def ensure(session: Session, secret: bytes, role: str) -> FederationKey:
+    return current(session, role) or create(session, secret, role)
+
+
+def private_key(
+    session: Session, secret: bytes, role: str
+) -> tuple[FederationKey, Ed25519PrivateKey]:
+    key = current(session, role)
+    if key is None:
+        raise NoFederationKey(
+            f"this city has no {role} federation key: run `citycredit federation init`"
+            + (" --coordinator" if role == "anchor" else "")
+        )
+    return key, core_keys.decrypt_private_key(key.private_pem, secret)

@@ -1,0 +1,228 @@
+"""Server-to-server questions between member cities, signed both ways with the federation keys.
+
+A request is a JWS by the asking city (``typ: citycredit-s2s+jwt``) naming the answering city as
+``aud``, living at most 60 s, with a ``jti`` the answerer refuses to see twice. The answer is a JWS by
+the answering city naming the request's ``jti`` (``in_reply_to``), so neither can be replayed or
+swapped. The asker's key comes from the trust list the answerer holds; an asker that is not an active
+member is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from citycredit.core.config import Settings
+from citycredit.core.db import utcnow
+from federation import jws
+from federation import keys as fed_keys
+from federation.models import SeenRequest
+from federation.operations import held_list
+from federation.trustlist import MemberView, TrustList
+
+REQUEST_LIFETIME = 60
+ASK_TIMEOUT = 5.0
+
+
+class FederationRefusal(Exception):
+    """A refusal with a documented problem type (and the HTTP status it is answered with)."""
+
+    type = "federation-request-refused"
+    status = 401
+    title = "The partner city's request is not signed by an active member"
+
+    def __init__(self, detail: str, *, type_: str | None = None, status: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        if type_:
+            self.type = type_
+        if status:
+            self.status = status
+
+
+class RequestReplayed(FederationRefusal):
+    type = "request-replayed"
+    status = 409
+    title = "This server-to-server request was already answered"
+
+
+class IssuerUnavailable(FederationRefusal):
+    type = "issuer-unavailable"
+    status = 503
+    title = "The city that issued the code cannot be reached; verify offline or try again"
+
+
+def _check_list(session: Session, settings: Settings, now: dt.datetime) -> TrustList:
+    trust_list = held_list(session, settings)
+    if trust_list is None:
+        raise FederationRefusal(
+            "this city holds no trust list", type_="issuer-not-member", status=422
+        )
+    if trust_list.too_old(now, settings.trust_list_max_age):
+        raise FederationRefusal(
+            f"the trust list held here (seq {trust_list.seq}) is older than its maximum age",
+            type_="trust-list-too-old",
+            status=503,
+        )
+    return trust_list
+
+
+def sign_request(
+    session: Session, settings: Settings, aud: str, body: dict[str, Any], *, now: dt.datetime
+) -> tuple[str, str]:
+    """A signed request to ``aud`` and its jti."""
+    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    jti = secrets.token_urlsafe(12)
+    payload = {
+        "iss": settings.city_code,
+        "aud": aud,
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + REQUEST_LIFETIME,
+        "jti": jti,
+        **body,
+    }
+    return jws.sign(payload, private, typ=jws.TYP_REQUEST), jti
+
+
+def check_request(
+    session: Session, settings: Settings, token: str, *, now: dt.datetime
+) -> tuple[MemberView, dict[str, Any]]:
+    """Who asks and what, if an active member signed it for us, recently, once."""
+    try:
+        claimed = jws.unverified_payload(token)
+    except jws.BadDocument as exc:
+        raise FederationRefusal(f"the request is not a signed document: {exc}") from None
+    asker_code = str(claimed.get("iss", ""))[:32]
+    trust_list = _check_list(session, settings, now)
+    asker = trust_list.members.get(asker_code)
+    if asker is None or asker.status == "left":
+        raise FederationRefusal(f"{asker_code!r} is not a member of the federation")
+    if asker.status == "suspended":
+        raise FederationRefusal(
+            f"{asker_code!r} is suspended from the federation", type_="member-suspended", status=403
+        )
+    try:
+        payload = jws.verify(token, asker.federation_key, typ=jws.TYP_REQUEST)
+    except jws.BadDocument as exc:
+        raise FederationRefusal(f"the request is not signed by {asker_code!r}: {exc}") from None
+    if payload.get("aud") != settings.city_code:
+        raise FederationRefusal(f"the request is addressed to {str(payload.get('aud'))[:32]!r}")
+    try:
+        issued, expires, jti = int(payload["iat"]), int(payload["exp"]), str(payload["jti"])
+    except (KeyError, TypeError, ValueError):
+        raise FederationRefusal("the request lacks iat, exp or jti") from None
+    moment = now.timestamp()
+    if expires - issued > REQUEST_LIFETIME or expires + 5 < moment or issued - 30 > moment:
+        raise FederationRefusal("the request is expired or not yet valid", type_="request-expired")
+    if not 8 <= len(jti) <= 64:
+        raise FederationRefusal("the request's jti must have 8 to 64 characters")
+    # Expired requests are forgotten as new ones arrive; the unique key refuses a replay.
+    session.execute(
+        delete(SeenRequest).where(SeenRequest.expires_at < now - dt.timedelta(minutes=5))
+    )
+    try:
+        with session.begin_nested():
+            session.add(
+                SeenRequest(
+                    issuer=asker_code,
+                    jti=jti,
+                    expires_at=dt.datetime.fromtimestamp(expires, dt.UTC),
+                )
+            )
+            session.flush()
+    except IntegrityError:
+        raise RequestReplayed(f"request {jti} from {asker_code} was already answered") from None
+    return asker, payload
+
+
+def sign_answer(
+    session: Session,
+    settings: Settings,
+    asker: str,
+    in_reply_to: str,
+    body: dict[str, Any],
+    *,
+    now: dt.datetime,
+) -> str:
+    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    payload = {
+        "iss": settings.city_code,
+        "aud": asker,
+        "iat": int(now.timestamp()),
+        "in_reply_to": in_reply_to,
+        **body,
+    }
+    return jws.sign(payload, private, typ=jws.TYP_ANSWER)
+
+
+@dataclass(frozen=True)
+class Answer:
+    pseudonym: str
+    level: int
+    valid_until: str
+
+
+def ask(
+    session: Session,
+    settings: Settings,
+    member: MemberView,
+    path: str,
+    body: dict[str, Any],
+    *,
+    now: dt.datetime | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Answer:
+    """Ask ``member`` (``path`` under its base URL) and check its signed answer.
+
+    Raises :class:`FederationRefusal` with the partner's own problem type when it refuses, and
+    :class:`IssuerUnavailable` when it cannot be reached or answers nonsense."""
+    now = now or utcnow()
+    token, jti = sign_request(session, settings, member.issuer, body, now=now)
+    url = member.base_url + path
+    try:
+        with httpx.Client(timeout=ASK_TIMEOUT, transport=transport) as http:
+            response = http.post(url, json={"request": token})
+    except httpx.HTTPError as exc:
+        raise IssuerUnavailable(
+            f"{member.name_en} ({member.issuer}) cannot be reached: {exc}"
+        ) from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise IssuerUnavailable(f"{member.issuer} answered {response.status_code} without JSON")
+    if response.status_code != 200:
+        problem_type = (
+            str(data.get("type", "")).rsplit("/", 1)[-1][:64] or "federation-request-refused"
+        )
+        if response.status_code >= 500:
+            raise IssuerUnavailable(
+                f"{member.issuer} answered {response.status_code}: {data.get('detail', '')}"
+            )
+        raise FederationRefusal(
+            f"{member.issuer} refused: {str(data.get('detail', ''))[:300]}",
+            type_=problem_type,
+            status=response.status_code if response.status_code in (403, 409, 422) else 422,
+        )
+    try:
+        payload = jws.verify(str(data.get("answer", "")), member.federation_key, typ=jws.TYP_ANSWER)
+        if (
+            payload.get("iss") != member.issuer
+            or payload.get("aud") != settings.city_code
+            or payload.get("in_reply_to") != jti
+        ):
+            raise jws.BadDocument("the answer is not to this request")
+        answer = Answer(str(payload["sub"]), int(payload["level"]), str(payload["valid_until"]))
+    except (jws.BadDocument, KeyError, TypeError, ValueError) as exc:
+        raise IssuerUnavailable(f"{member.issuer}'s answer does not verify: {exc}") from None
+    if not 1 <= answer.level <= 5:
+        raise IssuerUnavailable(f"{member.issuer} answered a level outside the common scale")
+    return answer
