@@ -180,12 +180,19 @@ def refresh_entries(
             outcome[member.issuer] = member.entry_error
             log.warning("entry of %s not refreshed: %s", member.issuer, exc)
             continue
-        member.entry = entry
+        if member.entry is None or _content(member.entry) != _content(entry):
+            member.entry = entry  # an unchanged entry keeps its signature, so the list stays put
         member.entry_fetched_at = utcnow()
         member.entry_error = None
         outcome[member.issuer] = None
     session.flush()
     return outcome
+
+
+def _content(entry: str) -> dict[str, Any]:
+    payload = jws.unverified_payload(entry)
+    payload.pop("iat", None)
+    return payload
 
 
 def compile_list(
