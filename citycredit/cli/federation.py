@@ -4,6 +4,7 @@ bulletins, cross-city consent, and the federation's standing (docs/FEDERATION.md
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -162,7 +163,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """The federation as this city sees it: keys, the held list, members, syncs."""
     with ctx.session() as session:
         s = queries.standing(session, ctx.platform.settings, now=utcnow())
-        data = {
+        data: dict[str, Any] = {
             "city": s.city_code,
             "federation_key": s.fingerprint,
             "trust_anchor_pinned": s.pinned_anchor or None,
