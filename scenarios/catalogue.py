@@ -129,6 +129,9 @@ class Template:
     per_month: int | None = None
     adults_only: bool = False
     residents_only: bool = False
+    # Offered to visitors from partner cities: only benefits a traveller would use whose rule reads
+    # the common tier alone (a visitor has no local score, records, residence or known age here).
+    visitors: bool = False
 
 
 TEMPLATES: dict[str, tuple[Template, ...]] = {
@@ -141,6 +144,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Borrow up to {n} books without a deposit",
             3,
             1,
+            visitors=True,
         ),
         Template(
             "extended-loan",
@@ -169,6 +173,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Priority booking of study-room seats",
             3,
             1,
+            visitors=True,
         ),
     ),
     "transport": (
@@ -201,6 +206,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Deposit-free public bikes, first hour free",
             3,
             4,
+            visitors=True,
         ),
         Template(
             "taxi-priority",
@@ -221,6 +227,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Power banks deposit-free, free for 3 hours",
             3,
             2,
+            visitors=True,
         ),
         Template(
             "umbrella",
@@ -230,6 +237,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Umbrellas deposit-free, free if returned within 48 hours",
             2,
             1,
+            visitors=True,
         ),
         Template(
             "ebike",
@@ -262,6 +270,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Strollers at shopping centres without a deposit",
             2,
             1,
+            visitors=True,
         ),
     ),
     "tourism": (
@@ -273,6 +282,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "20% off admission",
             3,
             1,
+            visitors=True,
         ),
         Template(
             "fast-lane",
@@ -301,6 +311,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "A free guided tour of the site",
             3,
             1,
+            visitors=True,
         ),
     ),
     "healthcare": (
@@ -369,6 +380,7 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
             "Free late check-out until 14:00",
             3,
             1,
+            visitors=True,
         ),
         Template(
             "room-discount",
@@ -548,4 +560,5 @@ def scenarios() -> Iterator[dict[str, Any]]:
                     "eligibility": rule_of(template),
                     "quota_per_day": template.per_day,
                     "quota_per_month": template.per_month,
+                    "open_to_visitors": template.visitors,
                 }

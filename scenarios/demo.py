@@ -1,5 +1,8 @@
 """Seeding the registry: the three scenarios the examples use, and the 200+ scenario demo catalogue.
 
+The three read only the common tier and are what a traveller uses (books, buses, power banks), so
+they are open to visitors from partner cities; the catalogue opens the benefits its templates mark.
+
 Seeding goes through the real workflow (create → submit → publish, by two distinct actors), so the demo
 city's versions, audit trail and counters look exactly like an operated city's.
 """
@@ -35,6 +38,7 @@ DEMO_SCENARIOS: tuple[dict[str, Any], ...] = (
             benefit_en="Borrow up to 40 books without a deposit",
             eligibility={"min_common_tier": 3},
             quota_per_day=1,
+            open_to_visitors=True,
         ),
     ),
     dict(
@@ -47,6 +51,7 @@ DEMO_SCENARIOS: tuple[dict[str, Any], ...] = (
             benefit_en="20% off the bus fare",
             eligibility={"min_common_tier": 4},
             quota_per_day=6,
+            open_to_visitors=True,
         ),
     ),
     dict(
@@ -59,6 +64,7 @@ DEMO_SCENARIOS: tuple[dict[str, Any], ...] = (
             benefit_en="Rent a power bank deposit-free, three hours free",
             eligibility={"min_common_tier": 3},
             quota_per_day=2,
+            open_to_visitors=True,
         ),
     ),
 )
@@ -122,6 +128,7 @@ def load_catalogue(session: Session) -> int:
                 "eligibility": spec["eligibility"],
                 "quota_per_day": spec["quota_per_day"],
                 "quota_per_month": spec["quota_per_month"],
+                "open_to_visitors": spec["open_to_visitors"],
             },
             venue_codes=[spec["venue"]],
         )

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core.actors import SYSTEM, Actor
-from scenarios import csvio
+from scenarios import catalogue, csvio
 from scenarios import operations as registry
 from scenarios.benefits import visitor_catalogue
+from scenarios.demo import ensure_demo_scenarios, load_catalogue
 from scenarios.models import Operator, Scenario, ScenarioVersion, Venue
 from scenarios.operations import InvalidScenario, ScenarioUnavailable
 from tests.conftest import TODAY
@@ -310,3 +311,35 @@ def test_csv_export_and_import_carry_the_flag(session: Session, library: Operato
     pending = registry.pending_version(session, shut.id)
     assert pending is not None and pending.number == 2 and pending.open_to_visitors is True
     assert _live(session, shut).open_to_visitors is False  # until the city publishes version 2
+
+
+# --- the demo city ----------------------------------------------------------------------------------
+
+
+def test_the_demo_city_offers_visitors_its_travellers_benefits(session: Session) -> None:
+    assert ensure_demo_scenarios(session) == 3
+    load_catalogue(session)
+    offered = {e["code"]: e for e in visitor_catalogue(session, today=TODAY)}
+    expected = {
+        s["code"]: s["eligibility"]["min_common_tier"]
+        for s in catalogue.scenarios()
+        if s["open_to_visitors"]
+    } | {"library-deposit-free": 3, "bus-fare-discount": 4, "power-bank-free": 3}
+    assert {code: e["min_level"] for code, e in offered.items()} == expected
+    assert offered["lodging-hsg-late-checkout"] == {
+        "code": "lodging-hsg-late-checkout",
+        "category": "lodging",
+        "name_zh": "信易住·黄石港区诚信酒店延迟退房",
+        "name_en": "Huangshigang Trusted Hotel: Late check-out",
+        "benefit_zh": "免费延迟退房至14:00",
+        "benefit_en": "Free late check-out until 14:00",
+        "min_level": 3,
+    }
+    # Residents' benefits stay theirs: a visitor is refused at the desk, with the reason.
+    registry.scenario_for_use(
+        session, "transport-xl-bike-free", venue_id=None, today=TODAY, visitor=True
+    )
+    with pytest.raises(ScenarioUnavailable, match="not offered to visitors"):
+        registry.scenario_for_use(
+            session, "transport-xl-fare-discount", venue_id=None, today=TODAY, visitor=True
+        )
