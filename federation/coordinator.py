@@ -30,6 +30,7 @@ from federation.operations import (
     own_entry,
 )
 from federation.trustlist import canonical
+from scenarios.models import CATEGORIES
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,14 @@ def refresh_entries(
     return outcome
 
 
+def shared_categories() -> list[dict[str, str]]:
+    """The scenario categories every member files its benefits under (信易+ brands)."""
+    return [
+        {"code": code, "brand_zh": brand, "name_zh": zh, "name_en": en}
+        for code, (brand, zh, en) in CATEGORIES.items()
+    ]
+
+
 def _content(entry: str) -> dict[str, Any]:
     payload = jws.unverified_payload(entry)
     payload.pop("iat", None)
@@ -221,7 +230,10 @@ def compile_list(
         )
     body = {
         "members": members,
-        "value_sets": {"common_levels": common_scale(), "categories": categories or []},
+        "value_sets": {
+            "common_levels": common_scale(),
+            "categories": categories if categories is not None else shared_categories(),
+        },
     }
     digest = hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
     last = session.scalar(

@@ -26,6 +26,8 @@ def sync(session: Session, ctx: JobContext) -> None:
                 "trust list not synced (%s): %s; the last good list serves", exc.type, exc.detail
             )
         bulletins.sync_bulletins(session, settings)
+        # Publishing is idempotent: a day missed at 00:10 (the city was down) is published here.
+        bulletins.publish_due(session, settings, today=ctx.today())
 
 
 def publish_bulletins(session: Session, ctx: JobContext) -> None:

@@ -115,13 +115,12 @@ def entry_payload(session: Session, settings: Settings, *, now: dt.datetime) -> 
 
 
 def own_entry(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> str:
-    """This city's entry, signed with its federation key (made on first use in development)."""
+    """This city's entry, signed with its federation key (``citycredit federation init`` makes it)."""
     now = now or utcnow()
+    # Raises NoFederationKey before anything is written: reading an entry never makes keys.
+    _, private = fed_keys.private_key(session, settings.key_secret, "city")
     # The code-signing key exists before the entry lists it (a new city has none until first use).
     core_keys.current_signing_key(session, settings.key_secret)
-    if settings.environment == "development" and fed_keys.current(session, "city") is None:
-        fed_keys.create(session, settings.key_secret, "city")
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
     return jws.sign(entry_payload(session, settings, now=now), private, typ=jws.TYP_ENTRY)
 
 

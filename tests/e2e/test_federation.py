@@ -29,7 +29,7 @@ from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import parse_id_number
 from citycredit.core.keys import create_signing_key
-from citycredit_partner import CodeRejectedError, PartnerClient, QuotaExhaustedError
+from citycredit_partner import CodeRejectedError, PartnerClient, PartnerError, QuotaExhaustedError
 from credit_codes import consent
 from credit_codes.models import Visitor
 from federation import jws, operations
@@ -467,6 +467,23 @@ def test_the_coordinator_down_leaves_the_last_good_list_serving(fed: Cluster) ->
             assert sanya_desk.verify(code_of(huangshi, "traveller"), BUS).eligible
     finally:
         fed.serve(fed.coordinator)
+
+
+def test_the_issuing_city_down_is_a_clear_try_again_and_offline_still_works(fed: Cluster) -> None:
+    huangshi, sanya = fed.city(HUANGSHI), fed.city(SANYA)
+    share(huangshi, "traveller", "*")
+    code = code_of(huangshi, "traveller")
+    fed.halt(huangshi)
+    try:
+        with desk(fed, sanya) as sanya_desk:
+            with pytest.raises(PartnerError) as unavailable:
+                sanya_desk.verify(code, BUS)
+            assert getattr(unavailable.value, "status", None) == 503
+            assert unavailable.value.problem["type"] == "/problems/issuer-unavailable"
+            # The desk falls back to its signed copy of the trust list: the code is still good.
+            assert sanya_desk.verify_offline(code).tier_level == 4
+    finally:
+        fed.serve(huangshi)
 
 
 def test_a_suspended_member_is_refused_after_one_sync_and_resumes(fed: Cluster) -> None:
