@@ -14,11 +14,15 @@ from sqlalchemy.orm import Session
 
 from citizen.models import Objection
 from citycredit.core.audit import audit
+from citycredit.core.config import Settings
+from credit_codes import consent as cross_city
 from credit_codes.queries import checks_of_citizen
+from federation.queries import partner_checks_of_citizen, partner_offers
 from points_engine.models import Citizen, ConsentEvent, DataSource, Record, ScoreSnapshot
 from points_engine.operations import NoPublishedModel, published_model
-from points_engine.queries import Explanation, explain
+from points_engine.queries import Explanation, current_snapshot, explain
 from points_engine.rules import RecordFact, evaluate
+from points_engine.tiers import COMMON_LEVELS
 
 
 def actor_of(citizen: Citizen) -> str:
@@ -122,9 +126,16 @@ def objections_of(session: Session, citizen: Citizen) -> list[Objection]:
 
 
 def everything_held(
-    session: Session, citizen: Citizen, *, today: dt.date, now: dt.datetime
+    session: Session,
+    citizen: Citizen,
+    *,
+    today: dt.date,
+    now: dt.datetime,
+    settings: Settings,
 ) -> dict[str, Any]:
-    """All the platform holds about the citizen (PIPL art. 45), as JSON-ready data. Audited."""
+    """All the platform holds about the citizen (PIPL art. 45), as JSON-ready data. Audited.
+
+    Partner cities' questions about the citizen are named as the held trust list names them."""
     actor = actor_of(citizen)
     audit(session, actor=actor, action="citizen.export", citizen_id=citizen.id)
     records = session.execute(
@@ -200,4 +211,124 @@ def everything_held(
             }
             for c in checks_of_citizen(session, citizen, actor=actor, limit=100_000)
         ],
+        "cross_city_consents": [
+            {
+                "partner": c.partner,
+                "channel": c.channel,
+                "given_at": c.given_at.isoformat(),
+                "withdrawn_at": c.withdrawn_at.isoformat() if c.withdrawn_at else None,
+            }
+            for c in cross_city.history(session, citizen, actor=actor)
+        ],
+        "partner_checks": [
+            {
+                "at": q.at.isoformat(),
+                "partner": q.partner,
+                "partner_zh": q.partner_zh,
+                "partner_en": q.partner_en,
+                "purpose": q.purpose,
+                "scenario": q.scenario,
+                "category": q.category,
+                "reason": q.reason,
+                "answered": q.answered,
+            }
+            for q in partner_checks_of_citizen(
+                session, settings, citizen, actor=actor, limit=100_000
+            )
+        ],
     }
+
+
+# --- partner cities ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartnerBenefit:
+    """A benefit a partner city's latest bulletin opens to visitors, against the citizen's level."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    benefit_zh: str
+    benefit_en: str
+    min_level: int  # on the common scale, 1–5
+    usable: bool
+
+
+@dataclass
+class CategoryOffers:
+    category: str
+    usable: list[PartnerBenefit]
+    not_yet: list[PartnerBenefit]  # lowest level needed first
+
+
+@dataclass
+class PartnerRecognition:
+    partner: str
+    partner_zh: str
+    partner_en: str
+    shared: bool
+    offered: int  # how many benefits the partner opens to visitors
+    categories: list[CategoryOffers]  # empty unless the citizen shares with this partner
+
+
+@dataclass
+class Recognition:
+    level: int | None  # the citizen's common level (None: no score)
+    partners: list[PartnerRecognition]
+
+
+def _benefit(raw: Any, level: int | None) -> tuple[str, PartnerBenefit] | None:
+    """One catalogue item of a partner's (verified) bulletin; an item that lacks a field is skipped."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        min_level = int(raw["min_level"])
+        category, code = str(raw["category"]), str(raw["code"])
+        name_zh, name_en = str(raw["name_zh"]), str(raw["name_en"])
+        benefit_zh, benefit_en = str(raw["benefit_zh"]), str(raw["benefit_en"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if min_level not in COMMON_LEVELS:
+        return None
+    usable = level is not None and level >= min_level
+    return category, PartnerBenefit(
+        code, name_zh, name_en, benefit_zh, benefit_en, min_level=min_level, usable=usable
+    )
+
+
+def recognition(
+    session: Session, settings: Settings, citizen: Citizen, *, actor: str
+) -> Recognition:
+    """Where the citizen's tier is recognised: per partner city and category, the benefits it opens
+    to visitors, those the citizen's common level reaches first. Worked out only for the partner
+    cities the citizen shares with. Reads the citizen's level, so it is audited."""
+    audit(session, actor=actor, action="citizen.partner_recognition", citizen_id=citizen.id)
+    snapshot = current_snapshot(session, citizen.id) if citizen.consent_given else None
+    level = snapshot.common_tier if snapshot is not None else None
+    out = []
+    for offer in partner_offers(session, settings):
+        shared = cross_city.shares_with(session, citizen.id, offer.partner)
+        grouped: dict[str, CategoryOffers] = {}
+        if shared:
+            for raw in offer.benefits:
+                found = _benefit(raw, level)
+                if found is None:
+                    continue
+                category, benefit = found
+                group = grouped.setdefault(category, CategoryOffers(category, [], []))
+                (group.usable if benefit.usable else group.not_yet).append(benefit)
+            for group in grouped.values():
+                group.not_yet.sort(key=lambda b: (b.min_level, b.code))
+        out.append(
+            PartnerRecognition(
+                offer.partner,
+                offer.partner_zh,
+                offer.partner_en,
+                shared,
+                len(offer.benefits),
+                # Categories with something usable first, then by name.
+                sorted(grouped.values(), key=lambda g: (not g.usable, g.category)),
+            )
+        )
+    return Recognition(level, out)

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import (
@@ -40,14 +41,19 @@ from citycredit.core.db import utcnow
 from citycredit.web import forms, security
 from citycredit.web.citizen import charts
 from citycredit.web.context import db_session, platform_of
+from credit_codes import consent as cross_city
 from credit_codes import qr
 from credit_codes.operations import NotScored, issue_credit_code
 from credit_codes.queries import checks_of_citizen
+from federation.operations import held_list
+from federation.queries import partner_checks_of_citizen, partner_offers
+from federation.queries import partners as partner_cities
 from points_engine import operations as engine
 from points_engine.explain_text import reason_text
 from points_engine.models import Citizen
 from points_engine.tiers import common_tier
 from scenarios.benefits import my_benefits
+from scenarios.models import CATEGORIES
 
 bp = Blueprint(
     "citizen",
@@ -122,6 +128,7 @@ def _globals() -> dict[str, Any]:
         "reason_text": reason_text,
         "tier_of": common_tier,
         "demo_mode": settings().demo_mode,
+        "category_name": category_name,
     }
 
 
@@ -430,10 +437,189 @@ def benefits() -> Any:
 
 @bp.get("/checks")
 def checks() -> Any:
-
+    """Local venues' checks and partner cities' questions, newest first, in one list."""
     citizen = me()
-    found = checks_of_citizen(db_session(), citizen, actor=queries.actor_of(citizen), limit=500)
-    return render_template("citizen/checks.html", checks=found)
+    session_ = db_session()
+    actor = queries.actor_of(citizen)
+    local = checks_of_citizen(session_, citizen, actor=actor, limit=500)
+    remote = partner_checks_of_citizen(session_, settings(), citizen, actor=actor, limit=500)
+    merged: list[tuple[str, Any]] = [("local", c) for c in local] + [("partner", q) for q in remote]
+    merged.sort(key=lambda item: item[1].at, reverse=True)
+    # A partner's scenario is named as its bulletin names it (a code of its own otherwise).
+    benefit_names = {
+        (offer.partner, str(b.get("code"))): (str(b.get("name_zh")), str(b.get("name_en")))
+        for offer in (partner_offers(session_, settings()) if remote else [])
+        for b in offer.benefits
+        if isinstance(b, dict) and b.get("name_zh") and b.get("name_en")
+    }
+    return render_template("citizen/checks.html", checks=merged, benefit_names=benefit_names)
+
+
+# --- partner cities (跨城互认) ------------------------------------------------------------------------
+
+CHANNEL = "citizen-page"
+
+
+def _city_names() -> dict[str, tuple[str, str]]:
+    """Every city the held trust list names (whatever its status), by issuer code."""
+    trust_list = held_list(db_session(), settings())
+    names = {"*": ("全部合作城市", "all partner cities")}
+    if trust_list is not None:
+        names.update({code: (m.name_zh, m.name_en) for code, m in trust_list.members.items()})
+    return names
+
+
+def city_name(code: str, names: dict[str, tuple[str, str]]) -> str:
+    zh, en = names.get(code, (code, code))
+    return t(zh, en)
+
+
+def category_name(code: str | None) -> str:
+    """A category as the federation's value set names it, else as this city does, else its code."""
+    if not code:
+        return ""
+    if "cz_categories" not in g:
+        trust_list = held_list(db_session(), settings())
+        listed = trust_list.value_sets.get("categories", []) if trust_list else []
+        g.cz_categories = {
+            str(c["code"]): (str(c["name_zh"]), str(c["name_en"]))
+            for c in listed
+            if isinstance(c, dict) and {"code", "name_zh", "name_en"} <= c.keys()
+        }
+    if code in g.cz_categories:
+        return t(*g.cz_categories[code])
+    if code in CATEGORIES:
+        return t(CATEGORIES[code][1], CATEGORIES[code][2])
+    return code
+
+
+def _standing(citizen: Citizen) -> set[str]:
+    return {row.partner for row in cross_city.standing(db_session(), citizen.id)}
+
+
+def _shares(partner: str, standing: set[str]) -> bool:
+    if partner == cross_city.ALL:
+        return bool(standing)  # "stop sharing with all" ends every standing consent
+    return cross_city.ALL in standing or partner in standing
+
+
+@dataclass(frozen=True)
+class ConsentLine:
+    at: dt.datetime
+    partner: str
+    given: bool
+    channel: str | None
+
+
+@bp.get("/partners")
+def partners() -> Any:
+    citizen = me()
+    session_ = db_session()
+    active = partner_cities(session_, settings())
+    standing = _standing(citizen)
+    names = _city_names()
+    lines = []
+    for change in cross_city.history(session_, citizen, actor=queries.actor_of(citizen)):
+        lines.append(ConsentLine(change.given_at, change.partner, True, change.channel))
+        if change.withdrawn_at is not None:
+            lines.append(ConsentLine(change.withdrawn_at, change.partner, False, None))
+    lines.sort(key=lambda line: line.at, reverse=True)
+    flash = None
+    for key, given in (("shared", True), ("stopped", False)):
+        code = request.args.get(key)
+        if code and code in names:
+            flash = (given, city_name(code, names))
+    return render_template(
+        "citizen/partners.html",
+        active=active,
+        everyone=cross_city.ALL in standing,
+        standing=standing,
+        # Consents that still stand for a city that is no longer an active partner.
+        inactive=sorted(standing - {cross_city.ALL} - {m.issuer for m in active}),
+        names=names,
+        city_name=city_name,
+        lines=lines,
+        flash=flash,
+        scored=citizen.consent_given,
+    )
+
+
+@bp.post("/partners")
+def share() -> Any:
+    citizen = me()
+    partner = request.form.get("partner", "")
+    if partner != cross_city.ALL and partner not in {
+        m.issuer for m in partner_cities(db_session(), settings())
+    }:
+        return render_template(
+            "citizen/message.html",
+            title=t("不是合作城市", "Not a partner city"),
+            text=t(
+                "该城市目前不是本市的合作城市，无法共享。",
+                "That city is not a partner city now; nothing was shared.",
+            ),
+        ), 422
+    cross_city.give(
+        db_session(), citizen, partner, channel=CHANNEL, actor=queries.actor_of(citizen)
+    )
+    return redirect(url_for("citizen.partners", shared=partner))
+
+
+def _remaining_after(partner: str, standing: set[str]) -> list[str]:
+    """Who the citizen still shares with, by name, once sharing with all turns into a list."""
+    active = {m.issuer for m in partner_cities(db_session(), settings())}
+    return sorted((active | standing) - {cross_city.ALL, partner})
+
+
+@bp.get("/partners/stop")
+def stop_form() -> Any:
+    citizen = me()
+    partner = request.args.get("partner", "")
+    standing = _standing(citizen)
+    if not _shares(partner, standing):
+        return redirect(url_for("citizen.partners"))
+    names = _city_names()
+    converts = partner != cross_city.ALL and cross_city.ALL in standing
+    return render_template(
+        "citizen/partner_stop.html",
+        partner=partner,
+        name=city_name(partner, names),
+        remaining=[city_name(c, names) for c in _remaining_after(partner, standing)]
+        if converts
+        else None,
+        lifetime=settings().code_lifetime_seconds,
+    )
+
+
+@bp.post("/partners/stop")
+def stop_sharing() -> Any:
+    """Withdraw at once. Stopping one city while sharing with all keeps the others by name."""
+    citizen = me()
+    session_ = db_session()
+    actor = queries.actor_of(citizen)
+    partner = request.form.get("partner", "")
+    standing = _standing(citizen)
+    if not _shares(partner, standing):
+        return redirect(url_for("citizen.partners"))
+    if partner != cross_city.ALL and cross_city.ALL in standing:
+        remaining = _remaining_after(partner, standing)
+        cross_city.withdraw(session_, citizen, cross_city.ALL, actor=actor)
+        for code in remaining:
+            cross_city.give(session_, citizen, code, channel=CHANNEL, actor=actor)
+    else:
+        cross_city.withdraw(session_, citizen, partner, actor=actor)
+    return redirect(url_for("citizen.partners", stopped=partner))
+
+
+@bp.get("/partners/benefits")
+def partner_benefits() -> Any:
+    citizen = me()
+    found = queries.recognition(db_session(), settings(), citizen, actor=queries.actor_of(citizen))
+    return render_template(
+        "citizen/partner_benefits.html",
+        view=found,
+        tier=common_tier(found.level) if found.level else None,
+    )
 
 
 # --- my data ---------------------------------------------------------------------------------------
@@ -446,7 +632,9 @@ def my_data() -> Any:
 
 @bp.get("/data.json")
 def data_json() -> Any:
-    held = queries.everything_held(db_session(), me(), today=today(), now=now())
+    held = queries.everything_held(
+        db_session(), me(), today=today(), now=now(), settings=settings()
+    )
     body = json.dumps(held, ensure_ascii=False, indent=2)
     return Response(
         body,
@@ -461,7 +649,7 @@ def data_json() -> Any:
 def report() -> Any:
     citizen = me()
     session_ = db_session()
-    held = queries.everything_held(session_, citizen, today=today(), now=now())
+    held = queries.everything_held(session_, citizen, today=today(), now=now(), settings=settings())
     explanation = queries.explain_for_page(session_, citizen, today=today())
     names = {r.item_code: (r.item_name_zh, r.item_name_en) for r in explanation.records}
     return render_template(
