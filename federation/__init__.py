@@ -17,6 +17,6 @@ DOMAIN = Domain(
     },
     client_kinds=(),
     api=("citycredit.web.api.federation:blueprint",),
-    admin_pages=(),
+    admin_pages=("citycredit.web.admin.federation",),
     cli=("citycredit.cli.federation:COMMANDS",),
 )
