@@ -101,6 +101,7 @@ class Cluster:
     workers: int = 1
     threads: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
+    base_port: int = 0  # 0: any free ports; else the coordinator on it and the cities after it
     deployments: dict[str, Deployment] = field(default_factory=dict)
     anchor: str = ""
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -145,7 +146,7 @@ class Cluster:
     def _prepare(self, spec: CitySpec, *, coordinator: bool) -> Deployment:
         directory = self.base / spec.code
         directory.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = self.base_port + len(self.deployments) if self.base_port else free_port()
         database_url = spec.database_url or f"sqlite:///{directory / 'city.sqlite3'}"
         env = {
             **os.environ,

@@ -10,6 +10,7 @@ import click
 
 from citycredit.cli.base import ACTOR, Context, pass_ctx
 from citycredit.cli.engine import _citizen
+from citycredit.cli.federation_demo import federation_demo, federation_demo_env
 from citycredit.core.actors import Actor
 from citycredit.core.db import utcnow
 from credit_codes import consent
@@ -227,5 +228,8 @@ def cross_city_consent(ctx: Context, id_number: str, partner: str, withdraw: boo
             consent.give(session, citizen, partner, channel="counter", actor=ACTOR)
             click.echo(f"consent to recognition by {partner} recorded")
 
+
+federation.add_command(federation_demo)
+federation.add_command(federation_demo_env)
 
 COMMANDS = (federation,)
