@@ -141,18 +141,24 @@ class Federation:
     partners: list[Partner]
 
 
-def make_keys(session: Session) -> tuple[str, str]:
+def make_keys(session: Session, secret: bytes = KEY_SECRET) -> tuple[str, str]:
     """This city's federation key and the trust anchor (it coordinates): their fingerprints."""
-    city = fed_keys.create(session, KEY_SECRET, "city")
-    anchor = fed_keys.create(session, KEY_SECRET, "anchor")
+    city = fed_keys.create(session, secret, "city")
+    anchor = fed_keys.create(session, secret, "anchor")
     return city.fingerprint, anchor.fingerprint
 
 
 def seed_federation(
-    session: Session, settings: Settings, partners: list[Partner], *, now: dt.datetime
+    session: Session,
+    settings: Settings,
+    partners: list[Partner],
+    *,
+    now: dt.datetime,
+    publish_model: bool = True,
 ) -> None:
     """This city (coordinator) and its partners registered, their entries held, a list signed."""
-    factories.published(session, ITEMISED)  # this city's tier table: AA→4, A→3, B→2, C→1, D→1
+    if publish_model:  # this city's tier table: AA→4, A→3, B→2, C→1, D→1
+        factories.published(session, ITEMISED)
     city = fed_keys.current(session, "city")
     assert city is not None
     session.add(
