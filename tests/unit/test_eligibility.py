@@ -103,14 +103,17 @@ VISITOR = CitizenFacts.for_visitor(5)  # the best common level, and nothing loca
 
 
 def test_a_visitor_has_only_a_common_level() -> None:
-    assert CitizenFacts(
-        common_tier=5,
-        local_score=None,
-        age=None,
-        resident=False,
-        has_direct_tier_record=False,
-        visitor=True,
-    ) == VISITOR
+    assert (
+        CitizenFacts(
+            common_tier=5,
+            local_score=None,
+            age=None,
+            resident=False,
+            has_direct_tier_record=False,
+            visitor=True,
+        )
+        == VISITOR
+    )
     # Locals stay what they were: not visitors unless said.
     assert ADULT_RESIDENT_GOOD.visitor is False
     with pytest.raises(ValueError, match="not a resident"):
