@@ -35,7 +35,8 @@ class FederationRefusal(Exception):
     """A refusal with a documented problem type (and the HTTP status it is answered with)."""
 
     type = "federation-request-refused"
-    status = 401
+    # 403, not 401: the asker is identified by its signature in the body, not by an HTTP challenge.
+    status = 403
     title = "The partner city's request is not signed by an active member"
 
     def __init__(self, detail: str, *, type_: str | None = None, status: int | None = None):

@@ -159,7 +159,7 @@ def bulletin_list(query: dict[str, Any]) -> Any:
 
 
 @blueprint.route("/federation/introspections", methods=["POST"])
-@problems(blueprint, 401, 403, 409, 413, 429)
+@problems(blueprint, 403, 409, 413, 429)
 @blueprint.arguments(SignedRequest)
 @blueprint.response(200, SignedAnswer)
 def introspection(body: dict[str, Any]) -> Any:
@@ -175,7 +175,7 @@ def introspection(body: dict[str, Any]) -> Any:
 
 
 @blueprint.route("/federation/tier-requests", methods=["POST"])
-@problems(blueprint, 401, 403, 409, 413, 429)
+@problems(blueprint, 403, 409, 413, 429)
 @blueprint.arguments(SignedRequest)
 @blueprint.response(200, SignedAnswer)
 def tier_request(body: dict[str, Any]) -> Any:

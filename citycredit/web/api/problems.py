@@ -157,13 +157,13 @@ _TYPES = [
     ),
     ProblemType(
         "federation-request-refused",
-        401,
+        403,
         "The server-to-server request is not signed by an active member",
         "Unknown asker, bad signature, wrong audience, or a member that left.",
     ),
     ProblemType(
         "request-expired",
-        401,
+        403,
         "The server-to-server request is expired or not yet valid",
         "Requests live at most 60 seconds; check the asking server's clock.",
     ),
