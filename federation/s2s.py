@@ -10,7 +10,9 @@ member is refused.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +165,24 @@ def sign_answer(
     return jws.sign(payload, private, typ=jws.TYP_ANSWER)
 
 
+_pool_lock = threading.Lock()
+_pool: tuple[int, httpx.Client] | None = None
+
+
+def _pooled() -> httpx.Client:
+    """One keep-alive client per process (thread-safe; made anew after a fork), so a visitor's
+    check does not open a TCP connection to the issuing city every time."""
+    global _pool
+    pool = _pool
+    if pool is None or pool[0] != os.getpid():
+        with _pool_lock:
+            if _pool is None or _pool[0] != os.getpid():
+                limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+                _pool = (os.getpid(), httpx.Client(timeout=ASK_TIMEOUT, limits=limits))
+            pool = _pool
+    return pool[1]
+
+
 @dataclass(frozen=True)
 class Answer:
     pseudonym: str
@@ -188,8 +208,11 @@ def ask(
     token, jti = sign_request(session, settings, member.issuer, body, now=now)
     url = member.base_url + path
     try:
-        with httpx.Client(timeout=ASK_TIMEOUT, transport=transport) as http:
-            response = http.post(url, json={"request": token})
+        if transport is not None:
+            with httpx.Client(timeout=ASK_TIMEOUT, transport=transport) as http:
+                response = http.post(url, json={"request": token})
+        else:
+            response = _pooled().post(url, json={"request": token})
     except httpx.HTTPError as exc:
         raise IssuerUnavailable(
             f"{member.name_en} ({member.issuer}) cannot be reached: {exc}"
