@@ -55,6 +55,32 @@ def fetch_entry(base_url: str, fetch: Fetch = http_get_json) -> tuple[str, dict[
     return entry, jwk
 
 
+# The member's standing each change starts from; a city that left comes back only by joining
+# again, its key checked anew against the fingerprint its credit office gives.
+STANDING_FOR = {
+    "suspend": ("active",),
+    "resume": ("suspended",),
+    "leave": ("active", "suspended"),
+    "rekey": ("active", "suspended"),
+}
+
+
+def _require_standing(issuer: str, action: str, member: Member | None) -> None:
+    if action == "join":
+        if member is not None and member.status != "left":
+            raise CoordinatorError(f"{issuer} is already a member ({member.status})")
+        return
+    if member is None:
+        raise CoordinatorError(f"{issuer} is not a member")
+    if member.status not in STANDING_FOR[action]:
+        why = (
+            "has left the federation (it may join again)"
+            if member.status == "left"
+            else f"is {member.status}"
+        )
+        raise CoordinatorError(f"{issuer} {why}: it cannot be asked to {action}")
+
+
 def propose(
     session: Session,
     settings: Settings,
@@ -73,10 +99,7 @@ def propose(
         raise CoordinatorError(f"unknown action {action!r}: one of {', '.join(CHANGE_ACTIONS)}")
     member = session.scalar(select(Member).where(Member.issuer == issuer))
     detail: dict[str, Any] = {}
-    if action == "join" and member is not None and member.status != "left":
-        raise CoordinatorError(f"{issuer} is already a member ({member.status})")
-    if action != "join" and member is None:
-        raise CoordinatorError(f"{issuer} is not a member")
+    _require_standing(issuer, action, member)
     if action in ("join", "rekey"):
         url = base_url or (member.base_url if member else None)
         if not url or not fingerprint:
@@ -118,6 +141,10 @@ def decide(
         raise CoordinatorError(
             "four eyes: a membership change is approved by someone other than who proposed it"
         )
+    if approve:
+        # Another change may have been carried out since this one was proposed.
+        member = session.scalar(select(Member).where(Member.issuer == change.issuer))
+        _require_standing(change.issuer, change.action, member)
     change.state = "approved" if approve else "rejected"
     change.decided_by = actor.name
     change.decided_at = utcnow()
