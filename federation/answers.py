@@ -22,6 +22,7 @@ from credit_codes import consent, tokens
 from credit_codes.operations import open_presentation
 from federation import s2s
 from federation.models import PartnerQuestion
+from points_engine.ingest import holds_id_number
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot, find_citizen
 
@@ -83,6 +84,17 @@ def _record(
     )
 
 
+def _no_id_number_in_text(payload: dict[str, Any], *, now: dt.datetime) -> None:
+    """What a partner writes in free text is stored and shown to the citizen: never an ID number."""
+    for name in ("reason", "scenario", "category"):
+        if holds_id_number(str(payload.get(name, "")), now.date()):
+            raise s2s.FederationRefusal(
+                f"{name} holds an ID number; it is stored and shown to the citizen, so it must not",
+                type_="validation-error",
+                status=422,
+            )
+
+
 def answer_introspection(
     session: Session, settings: Settings, request: str, *, now: dt.datetime
 ) -> str:
@@ -93,6 +105,7 @@ def answer_introspection(
         raise s2s.FederationRefusal(
             f"purpose must be one of {', '.join(PURPOSES)}", type_="validation-error", status=422
         )
+    _no_id_number_in_text(payload, now=now)
     try:
         presented = open_presentation(session, settings, str(payload.get("code", "")), now=now)
     except tokens.TokenRejected as exc:
@@ -149,6 +162,7 @@ def answer_tier_request(
             type_="validation-error",
             status=422,
         )
+    _no_id_number_in_text(payload, now=now)
     citizen: Citizen | None = None
     try:
         citizen_number = parse_id_number(str(payload.get("id_number", "")))
