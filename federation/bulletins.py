@@ -156,8 +156,17 @@ def sync_bulletins(
                     break
                 for document in documents:
                     payload = jws.verify(str(document), member.federation_key, typ=jws.TYP_BULLETIN)
-                    if payload.get("iss") != member.issuer or int(payload["seq"]) <= (held or 0):
-                        raise jws.BadDocument("a bulletin out of sequence or from another city")
+                    # One a day, numbered without gaps: a skipped number is a bulletin withheld
+                    # (its revoked keys unheard), so nothing after it is kept until it arrives.
+                    if (
+                        payload.get("iss") != member.issuer
+                        or int(payload["seq"]) != (held or 0) + 1
+                    ):
+                        raise jws.BadDocument(
+                            f"bulletin {str(payload.get('seq'))[:12]} of "
+                            f"{str(payload.get('iss'))[:32]!r} is out of sequence or from another "
+                            f"city (expected {member.issuer}'s {(held or 0) + 1})"
+                        )
                     session.add(
                         PartnerBulletin(
                             issuer=member.issuer,
