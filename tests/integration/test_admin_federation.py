@@ -648,6 +648,22 @@ def test_a_member_that_does_not_coordinate_has_no_membership_page(
         assert refused.status_code == 404
 
 
+def test_a_city_not_yet_federated_is_told_what_to_do(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    with federated_admin(fresh_database, tmp_path, "", federation_coordinator=False) as city:
+        city.add_user("root", "platform_admin")
+        client = signed_in(city, "root")
+        page = _page(client, "/admin/federation")
+        assert "尚未生成" in page and "citycredit federation init" in page
+        assert "未设置（CITYCREDIT_TRUST_ANCHOR）：本市尚未加入联盟" in page
+        assert "尚未持有信任列表" in page and "尚未同步过。" in page
+        assert "没有成员可对照" in page
+        english = _page(client, "/admin/federation?lang=en")
+        assert "not made yet" in english and "none held yet" in english
+        assert "No visitors from partner cities" in _page(client, "/admin/federation/visitors")
+
+
 # --- visitors from partner cities ---------------------------------------------------------------------
 
 
