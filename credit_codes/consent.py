@@ -89,6 +89,29 @@ def withdraw(session: Session, citizen: Citizen, partner: str, *, actor: str) ->
     return ended
 
 
+def stop_sharing(
+    session: Session,
+    citizen: Citizen,
+    partner: str,
+    *,
+    partners: list[str],
+    channel: str,
+    actor: str,
+) -> int:
+    """Stop sharing with ``partner`` (or ``*``: with everyone), the one use case every entry point calls.
+
+    Stopping one city while sharing with all (``*``) keeps the others by name: the ``*`` consent ends
+    and each other current partner (``partners``, from the trust list) gets its own, in one step."""
+    partners_now = {row.partner for row in standing(session, citizen.id)}
+    if partner != ALL and ALL in partners_now:
+        ended = withdraw(session, citizen, ALL, actor=actor)
+        for other in sorted(set(partners) | (partners_now - {ALL})):
+            if other != partner:
+                give(session, citizen, other, channel=channel, actor=actor)
+        return ended
+    return withdraw(session, citizen, partner, actor=actor)
+
+
 @dataclass(frozen=True)
 class ConsentChange:
     partner: str

@@ -105,7 +105,7 @@ def check_request(
     asker_code = str(claimed.get("iss", ""))[:32]
     trust_list = _check_list(session, settings, now)
     asker = trust_list.members.get(asker_code)
-    if asker is None or asker.status == "left":
+    if asker is None or asker.status not in ("active", "suspended"):
         raise FederationRefusal(f"{asker_code!r} is not a member of the federation")
     if asker.status == "suspended":
         raise FederationRefusal(

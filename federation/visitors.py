@@ -94,7 +94,8 @@ def open_visitor_code(
             f"issued by {issuer!r}; this city ({settings.city_code}) holds no trust list of partner cities"
         )
     member = trust_list.members.get(issuer)
-    if member is None or member.status == "left":
+    # Only "active" and "suspended" are members; "left", or a status this city does not know, is not.
+    if member is None or member.status not in ("active", "suspended"):
         raise IssuerNotMember(f"{issuer!r} is not a member of the federation this city belongs to")
     if member.status == "suspended":
         raise MemberSuspended(f"{member.name_en} ({issuer}) is suspended from the federation")

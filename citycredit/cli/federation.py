@@ -222,8 +222,13 @@ def cross_city_consent(ctx: Context, id_number: str, partner: str, withdraw: boo
     with ctx.session() as session:
         citizen = _citizen(ctx, session, id_number)
         if withdraw:
-            ended = consent.withdraw(session, citizen, partner, actor=ACTOR)
-            click.echo(f"withdrawn: {ended}")
+            others = [m.issuer for m in queries.partners(session, ctx.platform.settings)]
+            consent.stop_sharing(
+                session, citizen, partner, partners=others, channel="counter", actor=ACTOR
+            )
+            click.echo(
+                f"no longer shared with {partner}: {consent.shared_with(session, citizen.id)}"
+            )
         else:
             consent.give(session, citizen, partner, channel="counter", actor=ACTOR)
             click.echo(f"consent to recognition by {partner} recorded")

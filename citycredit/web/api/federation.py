@@ -23,6 +23,7 @@ from federation import answers, bulletins, coordinator, s2s
 from federation import keys as fed_keys
 from federation.models import HeldTrustList
 from federation.operations import held_list, own_entry
+from points_engine.ingest import holds_id_number
 
 blueprint = Blueprint(
     "federation",
@@ -211,6 +212,12 @@ def partner_tier(body: dict[str, Any]) -> Any:
         raise Problem(
             "validation-error", f"invalid ID number: {exc}", errors={"id_number": [str(exc)]}
         ) from None
+    if holds_id_number(body["reason"], utcnow().date()):
+        raise Problem(
+            "validation-error",
+            "the reason is shown to the citizen and kept: it must not hold an ID number",
+            errors={"reason": ["must not hold an ID number"]},
+        )
     trust_list = held_list(session, settings)
     member = trust_list.members.get(body["issuer"]) if trust_list else None
     if member is None or member.status != "active" or member.issuer == settings.city_code:
