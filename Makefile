@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_CITIZENS ?= 3000
 HOST ?= 127.0.0.1
 PORT ?= 5000
+FEDERATION_CITIZENS ?= 300
+FEDERATION_PORT ?= 5100
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo federation-demo test install lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml partner_sdk/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -31,6 +33,11 @@ demo: $(STAMP)
 	@echo "                            the demo shows the one-time code on screen and in this log)"
 	@echo
 	CITYCREDIT_ENV=development CITYCREDIT_DEMO_MODE=1 $(BIN)/citycredit serve --host $(HOST) --port $(PORT)
+
+# Three partner cities and a coordinator on loopback (ports FEDERATION_PORT and the next three);
+# it prints the URLs, accounts and the commands to try, and stops everything on Ctrl-C.
+federation-demo: $(STAMP)
+	$(BIN)/citycredit federation demo --citizens $(FEDERATION_CITIZENS) --ports $(FEDERATION_PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m tests.run
