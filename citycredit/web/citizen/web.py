@@ -601,13 +601,14 @@ def stop_sharing() -> Any:
     standing = _standing(citizen)
     if not _shares(partner, standing):
         return redirect(url_for("citizen.partners"))
-    if partner != cross_city.ALL and cross_city.ALL in standing:
-        remaining = _remaining_after(partner, standing)
-        cross_city.withdraw(session_, citizen, cross_city.ALL, actor=actor)
-        for code in remaining:
-            cross_city.give(session_, citizen, code, channel=CHANNEL, actor=actor)
-    else:
-        cross_city.withdraw(session_, citizen, partner, actor=actor)
+    cross_city.stop_sharing(
+        session_,
+        citizen,
+        partner,
+        partners=[m.issuer for m in partner_cities(session_, settings())],
+        channel=CHANNEL,
+        actor=actor,
+    )
     return redirect(url_for("citizen.partners", stopped=partner))
 
 
