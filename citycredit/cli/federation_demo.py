@@ -170,10 +170,11 @@ def _current(session: Session) -> list[tuple[Citizen, ScoreSnapshot]]:
     ]
 
 
-def seed_city(city: DemoCity, citizens: int, today: dt.date) -> Any:
+def seed_city(city: DemoCity, citizens: int) -> Any:
     """The Cluster's seed for one city: ``demo seed``'s steps, smaller, plus cross-city consent."""
 
     def seed(session: Session, settings: Settings) -> Seeded:
+        today = dt.datetime.now(settings.tz).date()
         demo_city.ensure_sources(session)
         for source in session.scalars(select(DataSource)):
             source.name_zh = source.name_zh.replace("黄石", city.short_zh)
@@ -487,6 +488,20 @@ def pick_scenario(host: Seeded, level: int) -> str:
 # --- running -------------------------------------------------------------------------------------
 
 
+class DemoCluster(Cluster):
+    """The servers never see the terminal's Ctrl-C: it goes to the whole foreground process group,
+    and a gunicorn worker interrupted that way while its master also stops it can hang, orphaned.
+    They start with SIGINT blocked (the mask survives fork and exec), and the demo stops them itself,
+    with SIGTERM, so each shuts down once and gracefully."""
+
+    def serve(self, deployment: Deployment) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().serve(deployment)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a Ctrl-C meanwhile lands here
+
+
 def _stop(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -524,11 +539,8 @@ def federation_demo(base: Path, citizens: int, ports: int | None, exit_after_set
     prepare_base(base)
     if ports:
         check_ports(ports, 1 + len(CITIES))
-    today = dt.date.today()
-    specs = [
-        CitySpec(c.code, c.name_zh, c.name_en, seed=seed_city(c, citizens, today)) for c in CITIES
-    ]
-    cluster = Cluster(
+    specs = [CitySpec(c.code, c.name_zh, c.name_en, seed=seed_city(c, citizens)) for c in CITIES]
+    cluster = DemoCluster(
         base,
         specs,
         coordinator_code=COORDINATOR,
