@@ -157,7 +157,8 @@ def test_the_printed_tour_works_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         assert "REJECTED 拒绝: no-cross-city-consent" in out and "refused exit 2" in out, out
         assert sample.group(1) not in out  # neither side echoes the ID number
 
-        running.process.send_signal(signal.SIGINT)  # Ctrl-C
+        # Ctrl-C in a terminal: SIGINT to the whole foreground process group, servers included.
+        os.killpg(running.process.pid, signal.SIGINT)
         assert running.process.wait(timeout=90) == 0
         running.done.wait(timeout=10)
         assert "已停止 / stopped" in running.text
