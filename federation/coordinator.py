@@ -113,7 +113,8 @@ def propose(
         payload = jws.verify(entry, jws.public_key_from_jwk(jwk), typ=jws.TYP_ENTRY)
         if payload.get("iss") != issuer:
             raise CoordinatorError(f"{url} is {payload.get('iss')!r}, not {issuer!r}")
-        detail = {"base_url": url.rstrip("/"), "federation_key": jwk}
+        # The entry read at proposal, signed by that key: listed as soon as the change is approved.
+        detail = {"base_url": url.rstrip("/"), "federation_key": jwk, "entry": entry}
     change = MemberChange(
         issuer=issuer, action=action, detail=detail, proposed_by=actor.name, proposed_at=utcnow()
     )
@@ -130,7 +131,13 @@ def propose(
 
 
 def decide(
-    session: Session, settings: Settings, actor: Actor, change_id: int, *, approve: bool
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    change_id: int,
+    *,
+    approve: bool,
+    now: dt.datetime | None = None,
 ) -> MemberChange:
     """Approve (carry out) or reject a proposed change; never by the one who proposed it."""
     _require_coordinator(settings)
@@ -147,7 +154,8 @@ def decide(
         _require_standing(change.issuer, change.action, member)
     change.state = "approved" if approve else "rejected"
     change.decided_by = actor.name
-    change.decided_at = utcnow()
+    now = now or utcnow()
+    change.decided_at = now
     if approve:
         _apply(session, change)
     audit(
@@ -158,6 +166,13 @@ def decide(
         change=change.id,
     )
     session.flush()
+    if approve:
+        # The change takes effect with the next signed list: sign it now (the entry read at
+        # proposal, or the stored ones, suffice), so partners see it at their next sync.
+        try:
+            compile_list(session, settings, now=now)
+        except fed_keys.NoFederationKey:
+            log.warning("approved #%s; no anchor key yet, so no list was signed", change.id)
     return change
 
 
@@ -172,13 +187,17 @@ def _apply(session: Session, change: MemberChange) -> None:
         member.federation_jwk = change.detail["federation_key"]
         member.status = "active"
         member.status_changed_at = now
-        member.entry = None
+        member.entry = change.detail.get("entry")
+        member.entry_fetched_at = change.proposed_at if member.entry else None
         return
     assert member is not None
     if change.action == "rekey":
         member.federation_jwk = change.detail["federation_key"]
         member.base_url = change.detail["base_url"]
-        member.entry = None  # the old entry was signed by the old key
+        # The old entry was signed by the old key; the one read with the new key replaces it, so
+        # the member stays listed even if it cannot be reached at the next refresh.
+        member.entry = change.detail.get("entry")
+        member.entry_fetched_at = change.proposed_at if member.entry else None
     else:
         member.status = {"suspend": "suspended", "resume": "active", "leave": "left"}[change.action]
         member.status_changed_at = now

@@ -365,7 +365,7 @@ class Coordinator:
             fingerprint=partner.fingerprint,
             fetch=self.web,
         )
-        coordinator.decide(session, self.settings, BOB, change.id, approve=True)
+        coordinator.decide(session, self.settings, BOB, change.id, approve=True, now=self.web.now)
         coordinator.refresh_entries(session, self.settings, fetch=self.web)
         return member(session, partner.issuer)
 
@@ -373,13 +373,22 @@ class Coordinator:
         change = coordinator.propose(
             session, self.settings, ALICE, issuer, action, fetch=self.web, **options
         )
-        return coordinator.decide(session, self.settings, BOB, change.id, approve=True)
+        return coordinator.decide(
+            session, self.settings, BOB, change.id, approve=True, now=self.web.now
+        )
 
     def compile(
         self, session: Session, now: dt.datetime | None = None
     ) -> PublishedTrustList | None:
         coordinator.refresh_entries(session, self.settings, fetch=self.web)
-        return coordinator.compile_list(session, self.settings, now=now or self.web.now)
+        now = now or self.web.now
+        published = coordinator.compile_list(session, self.settings, now=now)
+        if published is None:
+            # An approval signs the list with the change (coordinator.decide): the list as of now.
+            latest = coordinator.latest_published(session)
+            if latest is not None and latest.issued_at == now.replace(microsecond=0):
+                return latest
+        return published
 
     def verified(self, published: PublishedTrustList, now: dt.datetime | None = None) -> TrustList:
         """The published list as a member checks it."""
@@ -425,23 +434,33 @@ def test_a_change_is_carried_out_only_when_someone_else_approves_it(
     assert session.scalar(select(Member)) is None  # proposing changes nothing yet
 
     with pytest.raises(coordinator.CoordinatorError, match="four eyes"):
-        coordinator.decide(session, coord.settings, ALICE, change.id, approve=True)
+        coordinator.decide(
+            session, coord.settings, ALICE, change.id, approve=True, now=coord.web.now
+        )
     assert change.state == "pending" and session.scalar(select(Member)) is None
 
-    coordinator.decide(session, coord.settings, BOB, change.id, approve=True)
+    coordinator.decide(session, coord.settings, BOB, change.id, approve=True, now=coord.web.now)
     wuhan_row = member(session, "420100")
     assert (wuhan_row.status, wuhan_row.base_url) == ("active", coord.wuhan.base_url)
     assert wuhan_row.federation_jwk == coord.wuhan.jwk
     assert (change.state, change.decided_by) == ("approved", BOB.name)
     # A decided change cannot be decided again.
     with pytest.raises(coordinator.CoordinatorError, match="no pending change"):
-        coordinator.decide(session, coord.settings, BOB, change.id, approve=False)
+        coordinator.decide(
+            session, coord.settings, BOB, change.id, approve=False, now=coord.web.now
+        )
     actions = session.scalars(
         select(AuditEvent.action)
         .where(AuditEvent.action.like("federation.%"))
         .order_by(AuditEvent.id)
     ).all()
-    assert actions == ["federation.propose_join", "federation.approve_join"]
+    # The approval signs a list with the new member, which the coordinator's own city then holds.
+    assert actions == [
+        "federation.propose_join",
+        "federation.approve_join",
+        "federation.trust_list_signed",
+        "federation.trust_list_accepted",
+    ]
 
 
 def test_a_rejected_change_changes_nothing(session: Session, coord: Coordinator) -> None:
@@ -450,9 +469,10 @@ def test_a_rejected_change_changes_nothing(session: Session, coord: Coordinator)
     assert first is not None
 
     change = coordinator.propose(session, coord.settings, ALICE, "420100", "suspend")
-    coordinator.decide(session, coord.settings, BOB, change.id, approve=False)
+    coordinator.decide(session, coord.settings, BOB, change.id, approve=False, now=coord.web.now)
     assert (change.state, member(session, "420100").status) == ("rejected", "active")
-    assert coord.compile(session) is None  # no new list: nothing changed
+    assert coordinator.latest_published(session).seq == first.seq  # type: ignore[union-attr]
+    assert coordinator.compile_list(session, coord.settings, now=coord.web.now) is None
     joining = coordinator.propose(
         session,
         coord.settings,
@@ -463,9 +483,10 @@ def test_a_rejected_change_changes_nothing(session: Session, coord: Coordinator)
         fingerprint=coord.sanya.fingerprint,
         fetch=coord.web,
     )
-    coordinator.decide(session, coord.settings, BOB, joining.id, approve=False)
+    coordinator.decide(session, coord.settings, BOB, joining.id, approve=False, now=coord.web.now)
     assert session.scalar(select(Member).where(Member.issuer == "460200")) is None
-    assert coord.compile(session) is None
+    assert coordinator.compile_list(session, coord.settings, now=coord.web.now) is None
+    assert coordinator.latest_published(session).seq == first.seq  # type: ignore[union-attr]
 
 
 def test_only_the_coordinator_changes_membership(session: Session, coord: Coordinator) -> None:
@@ -523,13 +544,21 @@ def test_joining_needs_the_fingerprint_of_the_key_the_member_publishes(
     assert session.scalar(select(func.count()).select_from(MemberChange)) == 0
 
     change = propose()
-    assert change.detail == {"base_url": coord.wuhan.base_url, "federation_key": coord.wuhan.jwk}
-    coordinator.decide(session, coord.settings, BOB, change.id, approve=True)
+    assert change.detail["base_url"] == coord.wuhan.base_url
+    assert change.detail["federation_key"] == coord.wuhan.jwk
+    # The entry read with that key at proposal is what gets listed on approval.
+    assert (
+        jws.verify(
+            change.detail["entry"], jws.public_key_from_jwk(coord.wuhan.jwk), typ=jws.TYP_ENTRY
+        )["iss"]
+        == "420100"
+    )
+    coordinator.decide(session, coord.settings, BOB, change.id, approve=True, now=coord.web.now)
     with pytest.raises(coordinator.CoordinatorError, match="already a member"):
         propose()
 
 
-def test_a_member_is_listed_once_its_signed_entry_is_in_hand(
+def test_an_approved_member_is_listed_at_once_with_the_entry_read_at_proposal(
     session: Session, coord: Coordinator
 ) -> None:
     change = coordinator.propose(
@@ -542,12 +571,10 @@ def test_a_member_is_listed_once_its_signed_entry_is_in_hand(
         fingerprint=coord.wuhan.fingerprint,
         fetch=coord.web,
     )
-    coordinator.decide(session, coord.settings, BOB, change.id, approve=True)
-    empty = coordinator.compile_list(session, coord.settings, now=coord.web.now)
-    assert empty is not None and coord.verified(empty).members == {}
-
-    listed = coord.compile(session)
-    assert listed is not None and listed.seq == empty.seq + 1
+    assert coordinator.latest_published(session) is None  # a proposal changes nothing yet
+    coordinator.decide(session, coord.settings, BOB, change.id, approve=True, now=coord.web.now)
+    listed = coordinator.latest_published(session)
+    assert listed is not None
     trust_list = coord.verified(listed)
     assert list(trust_list.members) == ["420100"]
     assert trust_list.members["420100"].status == "active"
@@ -683,13 +710,17 @@ def test_a_change_overtaken_by_another_is_not_carried_out(
     coord.join(session, coord.wuhan)
     suspend = coordinator.propose(session, coord.settings, ALICE, "420100", "suspend")
     leave = coordinator.propose(session, coord.settings, ALICE, "420100", "leave")
-    coordinator.decide(session, coord.settings, BOB, leave.id, approve=True)
+    coordinator.decide(session, coord.settings, BOB, leave.id, approve=True, now=coord.web.now)
     # Approving the older proposal now would bring the city that left back as "suspended".
     with pytest.raises(coordinator.CoordinatorError, match="has left"):
-        coordinator.decide(session, coord.settings, BOB, suspend.id, approve=True)
+        coordinator.decide(
+            session, coord.settings, BOB, suspend.id, approve=True, now=coord.web.now
+        )
     assert member(session, "420100").status == "left"
     assert suspend.state == "pending"
-    coordinator.decide(session, coord.settings, BOB, suspend.id, approve=False)  # set aside
+    coordinator.decide(
+        session, coord.settings, BOB, suspend.id, approve=False, now=coord.web.now
+    )  # set aside
     assert suspend.state == "rejected" and member(session, "420100").status == "left"
 
 

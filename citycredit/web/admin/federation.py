@@ -41,9 +41,8 @@ from citycredit.web.admin.web import (
 )
 from citycredit.web.context import db_session, platform_of
 from federation import coordinator, jws, queries
-from federation import keys as fed_keys
 from federation.models import CHANGE_ACTIONS
-from federation.trustlist import MemberView, TrustListRefused
+from federation.trustlist import MemberView
 from points_engine.tiers import COMMON_TIERS
 from scenarios.models import CATEGORIES
 
@@ -393,7 +392,7 @@ def decide_change(change_id: int, decision: str) -> Any:
     settings = _settings()
     try:
         change = coordinator.decide(
-            session, settings, _actor(), change_id, approve=decision == "approve"
+            session, settings, _actor(), change_id, approve=decision == "approve", now=now()
         )
     except coordinator.CoordinatorError as exc:
         flash(coordinator_message(str(exc)), "error")
@@ -403,33 +402,25 @@ def decide_change(change_id: int, decision: str) -> Any:
     if decision == "reject":
         flash(t(f"已驳回 {what}。", f"Rejected {what}."), "success")
         return redirect(url_for("admin.federation_members"))
-    if change.action in ("suspend", "resume", "leave"):
-        # A status change takes effect with the next signed list: sign it now (the stored entries
-        # suffice), so that partners see it at their next sync rather than after ours.
-        try:
-            published = coordinator.compile_list(session, settings, now=now())
-        except (fed_keys.NoFederationKey, TrustListRefused) as exc:
-            # The approval stands; the scheduler signs the list once the anchor is in order.
-            flash(
-                t(f"未能签发信任列表：{exc}", f"The trust list could not be signed: {exc}"), "error"
-            )
-            published = None
-        if published is not None:
-            flash(
-                t(
-                    f"已批准 {what}；已签发信任列表第 {published.seq} 版。",
-                    f"Approved {what}; trust list {published.seq} signed.",
-                ),
-                "success",
-            )
-            return redirect(url_for("admin.federation_members"))
-    flash(
-        t(
-            f"已批准 {what}；下次同步读取其条目后列入信任列表。",
-            f"Approved {what}; the trust list takes it in at the next sync, once its entry is read.",
-        ),
-        "success",
-    )
+    # coordinator.decide signed the new list with the change (one use case for every entry point).
+    published = coordinator.latest_published(session)
+    assert change.decided_at is not None
+    if published is not None and published.issued_at >= change.decided_at.replace(microsecond=0):
+        flash(
+            t(
+                f"已批准 {what}；已签发信任列表第 {published.seq} 版。",
+                f"Approved {what}; trust list {published.seq} signed.",
+            ),
+            "success",
+        )
+    else:
+        flash(
+            t(
+                f"已批准 {what}；信任列表将由计划任务签发。",
+                f"Approved {what}; the scheduler signs the trust list.",
+            ),
+            "success",
+        )
     return redirect(url_for("admin.federation_members"))
 
 
