@@ -56,6 +56,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -1149,8 +1150,15 @@ def render(out: dict[str, Any], targets: list[Target]) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM or SIGHUP: leave through the ``with`` blocks, so every server and database goes."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     backend = "sqlite" if args.sqlite else "postgresql"
     if backend == "postgresql" and (reason := postgresql_unavailable()) is not None:
         print(f"PostgreSQL is needed (or pass --sqlite): {reason}", file=sys.stderr)
