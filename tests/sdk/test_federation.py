@@ -138,12 +138,13 @@ def test_the_anchor_is_read_once_from_the_discovery_document_when_not_pinned(
     assert len(discovery) == 1 and list_reads(home) == 1
 
 
-def test_without_a_trust_anchor_visitors_are_not_members_and_local_codes_still_verify() -> None:
+def test_without_a_trust_anchor_other_cities_codes_are_wrong_issuer_and_local_ones_verify() -> None:
     city, elsewhere = MockCity(issuer="420200"), MockCity(issuer="420100")
     with PartnerClient("cc", "s", "https://city.test", transport=city.transport()) as desk:
         refused = refusal(desk, elsewhere.issue_code(tier_level=4, cross_city="*"))
         assert desk.verify_offline(city.issue_code(tier_level=4)).tier_level == 4
-    assert refused.reason == "issuer-not-member"
+    # As the city answers online when it holds no trust list: only its own codes count.
+    assert refused.reason == "wrong-issuer"
     assert "no trust list is configured" in refused.detail
     assert list_reads(city) == 0
 
