@@ -86,7 +86,7 @@ def publish_due(
     )
     if fed_keys.current(session, "city") is None:
         return []
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    _, private = fed_keys.private_key(session, settings.key_secret, "city", fresh=True)
     seq = last.seq if last else 0
     published = []
     day = first_day

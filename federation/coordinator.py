@@ -301,7 +301,7 @@ def compile_list(
         "coordinator": settings.city_code,
         **body,
     }
-    _, anchor = fed_keys.private_key(session, settings.key_secret, "anchor")
+    _, anchor = fed_keys.private_key(session, settings.key_secret, "anchor", fresh=True)
     document = jws.sign(payload, anchor, typ=jws.TYP_TRUST_LIST, with_key=True)
     published = PublishedTrustList(
         seq=seq, issued_at=now.replace(microsecond=0), digest=digest, document=document

@@ -7,14 +7,16 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from citycredit.core.db import utcnow
 from citycredit.core.jobs import JobContext, JobSpec
-from federation import bulletins, coordinator, operations
+from federation import bulletins, coordinator, operations, s2s
 
 log = logging.getLogger(__name__)
 
 
 def sync(session: Session, ctx: JobContext) -> None:
     settings = ctx.settings
+    s2s.purge_seen_requests(session, now=utcnow())
     if settings.federation_coordinator:
         coordinator.refresh_entries(session, settings)
         coordinator.compile_list(session, settings)

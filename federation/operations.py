@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -118,7 +119,7 @@ def own_entry(session: Session, settings: Settings, *, now: dt.datetime | None =
     """This city's entry, signed with its federation key (``citycredit federation init`` makes it)."""
     now = now or utcnow()
     # Raises NoFederationKey before anything is written: reading an entry never makes keys.
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    _, private = fed_keys.private_key(session, settings.key_secret, "city", fresh=True)
     # The code-signing key exists before the entry lists it (a new city has none until first use).
     core_keys.current_signing_key(session, settings.key_secret)
     return jws.sign(entry_payload(session, settings, now=now), private, typ=jws.TYP_ENTRY)
@@ -128,12 +129,13 @@ def own_entry(session: Session, settings: Settings, *, now: dt.datetime | None =
 
 
 _held_lock = threading.Lock()
-_held: dict[str, tuple[TrustList | None, float]] = {}
+# By engine object (weakly), so two databases never share a cached list, even with one URL.
+_held: weakref.WeakKeyDictionary[Any, tuple[TrustList | None, float]] = weakref.WeakKeyDictionary()
 
 
 def held_list(session: Session, settings: Settings) -> TrustList | None:
     """The newest accepted trust list (parsed and verified once per process per ``seq``)."""
-    cache_key = str(session.get_bind().engine.url)
+    cache_key = session.get_bind().engine
     cached = _held.get(cache_key)
     if cached is not None and time.monotonic() - cached[1] < HELD_TTL:
         return cached[0]

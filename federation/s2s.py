@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,18 @@ def _check_list(session: Session, settings: Settings, now: dt.datetime) -> Trust
     return trust_list
 
 
+PURGE_EVERY = 60.0
+_last_purge = 0.0
+
+
+def purge_seen_requests(session: Session, *, now: dt.datetime) -> int:
+    """Forget request ids past their expiry (a replay of one is refused as expired anyway)."""
+    result = session.execute(
+        delete(SeenRequest).where(SeenRequest.expires_at < now - dt.timedelta(minutes=5))
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def sign_request(
     session: Session, settings: Settings, aud: str, body: dict[str, Any], *, now: dt.datetime
 ) -> tuple[str, str]:
@@ -126,10 +139,12 @@ def check_request(
         raise FederationRefusal("the request is expired or not yet valid", type_="request-expired")
     if not 8 <= len(jti) <= 64:
         raise FederationRefusal("the request's jti must have 8 to 64 characters")
-    # Expired requests are forgotten as new ones arrive; the unique key refuses a replay.
-    session.execute(
-        delete(SeenRequest).where(SeenRequest.expires_at < now - dt.timedelta(minutes=5))
-    )
+    # Expired request ids are forgotten now and then (not on every question: it was a statement of
+    # each answer); the unique key refuses a replay in any case.
+    global _last_purge
+    if time.monotonic() - _last_purge > PURGE_EVERY:
+        _last_purge = time.monotonic()
+        purge_seen_requests(session, now=now)
     try:
         with session.begin_nested():
             session.add(

@@ -10,6 +10,7 @@ common level and which city issued the code — nothing else.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +130,30 @@ def open_visitor_code(
     )
 
 
+# Visitors' row ids by (issuer, pseudonym), per database (weakly, by engine): a visitor's row never
+# changes or goes away, so a process that has seen one skips the two statements that find it.
+_visitor_ids: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], int]] = (
+    weakref.WeakKeyDictionary()
+)
+VISITOR_CACHE_SIZE = 50_000
+
+
 def _visitor_id(session: Session, issuer: str, pseudonym: str) -> int:
+    known = _visitor_ids.setdefault(session.get_bind().engine, {})
+    found = known.get((issuer, pseudonym))
+    if found is not None:
+        return found
+    query = select(Visitor.id).where(Visitor.issuer == issuer, Visitor.pseudonym == pseudonym)
+    found = session.scalar(query)
+    if found is not None:
+        # Found before this unit of work wrote anything: a committed row, safe to remember.
+        if len(known) >= VISITOR_CACHE_SIZE:
+            known.clear()
+        known[(issuer, pseudonym)] = found
+        return found
+    # A first visit: not remembered until it is committed (a rolled-back row must not be reused).
     insert_ignore(session, Visitor, [{"issuer": issuer, "pseudonym": pseudonym}])
-    found = session.scalar(
-        select(Visitor.id).where(Visitor.issuer == issuer, Visitor.pseudonym == pseudonym)
-    )
+    found = session.scalar(query)
     assert found is not None
     return found
 
