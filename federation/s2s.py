@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from citycredit.core.config import Settings
@@ -145,18 +145,16 @@ def check_request(
     if time.monotonic() - _last_purge > PURGE_EVERY:
         _last_purge = time.monotonic()
         purge_seen_requests(session, now=now)
-    try:
-        with session.begin_nested():
-            session.add(
-                SeenRequest(
-                    issuer=asker_code,
-                    jti=jti,
-                    expires_at=dt.datetime.fromtimestamp(expires, dt.UTC),
-                )
-            )
-            session.flush()
-    except IntegrityError:
-        raise RequestReplayed(f"request {jti} from {asker_code} was already answered") from None
+    # One statement: the row is new, or the request was seen (a concurrent replay waits on the key).
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    fresh = session.execute(
+        dialect.insert(SeenRequest)
+        .values(issuer=asker_code, jti=jti, expires_at=dt.datetime.fromtimestamp(expires, dt.UTC))
+        .on_conflict_do_nothing()
+        .returning(SeenRequest.id)
+    ).scalar_one_or_none()
+    if fresh is None:
+        raise RequestReplayed(f"request {jti} from {asker_code} was already answered")
     return asker, payload
 
 
