@@ -2,7 +2,8 @@
 
 The answer is the **pairwise pseudonym** (stable for this citizen and that asking city, unlinkable
 across cities), the common level and how long it holds — never a score, record, name or ID number.
-Every question is recorded (the citizen sees it in "who checked me") and audited, refused or not.
+Every question is recorded, refused or not: the row is its audit record and what the citizen sees in
+"who checked me".
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from citycredit.core.audit import audit
 from citycredit.core.config import Settings
 from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
 from credit_codes import consent, tokens
@@ -75,13 +75,9 @@ def _record(
             at=now,
         )
     )
-    audit(
-        session,
-        actor=f"city:{asker}",
-        action=f"federation.answer_{purpose}",
-        citizen_id=citizen_id,
-        refused=refusal,
-    )
+    # The question row is the audit record of this read (who asked about whom, when, why, and
+    # whether it was answered): insert-only, like a venue's verification row, and what the
+    # citizen's "who checked me" shows. A second audit event would say the same thing again.
 
 
 def _no_id_number_in_text(payload: dict[str, Any], *, now: dt.datetime) -> None:

@@ -936,14 +936,7 @@ def test_introspection_without_consent_for_the_asker_is_refused_and_recorded(
         ("460200", person.id, False, "no-cross-city-consent"),
         ("420100", person.id, False, "no-cross-city-consent"),
     ]
-    refusals = session.scalars(
-        select(AuditEvent.detail).where(AuditEvent.action == "federation.answer_verification")
-    ).all()
-    assert [d["refused"] for d in refusals] == [
-        None,
-        "no-cross-city-consent",
-        "no-cross-city-consent",
-    ]
+    # Those rows are the audit record of the reads (insert-only, as a venue's verification rows).
 
 
 def test_introspection_refuses_codes_it_did_not_issue(session: Session, fed: Federation) -> None:
