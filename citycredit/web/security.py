@@ -199,7 +199,7 @@ def limit_verifications() -> None:
         return
     if not allowed:
         reset_at = limiter.limiter.get_window_stats(item, *key).reset_time
-        retry_after = max(1, math.ceil(reset_at - time.time()))
+        retry_after = min(max(1, math.ceil(reset_at - time.time())), item.get_expiry())
         raise Problem(
             "too-many-requests",
             f"this client's verifications are over {item}; try again in {retry_after} s",
@@ -362,7 +362,9 @@ def _too_many(error: RateLimitExceeded) -> Response:
     limiter: Limiter = current_app.extensions["citycredit_limiter"]
     current = limiter.current_limit
     reset_at = current.reset_at if current is not None else time.time() + 60
-    retry_after = max(1, math.ceil(reset_at - time.time()))
+    # The window's end is reported in whole seconds: never promise more than one window's wait.
+    period = current.limit.get_expiry() if current is not None else 60
+    retry_after = min(max(1, math.ceil(reset_at - time.time())), period)
     headers = {"Retry-After": str(retry_after)}
     if request.blueprint in _PAGES:
         page = render_template(
