@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
+import os
 import random
 import threading
 import time
@@ -46,10 +47,12 @@ class PartnerClient:
         jwks_refresh_interval: float = 60.0,
         trust_anchor: str | None = None,
         trust_list_max_age: float = DEFAULT_MAX_AGE,
+        trust_list_path: str | os.PathLike[str] | None = None,
     ):
         """``trust_anchor``: the federation's anchor fingerprint (or public JWK), pinned out of band,
         to recognise partner cities' codes offline. Left None, it is read once from the city's
-        discovery document, which then trusts the city's TLS certificate as far as the pin goes."""
+        discovery document, which then trusts the city's TLS certificate as far as the pin goes.
+        ``trust_list_path``: a file keeping the last good trust list across restarts (offline desks)."""
         self.client_id = client_id
         self._secret = client_secret
         self.max_retries = max_retries
@@ -70,6 +73,7 @@ class PartnerClient:
             trust_anchor if trust_anchor is not None else self._discovered_anchor,
             max_age=trust_list_max_age,
             min_refresh_interval=jwks_refresh_interval,
+            store=trust_list_path,
         )
 
     # --- the partner's operations -------------------------------------------------------------

@@ -12,10 +12,12 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import jwt
@@ -387,8 +389,13 @@ class TrustListCache:
         max_age: float = DEFAULT_MAX_AGE,
         min_refresh_interval: float = 60.0,
         refresh_after: float | None = None,
+        store: str | os.PathLike[str] | None = None,
     ):
+        """``store``: a file where the last good list is kept, so that a desk restarted without the
+        network still recognises visitors, and a rolled-back list is refused across restarts too.
+        What is read back is checked again like a fetched list (a tampered file is ignored)."""
         self._fetch = fetch
+        self._store = Path(store) if store is not None else None
         self._anchor_source = anchor
         self._anchor: TrustAnchor | None = None
         self._anchor_known = False
@@ -400,6 +407,7 @@ class TrustListCache:
         self._attempted_at: float | None = None  # monotonic, last fetch tried
         self.last_error: Exception | None = None
         self._lock = threading.Lock()
+        self._stored_loaded = False
 
     @property
     def anchor(self) -> TrustAnchor | None:
@@ -425,6 +433,7 @@ class TrustListCache:
             raise TrustListError(BAD_SIGNATURE, "no trust anchor is configured")
         moment = time.time() if now is None else now
         with self._lock:
+            self._load_stored(anchor, moment)
             if self._due(moment, unknown) and self._may_attempt():
                 try:
                     self._refresh(anchor, moment)
@@ -442,8 +451,10 @@ class TrustListCache:
         anchor = self.anchor
         if anchor is None:
             raise TrustListError(BAD_SIGNATURE, "no trust anchor is configured")
+        moment = time.time() if now is None else now
         with self._lock:
-            return self._refresh(anchor, time.time() if now is None else now)
+            self._load_stored(anchor, moment)
+            return self._refresh(anchor, moment)
 
     def _due(self, moment: float, unknown: bool) -> bool:
         held = self._held
@@ -470,4 +481,31 @@ class TrustListCache:
             self.last_error = exc
             raise
         self._held, self._read_at, self.last_error = listing, time.monotonic(), None
+        self._save(listing)
         return listing
+
+    def _load_stored(self, anchor: TrustAnchor, moment: float) -> None:
+        """Once: the list kept in ``store``, if it still passes every check (it is not re-read
+        from the network because of it: a stored list is a floor against rollback and a fallback)."""
+        if self._stored_loaded or self._store is None:
+            return
+        self._stored_loaded = True
+        try:
+            token = self._store.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return
+        try:
+            self._held = verify_trust_list(token, anchor=anchor, max_age=self.max_age, now=moment)
+        except TrustListError as exc:
+            log.warning("the stored trust list in %s is not used: %s", self._store, exc)
+
+    def _save(self, listing: TrustList) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self._store.with_name(f".{self._store.name}.{os.getpid()}")
+            temporary.write_text(listing.token, encoding="ascii")
+            os.replace(temporary, self._store)  # atomic: a crash leaves the old list or the new
+        except OSError as exc:
+            log.warning("the trust list could not be kept in %s: %s", self._store, exc)

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -20,6 +21,7 @@ from citycredit_partner import (
     Issuer,
     PartnerClient,
     ScenarioUnavailableError,
+    ServerError,
     TrustListError,
     jwk_thumbprint,
     public_jwk,
@@ -434,3 +436,49 @@ def test_a_list_verifies_with_the_anchor_pinned_as_a_full_key(federation: MockFe
     with pytest.raises(TrustListError) as keyless:
         verify_trust_list(bare, anchor=federation.fingerprint)
     assert keyless.value.reason == "trust-list-bad-signature"
+
+
+# --- the kept list ---------------------------------------------------------------------------------
+
+
+def test_a_desk_restarted_offline_recognises_visitors_from_the_list_it_kept(
+    federation: MockFederation, tmp_path: Path
+) -> None:
+    _, wuhan, _ = federation.cities
+    kept = tmp_path / "trust-list.jws"
+    with desk_of(federation, trust_list_path=kept) as desk:
+        assert desk.verify_offline(wuhan.issue_code(local_tier="A", cross_city="*")).visitor
+    assert kept.read_text().count(".") == 2  # the JWS as received
+    federation.outage = True  # the desk restarts where the city cannot be reached
+    with desk_of(federation, trust_list_path=kept) as desk:
+        visitor = desk.verify_offline(wuhan.issue_code(local_tier="A", cross_city="*"))
+        assert visitor.issuer == "420100" and visitor.tier_level == 3
+
+
+def test_a_kept_list_is_a_floor_against_rollback_across_restarts(
+    federation: MockFederation, tmp_path: Path
+) -> None:
+    kept = tmp_path / "trust-list.jws"
+    federation.publish()
+    with desk_of(federation, trust_list_path=kept) as desk:
+        desk.trust_list.refresh()
+        newest = desk.trust_list.held
+        assert newest is not None
+    federation.publish_rolled_back()  # every city now serves the list before
+    with desk_of(federation, trust_list_path=kept) as desk:
+        with pytest.raises(TrustListError) as refused:
+            desk.trust_list.refresh()
+        assert refused.value.reason == "trust-list-rollback"
+        assert desk.trust_list.held is not None and desk.trust_list.held.seq == newest.seq
+
+
+def test_a_tampered_kept_list_is_ignored(federation: MockFederation, tmp_path: Path) -> None:
+    _, wuhan, _ = federation.cities
+    kept = tmp_path / "trust-list.jws"
+    with desk_of(federation, trust_list_path=kept) as desk:
+        desk.trust_list.refresh()
+    header, payload, signature = kept.read_text().split(".")
+    kept.write_text(f"{header}.{payload[:-4]}AAAA.{signature}")
+    federation.outage = True
+    with desk_of(federation, trust_list_path=kept) as desk, pytest.raises(CodeRejectedError):
+        desk.verify_offline(wuhan.issue_code(local_tier="A", cross_city="*"))
