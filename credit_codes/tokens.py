@@ -215,6 +215,10 @@ def verify_code(
         raise AlgorithmNotAllowed(str(exc)) from None
     except jwt.PyJWTError as exc:
         raise TokenRejected(f"the token is not valid: {exc}") from None
+    expires = claims["exp"]
+    # Not checked by PyJWT (verify_exp is off): a NumericDate, not a string, a boolean or NaN.
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires != expires:
+        raise TokenRejected("the token's expiry (exp) is not a date in seconds")
     # Expiry checked against the caller's clock (not the process clock) so tests and replays agree.
     if claims["exp"] + leeway < now.timestamp():
         raise TokenExpired(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.core.config import Settings
 from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
+from citycredit.core.text import control_character, lone_surrogate
 from credit_codes import consent, tokens
 from credit_codes.operations import open_presentation
 from federation import s2s
@@ -29,6 +30,7 @@ from points_engine.queries import current_snapshot, find_citizen
 PURPOSES = ("verification", "redemption")
 # A level from a tier request holds until the next daily recompute could change it.
 TIER_VALIDITY = dt.timedelta(hours=24)
+NO_CITIZEN = 0  # no row has it: looked up for an unknown person, as a citizen's id would be
 
 
 class NoCrossCityConsent(s2s.FederationRefusal):
@@ -80,15 +82,28 @@ def _record(
     # citizen's "who checked me" shows. A second audit event would say the same thing again.
 
 
-def _no_id_number_in_text(payload: dict[str, Any], *, now: dt.datetime) -> None:
-    """What a partner writes in free text is stored and shown to the citizen: never an ID number."""
-    for name in ("reason", "scenario", "category"):
-        if holds_id_number(str(payload.get(name, "")), now.date()):
-            raise s2s.FederationRefusal(
-                f"{name} holds an ID number; it is stored and shown to the citizen, so it must not",
-                type_="validation-error",
-                status=422,
-            )
+# What a partner writes in free text is stored and shown to the citizen ("who checked me").
+FREE_TEXT = ("reason", "scenario", "category")
+
+
+def _check_free_text(payload: dict[str, Any], *, now: dt.datetime) -> None:
+    """Free text is text: a string, without control characters (a reason may span lines) or lone
+    surrogates (which no database stores), and never an ID number."""
+    for name in FREE_TEXT:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            fault = "is not a string"
+        elif found := (
+            control_character(value, multiline=name == "reason") or lone_surrogate(value)
+        ):
+            fault = f"holds a control character or lone surrogate ({found})"
+        elif holds_id_number(value, now.date()):
+            fault = "holds an ID number; it is stored and shown to the citizen, so it must not"
+        else:
+            continue
+        raise s2s.FederationRefusal(f"{name} {fault}", type_="validation-error", status=422)
 
 
 def answer_introspection(
@@ -101,7 +116,7 @@ def answer_introspection(
         raise s2s.FederationRefusal(
             f"purpose must be one of {', '.join(PURPOSES)}", type_="validation-error", status=422
         )
-    _no_id_number_in_text(payload, now=now)
+    _check_free_text(payload, now=now)
     try:
         presented = open_presentation(session, settings, str(payload.get("code", "")), now=now)
     except tokens.TokenRejected as exc:
@@ -151,22 +166,27 @@ def answer_tier_request(
     Unknown person, no consent for that city, or no score: one answer (``not-shared``), so the
     asker learns nothing beyond what the citizen let it learn. The ID number is hashed at once."""
     asker, payload = s2s.check_request(session, settings, request, now=now)
-    reason = str(payload.get("reason", "")).strip()
+    _check_free_text(payload, now=now)
+    reason = str(payload.get("reason") or "").strip()
     if not 2 <= len(reason) <= 200:
         raise s2s.FederationRefusal(
             "say why the tier is asked for (reason, 2 to 200 characters)",
             type_="validation-error",
             status=422,
         )
-    _no_id_number_in_text(payload, now=now)
     citizen: Citizen | None = None
     try:
         citizen_number = parse_id_number(str(payload.get("id_number", "")))
         citizen = find_citizen(session, settings.id_hash_key, citizen_number)
     except InvalidIdNumber:
         citizen = None
-    snapshot = current_snapshot(session, citizen.id) if citizen and citizen.consent_given else None
-    shares = citizen is not None and consent.shares_with(session, citizen.id, asker.issuer)
+    # The same statements whoever the number names (no one, or a citizen who shares nothing with
+    # the asker): the time of a refusal must not tell a citizen of this city from a stranger.
+    looked_up = citizen.id if citizen is not None else NO_CITIZEN
+    snapshot = current_snapshot(session, looked_up)
+    shares = consent.shares_with(session, looked_up, asker.issuer)
+    if citizen is None or not citizen.consent_given:
+        snapshot = None
     if citizen is None or snapshot is None or not shares:
         _record(
             session,

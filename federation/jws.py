@@ -86,6 +86,9 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         found = json.loads(raw)
     except ValueError as exc:
         raise BadDocument(f"the {what} is not JSON: {exc}") from None
+    except RecursionError:
+        # Parsed before any signature is checked: "[[[[…" thousands deep from anyone is no document.
+        raise BadDocument(f"the {what} is nested too deeply") from None
     if not isinstance(found, dict):
         raise BadDocument(f"the {what} is not a JSON object")
     return found

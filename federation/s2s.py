@@ -10,6 +10,7 @@ member is refused.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import secrets
 import threading
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
+from citycredit.core.text import control_character, lone_surrogate
 from federation import jws
 from federation import keys as fed_keys
 from federation.models import SeenRequest
@@ -107,6 +109,16 @@ def sign_request(
     return jws.sign(payload, private, typ=jws.TYP_REQUEST), jti
 
 
+def _numeric_date(value: Any) -> int | None:
+    """A JWT NumericDate (RFC 7519 §2) as whole seconds; None for anything else (a string, a
+    boolean, NaN or Infinity from a city that writes them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value)
+
+
 def check_request(
     session: Session, settings: Settings, token: str, *, now: dt.datetime
 ) -> tuple[MemberView, dict[str, Any]]:
@@ -130,15 +142,18 @@ def check_request(
         raise FederationRefusal(f"the request is not signed by {asker_code!r}: {exc}") from None
     if payload.get("aud") != settings.city_code:
         raise FederationRefusal(f"the request is addressed to {str(payload.get('aud'))[:32]!r}")
-    try:
-        issued, expires, jti = int(payload["iat"]), int(payload["exp"]), str(payload["jti"])
-    except (KeyError, TypeError, ValueError):
-        raise FederationRefusal("the request lacks iat, exp or jti") from None
+    issued, expires, jti = (
+        _numeric_date(payload.get("iat")),
+        _numeric_date(payload.get("exp")),
+        payload.get("jti"),
+    )
+    if issued is None or expires is None or not isinstance(jti, str):
+        raise FederationRefusal("the request lacks iat or exp (NumericDate) or jti (a string)")
     moment = now.timestamp()
     if expires - issued > REQUEST_LIFETIME or expires + 5 < moment or issued - 30 > moment:
         raise FederationRefusal("the request is expired or not yet valid", type_="request-expired")
-    if not 8 <= len(jti) <= 64:
-        raise FederationRefusal("the request's jti must have 8 to 64 characters")
+    if not 8 <= len(jti) <= 64 or control_character(jti) or lone_surrogate(jti):
+        raise FederationRefusal("the request's jti must have 8 to 64 printable characters")
     # Expired request ids are forgotten now and then (not on every question: it was a statement of
     # each answer); the unique key refuses a replay in any case.
     global _last_purge

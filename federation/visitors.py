@@ -111,7 +111,9 @@ def open_visitor_code(
             f"key {str(header['kid'])[:32]!r} is not a current key of {member.name_en} ({issuer})"
         )
     claims = tokens.verify_code(token, public_key=window.public, issuer=issuer, now=now)
-    mapping = member.mappings.get(claims.get("mv"))  # type: ignore[arg-type]
+    version = claims.get("mv")
+    # An int, not just equal to one: True == 1 and 1.0 == 1 would pick mapping 1; a list would fail.
+    mapping = member.mappings.get(version) if type(version) is int else None
     if mapping is None:
         raise MappingUnknown(f"{issuer} has published no tier mapping {claims.get('mv')!r}")
     local = mapping.get(str(claims.get("lt", "")))

@@ -1,0 +1,359 @@
+"""The federation under attack, on loopback: a hostile partner city, a hostile venue, a network
+attacker and a curious partner, against real servers (a coordinator and three cities, one on
+PostgreSQL when it is available).
+
+Whatever they send, the answer is a precise RFC 9457 problem, never a 500; nothing is counted twice;
+a refusal tells the asker nothing the citizen did not let it learn; no ID number reaches a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy import event, func, select
+
+from citycredit.cli.cluster import CitySpec, Cluster, Deployment
+from citycredit.core.db import utcnow
+from citycredit.core.keys import current_signing_key
+from federation import answers, jws, s2s
+from federation import keys as fed_keys
+from federation.models import PartnerQuestion
+from tests import factories
+from tests.databases import ScratchDatabase, postgresql_unavailable
+from tests.e2e.test_federation import (
+    BUS,
+    HAIKOU,
+    HUANGSHI,
+    ITEMISED,
+    LIBRARY,
+    SANYA,
+    SIX_TIER,
+    _seeder,
+    code_of,
+    person,
+    share,
+)
+
+INTROSPECTIONS = "/api/v1/federation/introspections"
+TIER_REQUESTS = "/api/v1/federation/tier-requests"
+_DROP = object()
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("federation-attacks")
+    pg = ScratchDatabase("postgresql", base) if postgresql_unavailable() is None else None
+    cities = [
+        CitySpec(
+            HUANGSHI,
+            "黄石市",
+            "Huangshi",
+            database_url=pg.url if pg else "",
+            seed=_seeder(ITEMISED, {"traveller": ["AWARD"], "stayer": ["AWARD"], "fair": []}),
+        ),
+        CitySpec(
+            SANYA, "三亚市", "Sanya", seed=_seeder(SIX_TIER, {"local": [], "star": ["AWARD"]})
+        ),
+        CitySpec(HAIKOU, "海口市", "Haikou", seed=_seeder(ITEMISED, {"resident": ["AWARD"]})),
+    ]
+    cluster = Cluster(base, cities, max_age=3600)
+    try:
+        with cluster:
+            share(cluster.city(HUANGSHI), "traveller", "*")
+            share(cluster.city(SANYA), "star", "*")
+            share(cluster.city(HAIKOU), "resident", "*")
+            yield cluster
+    finally:
+        if pg is not None:
+            pg.drop()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _json_bytes(value: Any) -> bytes:
+    # allow_nan: a hostile city writes Infinity and NaN too; surrogatepass: and lone surrogates.
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def signed_request(
+    asker: Deployment,
+    answerer: Deployment,
+    body: dict[str, Any],
+    *,
+    raw_payload: str = "",
+    **over: Any,
+) -> str:
+    """A request really signed with ``asker``'s federation key, with whatever claims it likes."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "iss": asker.code,
+        "aud": answerer.code,
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(12),
+        **body,
+        **over,
+    }
+    payload = {k: v for k, v in payload.items() if v is not _DROP}
+    with asker.session() as session:
+        _, private = fed_keys.private_key(session, asker.settings.key_secret, "city")
+    head = _b64(
+        json.dumps(
+            {
+                "alg": "EdDSA",
+                "kid": jws.thumbprint(jws.public_jwk_of(private.public_key())),
+                "typ": jws.TYP_REQUEST,
+            }
+        ).encode()
+    )
+    body_part = raw_payload or _b64(_json_bytes(payload))
+    return f"{head}.{body_part}.{_b64(private.sign(f'{head}.{body_part}'.encode()))}"
+
+
+def send(city: Deployment, path: str, request: str) -> httpx.Response:
+    return httpx.post(city.url + path, json={"request": request}, timeout=30)
+
+
+def problem(response: httpx.Response) -> tuple[int, str]:
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    return response.status_code, str(response.json()["type"]).rsplit("/", 1)[-1]
+
+
+def introspection_body(city: Deployment, label: str) -> dict[str, Any]:
+    return {
+        "code": code_of(city, label),
+        "purpose": "verification",
+        "scenario": BUS,
+        "category": "transport",
+    }
+
+
+def questions(city: Deployment) -> int:
+    with city.session() as session:
+        return int(session.scalar(select(func.count()).select_from(PartnerQuestion)) or 0)
+
+
+def access_token(city: Deployment, role: str) -> str:
+    client_id, secret = city.seeded["clients"][role]
+    token: str = httpx.post(
+        city.url + "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+    ).json()["access_token"]
+    return token
+
+
+# --- a network attacker: no signature needed ------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [INTROSPECTIONS, TIER_REQUESTS])
+def test_a_deeply_nested_request_is_refused_before_any_signature_check(
+    fed: Cluster, path: str
+) -> None:
+    for city in (fed.city(HUANGSHI), fed.city(SANYA)):
+        deep = _b64(b"[" * 5000 + b"]" * 5000)
+        assert problem(send(city, path, f"e30.{deep}.AAAA")) == (403, "federation-request-refused")
+        deep_header = _b64(b"[" * 3000)
+        # The payload names a member, so the header is parsed too.
+        claims = _b64(json.dumps({"iss": SANYA if city.code == HUANGSHI else HUANGSHI}).encode())
+        assert problem(send(city, path, f"{deep_header}.{claims}.AAAA")) == (
+            403,
+            "federation-request-refused",
+        )
+
+
+# --- a hostile partner city: its requests are validly signed ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iat": float("inf")},
+        {"exp": float("-inf")},
+        {"iat": True},
+        {"jti": ["a", "b", "c", "d", "e", "f", "g", "h"]},
+        {"jti": 1234567890},
+        {"jti": "\x00" * 10},
+        {"jti": "\ud800" * 10},
+        {"jti": _DROP},
+    ],
+    ids=["iat-inf", "exp-minus-inf", "iat-bool", "jti-list", "jti-int", "jti-nul", "jti-surrogate",
+         "jti-missing"],
+)  # fmt: skip
+def test_odd_request_claims_are_a_precise_refusal(fed: Cluster, claims: dict[str, Any]) -> None:
+    for answerer, asker, label in (
+        (fed.city(HUANGSHI), fed.city(SANYA), "traveller"),
+        (fed.city(SANYA), fed.city(HUANGSHI), "star"),
+    ):
+        request = signed_request(asker, answerer, introspection_body(answerer, label), **claims)
+        status, kind = problem(send(answerer, INTROSPECTIONS, request))
+        assert status == 403 and kind in ("federation-request-refused", "request-expired")
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        (INTROSPECTIONS, "scenario", "bus\x00fare"),
+        (INTROSPECTIONS, "scenario", "bus\udc00"),
+        (INTROSPECTIONS, "category", "\ud800"),
+        (INTROSPECTIONS, "category", "transport\x1b[2J"),
+        (INTROSPECTIONS, "scenario", {"code": "bus-fare-discount"}),
+        (TIER_REQUESTS, "reason", "租房押金\x00减免"),
+        (TIER_REQUESTS, "reason", "租房押金\ud800"),
+        (TIER_REQUESTS, "reason", {"why": "租房押金减免"}),
+    ],
+    ids=["scenario-nul", "scenario-surrogate", "category-surrogate", "category-escape",
+         "scenario-object", "reason-nul", "reason-surrogate", "reason-object"],
+)  # fmt: skip
+def test_free_text_a_citizen_will_read_is_text_or_a_validation_error(
+    fed: Cluster, path: str, field: str, value: Any
+) -> None:
+    for answerer, asker, label in (
+        (fed.city(HUANGSHI), fed.city(SANYA), "traveller"),
+        (fed.city(SANYA), fed.city(HUANGSHI), "star"),
+    ):
+        if path == INTROSPECTIONS:
+            body = introspection_body(answerer, label)
+        else:
+            body = {"id_number": person(answerer, label), "reason": "租房押金减免"}
+        before = questions(answerer)
+        response = send(answerer, path, signed_request(asker, answerer, body | {field: value}))
+        assert problem(response) == (422, "validation-error")
+        assert field in response.json()["detail"]
+        assert questions(answerer) == before  # nothing unreadable is kept for the citizen
+
+
+def test_a_tier_request_reason_may_span_lines(fed: Cluster) -> None:
+    huangshi, sanya = fed.city(HUANGSHI), fed.city(SANYA)
+    share(huangshi, "fair", SANYA)
+    body = {"id_number": person(huangshi, "fair"), "reason": "租房押金减免\n(deposit waiver)"}
+    assert send(huangshi, TIER_REQUESTS, signed_request(sanya, huangshi, body)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("claims", "kind"),
+    [
+        ({"mv": [1]}, "mapping-unknown"),
+        ({"mv": {"version": 1}}, "mapping-unknown"),
+        ({"mv": True}, "mapping-unknown"),
+        ({"mv": 1.0}, "mapping-unknown"),
+        ({"exp": "soon"}, "token-malformed"),
+        ({"exp": float("nan")}, "token-malformed"),
+    ],
+    ids=["mv-list", "mv-object", "mv-bool", "mv-float", "exp-string", "exp-nan"],
+)
+def test_a_partner_citys_oddly_signed_code_is_refused_at_the_desk(
+    fed: Cluster, claims: dict[str, Any], kind: str
+) -> None:
+    """Haikou signs codes with its real key but odd claims; Sanya's venue gets a precise problem."""
+    haikou, sanya = fed.city(HAIKOU), fed.city(SANYA)
+    real = jwt.decode(code_of(haikou, "resident"), options={"verify_signature": False})
+    with haikou.session() as session:
+        kid, private = current_signing_key(session, haikou.settings.key_secret)
+    now = int(time.time())
+    forged = jwt.encode(
+        {**real, "iat": now, "exp": now + 100, **claims},
+        private,
+        algorithm="EdDSA",
+        headers={"kid": kid, "typ": None},
+    )
+    response = httpx.post(
+        sanya.url + "/api/v1/verifications",
+        json={"token": forged, "scenario": BUS},
+        headers={"Authorization": f"Bearer {access_token(sanya, 'venue')}"},
+        timeout=30,
+    )
+    assert problem(response) == (422, kind)
+
+
+def test_a_member_cannot_replay_another_members_request(fed: Cluster) -> None:
+    huangshi, sanya, haikou = fed.city(HUANGSHI), fed.city(SANYA), fed.city(HAIKOU)
+    request = signed_request(sanya, huangshi, introspection_body(huangshi, "traveller"))
+    assert send(huangshi, INTROSPECTIONS, request).status_code == 200
+    # Haikou got hold of Sanya's request: Huangshi answers it once only.
+    assert problem(send(huangshi, INTROSPECTIONS, request)) == (409, "request-replayed")
+    # Sent to Haikou instead, it is not addressed there.
+    assert problem(send(haikou, INTROSPECTIONS, request))[0] == 403
+
+
+# --- a curious partner: refusals of a tier request all look alike ----------------------------------
+
+
+def test_every_refused_tier_request_does_the_same_work(fed: Cluster) -> None:
+    """Unknown person, or known without consent for the asker: the same statements, so neither the
+    answer nor its timing tells the asker whether the person is a citizen here."""
+    huangshi, sanya = fed.city(HUANGSHI), fed.city(SANYA)
+    share(huangshi, "fair", HAIKOU)  # consent for another partner city only
+    share(huangshi, "fair", SANYA, withdraw=True)
+
+    def statements(number: str) -> list[str]:
+        request = signed_request(sanya, huangshi, {"id_number": number, "reason": "租房押金减免"})
+        seen: list[str] = []
+        with huangshi.session() as session:
+            # Warm: the held list and the purge of old request ids are not part of the answer.
+            s2s.check_request(session, huangshi.settings, request, now=utcnow())
+            engine = session.get_bind().engine
+
+            def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                seen.append(re.sub(r"\s+", " ", statement.split(" WHERE ")[0]))
+
+            event.listen(engine, "before_cursor_execute", note)
+            try:
+                again = signed_request(
+                    sanya, huangshi, {"id_number": number, "reason": "租房押金减免"}
+                )
+                with pytest.raises(answers.NotShared):
+                    answers.answer_tier_request(session, huangshi.settings, again, now=utcnow())
+            finally:
+                event.remove(engine, "before_cursor_execute", note)
+            session.rollback()
+        return seen
+
+    stranger = statements(factories.id_number())
+    known = statements(person(huangshi, "fair"))
+    assert stranger == known
+
+
+def test_concurrent_redemptions_of_one_visitors_codes_grant_exactly_one(fed: Cluster) -> None:
+    for issuer, label, desk_city in (
+        (fed.city(HUANGSHI), "stayer", fed.city(SANYA)),
+        (fed.city(SANYA), "star", fed.city(HUANGSHI)),
+    ):
+        share(issuer, label, "*")
+        codes = [code_of(issuer, label) for _ in range(8)]
+        access = access_token(desk_city, "venue")
+
+        def redeem(code: str, desk_city: Deployment = desk_city, access: str = access) -> int:
+            return httpx.post(
+                desk_city.url + "/api/v1/redemptions",
+                json={"token": code, "scenario": LIBRARY},
+                headers={"Authorization": f"Bearer {access}"},
+                timeout=30,
+            ).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = sorted(pool.map(redeem, codes))
+        assert statuses == [201] + [409] * 7
+
+
+# --- last: what the servers wrote ---------------------------------------------------------------
+
+
+def test_no_server_log_holds_an_id_number_or_a_stack_trace(fed: Cluster) -> None:
+    numbers = [n for city in fed.cities for n in fed.city(city.code).seeded["people"].values()]
+    for deployment in fed.deployments.values():
+        text = (deployment.directory / "server.log").read_text(errors="replace")
+        assert not any(n in text for n in numbers), deployment.code
+        assert "Traceback" not in text, f"{deployment.code}: an unhandled error was logged"
