@@ -13,17 +13,20 @@ import logging
 from typing import Any
 
 import httpx
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from citycredit.core.keys import SigningKey
+from citycredit.core.text import control_character, lone_surrogate
 from credit_codes.models import Redemption, Verification, Visitor
 from federation import jws
 from federation import keys as fed_keys
 from federation.models import Bulletin, PartnerBulletin
 from federation.operations import Fetch, held_list, http_get_json, note_sync
+from federation.trustlist import MemberView
 from scenarios.benefits import visitor_catalogue
 from scenarios.models import Scenario
 
@@ -147,41 +150,17 @@ def sync_bulletins(
         held = session.scalar(
             select(func.max(PartnerBulletin.seq)).where(PartnerBulletin.issuer == member.issuer)
         )
-        kept = 0
         try:
-            for _ in range(CATCH_UP_DAYS):  # pages, bounded
-                body = fetch(f"{member.base_url}/api/v1/federation/bulletins?after={held or 0}")
-                documents = body.get("bulletins")
-                if not isinstance(documents, list) or not documents:
-                    break
-                for document in documents:
-                    payload = jws.verify(str(document), member.federation_key, typ=jws.TYP_BULLETIN)
-                    # One a day, numbered without gaps: a skipped number is a bulletin withheld
-                    # (its revoked keys unheard), so nothing after it is kept until it arrives.
-                    if (
-                        payload.get("iss") != member.issuer
-                        or int(payload["seq"]) != (held or 0) + 1
-                    ):
-                        raise jws.BadDocument(
-                            f"bulletin {str(payload.get('seq'))[:12]} of "
-                            f"{str(payload.get('iss'))[:32]!r} is out of sequence or from another "
-                            f"city (expected {member.issuer}'s {(held or 0) + 1})"
-                        )
-                    session.add(
-                        PartnerBulletin(
-                            issuer=member.issuer,
-                            seq=int(payload["seq"]),
-                            day=dt.date.fromisoformat(str(payload["date"])),
-                            payload=payload,
-                            received_at=now,
-                        )
-                    )
-                    held = int(payload["seq"])
-                    kept += 1
-                session.flush()
-                if len(documents) < PAGE:
-                    break
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, jws.BadDocument) as exc:
+            kept = _sync_partner(session, member, held, fetch=fetch, now=now)
+        except (
+            httpx.HTTPError,
+            ValueError,
+            KeyError,
+            TypeError,
+            OverflowError,
+            jws.BadDocument,
+            sa_exc.DataError,
+        ) as exc:
             note_sync(session, what, now=now, error=str(exc))
             outcome[member.issuer] = f"error: {exc}"
             log.warning("bulletins of %s not synced: %s", member.issuer, exc)
@@ -189,3 +168,67 @@ def sync_bulletins(
         note_sync(session, what, now=now, error=None)
         outcome[member.issuer] = kept
     return outcome
+
+
+def _unreadable_text(payload: Any) -> str | None:
+    """The first control character (line breaks and tabs allowed) or lone surrogate in any string
+    of ``payload``, which partners' pages would show and no database stores; None when clean."""
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = control_character(item, multiline=True) or lone_surrogate(item)
+            if found:
+                return found
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _sync_partner(
+    session: Session, member: MemberView, held: int | None, *, fetch: Fetch, now: dt.datetime
+) -> int:
+    """Keep ``member``'s bulletins after ``held``, in order, up to the first one refused."""
+    kept = 0
+    for _ in range(CATCH_UP_DAYS):  # pages, bounded
+        body = fetch(f"{member.base_url}/api/v1/federation/bulletins?after={held or 0}")
+        documents = body.get("bulletins")
+        if not isinstance(documents, list) or not documents:
+            break
+        for document in documents:
+            payload = jws.verify(str(document), member.federation_key, typ=jws.TYP_BULLETIN)
+            seq = payload.get("seq")
+            # One a day, numbered without gaps: a skipped number is a bulletin withheld
+            # (its revoked keys unheard), so nothing after it is kept until it arrives.
+            if (
+                payload.get("iss") != member.issuer
+                or type(seq) is not int
+                or seq != (held or 0) + 1
+            ):
+                raise jws.BadDocument(
+                    f"bulletin {str(seq)[:12]} of "
+                    f"{str(payload.get('iss'))[:32]!r} is out of sequence or from another "
+                    f"city (expected {member.issuer}'s {(held or 0) + 1})"
+                )
+            found = _unreadable_text(payload)
+            if found:
+                raise jws.BadDocument(f"bulletin {seq} of {member.issuer} holds {found}")
+            # Each in a savepoint: one the database refuses leaves those before it kept.
+            with session.begin_nested():
+                session.add(
+                    PartnerBulletin(
+                        issuer=member.issuer,
+                        seq=seq,
+                        day=dt.date.fromisoformat(str(payload["date"])),
+                        payload=payload,
+                        received_at=now,
+                    )
+                )
+            held = seq
+            kept += 1
+        if len(documents) < PAGE:
+            break
+    return kept

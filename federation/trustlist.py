@@ -113,8 +113,10 @@ def _member(raw: dict[str, Any]) -> MemberView:
         raise EntryUnsigned(
             f"the entry listed for {issuer!r} is {str(entry.get('iss'))[:32]!r}'s, not its own"
         )
+    # What follows is the member's own word: a field it got wrong costs that member only (its codes
+    # cannot be checked), never the list, or one member could stop every member's sync.
     signing: dict[str, SigningKeyWindow] = {}
-    for key in entry.get("signing_keys", []):
+    for key in _list(entry.get("signing_keys")):
         try:
             signing[str(key["kid"])] = SigningKeyWindow(
                 str(key["kid"]),
@@ -122,18 +124,19 @@ def _member(raw: dict[str, Any]) -> MemberView:
                 int(key.get("nbf") or 0),
                 None if key.get("exp") is None else int(key["exp"]),
             )
-        except (KeyError, TypeError, ValueError, jws.BadDocument):
+        except (KeyError, TypeError, ValueError, OverflowError, jws.BadDocument):
             continue  # an unusable key verifies nothing; the others still serve
     mappings: dict[int, dict[str, tuple[int, str, str]]] = {}
-    for mapping in entry.get("mappings", []):
+    for mapping in _list(entry.get("mappings")):
         try:
             mappings[int(mapping["version"])] = {
                 str(t["code"]): (int(t["common_level"]), str(t["name_zh"]), str(t["name_en"]))
                 for t in mapping["tiers"]
             }
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
-    names = entry.get("names") or {}
+    names = entry.get("names")
+    names = names if isinstance(names, dict) else {}
     current_mapping = entry.get("current_mapping")
     return MemberView(
         issuer=issuer,
@@ -148,8 +151,12 @@ def _member(raw: dict[str, Any]) -> MemberView:
         mappings=mappings,
         current_mapping=int(current_mapping) if isinstance(current_mapping, int) else None,
         status_changed_at=int(raw.get("status_changed_at") or 0),
-        entry_issued_at=int(entry.get("iat") or 0),
+        entry_issued_at=entry_iat if type(entry_iat := entry.get("iat")) is int else 0,
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def parse_verified(document: str, anchor_fingerprint: str) -> TrustList:

@@ -25,9 +25,10 @@ from sqlalchemy import event, func, select
 from citycredit.cli.cluster import CitySpec, Cluster, Deployment
 from citycredit.core.db import utcnow
 from citycredit.core.keys import current_signing_key
-from federation import answers, jws, s2s
+from federation import answers, bulletins, jws, s2s
 from federation import keys as fed_keys
-from federation.models import PartnerQuestion
+from federation.models import PartnerBulletin, PartnerQuestion
+from federation.trustlist import verify_list
 from tests import factories
 from tests.databases import ScratchDatabase, postgresql_unavailable
 from tests.e2e.test_federation import (
@@ -109,16 +110,13 @@ def signed_request(
     payload = {k: v for k, v in payload.items() if v is not _DROP}
     with asker.session() as session:
         _, private = fed_keys.private_key(session, asker.settings.key_secret, "city")
-    head = _b64(
-        json.dumps(
-            {
-                "alg": "EdDSA",
-                "kid": jws.thumbprint(jws.public_jwk_of(private.public_key())),
-                "typ": jws.TYP_REQUEST,
-            }
-        ).encode()
-    )
-    body_part = raw_payload or _b64(_json_bytes(payload))
+    return sign_raw(raw_payload or _b64(_json_bytes(payload)), private, jws.TYP_REQUEST)
+
+
+def sign_raw(body_part: str, private: Any, typ: str) -> str:
+    """A compact JWS over whatever bytes (``jws.sign`` refuses what is not UTF-8)."""
+    kid = jws.thumbprint(jws.public_jwk_of(private.public_key()))
+    head = _b64(json.dumps({"alg": "EdDSA", "kid": kid, "typ": typ}).encode())
     return f"{head}.{body_part}.{_b64(private.sign(f'{head}.{body_part}'.encode()))}"
 
 
@@ -346,6 +344,121 @@ def test_concurrent_redemptions_of_one_visitors_codes_grant_exactly_one(fed: Clu
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             statuses = sorted(pool.map(redeem, codes))
         assert statuses == [201] + [409] * 7
+
+
+# --- a hostile member's signed entry and bulletins reach every member ---------------------------
+
+
+def _list_with_entry_of(fed: Cluster, code: str, mutate: Any) -> str:
+    """The coordinator's list with ``code``'s entry changed and re-signed by ``code`` itself — what
+    the coordinator publishes when a member serves such an entry (it checks signature and issuer)."""
+    from federation.coordinator import latest_published
+
+    member = fed.city(code)
+    with member.session() as session:
+        _, member_key = fed_keys.private_key(session, member.settings.key_secret, "city")
+    with fed.coordinator.session() as session:
+        published = latest_published(session)
+        assert published is not None
+        payload = jws.unverified_payload(published.document)
+        _, anchor = fed_keys.private_key(session, fed.coordinator.settings.key_secret, "anchor")
+    listed = next(m for m in payload["members"] if m["issuer"] == code)
+    entry = jws.unverified_payload(listed["entry"])
+    mutate(entry)
+    listed["entry"] = jws.sign(entry, member_key, typ=jws.TYP_ENTRY)
+    payload["seq"] += 1
+    return jws.sign(payload, anchor, typ=jws.TYP_TRUST_LIST, with_key=True)
+
+
+def _set(**values: Any) -> Any:
+    return lambda entry: entry.update(values)
+
+
+def _first_key(**values: Any) -> Any:
+    return lambda entry: entry["signing_keys"][0].update(values)
+
+
+def _first_tier(**values: Any) -> Any:
+    return lambda entry: entry["mappings"][0]["tiers"][0].update(values)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _set(names=["海口"]),
+        _set(names="海口"),
+        _set(signing_keys=5),
+        _set(mappings=5),
+        _set(iat="yesterday"),
+        _set(iat=float("inf")),
+        _first_key(nbf=float("inf")),
+        _first_tier(common_level=float("inf")),
+    ],
+    ids=["names-list", "names-string", "keys-number", "mappings-number", "iat-string",
+         "iat-inf", "nbf-inf", "level-inf"],
+)  # fmt: skip
+def test_a_members_odd_entry_harms_no_other_member(fed: Cluster, mutate: Any) -> None:
+    """Haikou serves an entry, signed by itself, with odd fields; the list holding it still verifies
+    (with what of Haikou's entry is usable), so one member cannot stop every member's sync."""
+    document = _list_with_entry_of(fed, HAIKOU, mutate)
+    trust_list = verify_list(
+        document,
+        anchor_fingerprint=fed.anchor,
+        held_seq=None,
+        held_document=None,
+        now=utcnow(),
+        max_age=fed.max_age,
+    )
+    assert set(trust_list.members) == {HUANGSHI, SANYA, HAIKOU}
+    assert trust_list.members[HUANGSHI].signing_keys  # the others are whole
+
+
+def test_a_partners_odd_bulletins_stop_no_other_partner(fed: Cluster) -> None:
+    """Sanya serves bulletins a database cannot store or a number cannot hold; Huangshi refuses
+    them (recorded), keeps Haikou's and stays usable."""
+    huangshi, sanya, haikou = fed.city(HUANGSHI), fed.city(SANYA), fed.city(HAIKOU)
+    with sanya.session() as session:
+        _, sanya_key = fed_keys.private_key(session, sanya.settings.key_secret, "city")
+    with haikou.session() as session:
+        _, haikou_key = fed_keys.private_key(session, haikou.settings.key_secret, "city")
+
+    def bulletin(key: Any, issuer: str, **extra: Any) -> str:
+        payload = {
+            "iss": issuer,
+            "seq": 1,
+            "date": "2026-01-01",
+            "iat": int(time.time()),
+            "revoked_keys": [],
+            "visitors": [],
+            "catalogue": [],
+            **extra,
+        }
+        return sign_raw(_b64(_json_bytes(payload)), key, jws.TYP_BULLETIN)
+
+    odd = [
+        bulletin(sanya_key, SANYA, catalogue=[{"code": "x", "name_zh": "图书\x00馆"}]),
+        bulletin(sanya_key, SANYA, catalogue=[{"code": "x", "name_zh": "图书\ud800"}]),
+        bulletin(sanya_key, SANYA, seq=float("inf")),
+    ]
+    for document in odd:
+
+        def fetch(url: str, document: str = document) -> dict[str, Any]:
+            if url.startswith(sanya.url):
+                return {"bulletins": [document]}
+            if url.startswith(haikou.url) and url.endswith("after=0"):
+                return {"bulletins": [bulletin(haikou_key, HAIKOU)]}
+            return {"bulletins": []}
+
+        with huangshi.session() as session:
+            outcome = bulletins.sync_bulletins(session, huangshi.settings, fetch=fetch)
+            assert str(outcome[SANYA]).startswith("error"), outcome
+            assert outcome[HAIKOU] in (0, 1)
+            held = session.scalars(
+                select(PartnerBulletin.issuer).where(PartnerBulletin.issuer != HAIKOU)
+            ).all()
+            assert held == []
+    with huangshi.session() as session:
+        assert session.scalar(select(func.count()).where(PartnerBulletin.issuer == HAIKOU)) == 1
 
 
 # --- last: what the servers wrote ---------------------------------------------------------------
