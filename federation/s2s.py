@@ -247,7 +247,7 @@ def ask(
         ) from None
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # "[[[[…" thousands deep from the partner is no answer
         data = None
     if not isinstance(data, dict):
         raise IssuerUnavailable(f"{member.issuer} answered {response.status_code} without JSON")

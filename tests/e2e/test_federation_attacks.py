@@ -28,6 +28,7 @@ from citycredit.core.keys import current_signing_key
 from federation import answers, bulletins, jws, s2s
 from federation import keys as fed_keys
 from federation.models import PartnerBulletin, PartnerQuestion
+from federation.operations import held_list
 from federation.trustlist import verify_list
 from tests import factories
 from tests.databases import ScratchDatabase, postgresql_unavailable
@@ -284,6 +285,29 @@ def test_a_member_cannot_replay_another_members_request(fed: Cluster) -> None:
     assert problem(send(huangshi, INTROSPECTIONS, request)) == (409, "request-replayed")
     # Sent to Haikou instead, it is not addressed there.
     assert problem(send(haikou, INTROSPECTIONS, request))[0] == 403
+
+
+@pytest.mark.parametrize(
+    "content", [b"[" * 5000, b'{"answer": ' + b"[" * 5000 + b"]" * 5000 + b"}", b"\xff\xfe"]
+)
+def test_an_issuing_citys_nonsense_answer_is_issuer_unavailable(
+    fed: Cluster, content: bytes
+) -> None:
+    """Huangshi (hostile) answers Sanya's question with nonsense: Sanya says "try again", no 500."""
+    sanya = fed.city(SANYA)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=content))
+    with sanya.session() as session:
+        trust_list = held_list(session, sanya.settings)
+        assert trust_list is not None
+        with pytest.raises(s2s.IssuerUnavailable):
+            s2s.ask(
+                session,
+                sanya.settings,
+                trust_list.members[HUANGSHI],
+                INTROSPECTIONS,
+                {"code": "x", "purpose": "verification"},
+                transport=transport,
+            )
 
 
 # --- a curious partner: refusals of a tier request all look alike ----------------------------------
