@@ -113,6 +113,10 @@ def propose(
         payload = jws.verify(entry, jws.public_key_from_jwk(jwk), typ=jws.TYP_ENTRY)
         if payload.get("iss") != issuer:
             raise CoordinatorError(f"{url} is {payload.get('iss')!r}, not {issuer!r}")
+        try:
+            check_entry_shape(payload)
+        except jws.BadDocument as exc:
+            raise CoordinatorError(f"the entry {url} publishes is malformed: {exc}") from None
         # The entry read at proposal, signed by that key: listed as soon as the change is approved.
         detail = {"base_url": url.rstrip("/"), "federation_key": jwk, "entry": entry}
     change = MemberChange(
@@ -203,6 +207,60 @@ def _apply(session: Session, change: MemberChange) -> None:
         member.status_changed_at = now
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_entry_shape(payload: dict[str, Any]) -> None:
+    """An entry is listed only in the documented shape (docs/FEDERATION.md): every verifier, the
+    desks' SDK included, may then read it strictly, and one member's odd entry never makes a list
+    that others refuse (it keeps its last good entry instead). Raises ``jws.BadDocument``."""
+    names = payload.get("names")
+    if not (
+        isinstance(names, dict)
+        and isinstance(names.get("zh"), str)
+        and isinstance(names.get("en"), str)
+    ):
+        raise jws.BadDocument("names must be {zh, en} strings")
+    for field in ("base_url", "level"):
+        if not isinstance(payload.get(field), str):
+            raise jws.BadDocument(f"{field} must be a string")
+    if not _is_int(payload.get("iat")):
+        raise jws.BadDocument("iat must be an integer")
+    keys = payload.get("signing_keys")
+    if not isinstance(keys, list) or len(keys) > 50:
+        raise jws.BadDocument("signing_keys must be a list (at most 50)")
+    for key in keys:
+        if not (
+            isinstance(key, dict)
+            and all(isinstance(key.get(f), str) for f in ("kty", "crv", "x", "kid"))
+            and _is_int(key.get("nbf"))
+            and (key.get("exp") is None or _is_int(key.get("exp")))
+        ):
+            raise jws.BadDocument("a signing key needs kty, crv, x, kid and integer nbf/exp")
+        jws.public_key_from_jwk(key)
+    mappings = payload.get("mappings")
+    if not isinstance(mappings, list) or len(mappings) > 10:
+        raise jws.BadDocument("mappings must be a list (at most 10)")
+    for mapping in mappings:
+        tiers = mapping.get("tiers") if isinstance(mapping, dict) else None
+        if not (isinstance(mapping, dict) and _is_int(mapping.get("version"))) or not isinstance(
+            tiers, list
+        ):
+            raise jws.BadDocument("a mapping needs an integer version and a list of tiers")
+        for tier in tiers:
+            if not (
+                isinstance(tier, dict)
+                and all(isinstance(tier.get(f), str) for f in ("code", "name_zh", "name_en"))
+                and _is_int(tier.get("common_level"))
+                and 1 <= tier["common_level"] <= 5
+            ):
+                raise jws.BadDocument("a tier needs code, names and a common level from 1 to 5")
+    current = payload.get("current_mapping")
+    if current is not None and not _is_int(current):
+        raise jws.BadDocument("current_mapping must be an integer or null")
+
+
 def refresh_entries(
     session: Session, settings: Settings, *, fetch: Fetch = http_get_json
 ) -> dict[str, str | None]:
@@ -222,6 +280,7 @@ def refresh_entries(
             )
             if payload.get("iss") != member.issuer:
                 raise jws.BadDocument(f"the entry is {payload.get('iss')!r}'s")
+            check_entry_shape(payload)
         except Exception as exc:
             member.entry_error = str(exc)[:500]
             outcome[member.issuer] = member.entry_error

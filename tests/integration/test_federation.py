@@ -1439,3 +1439,44 @@ def test_withdrawing_one_partner_keeps_the_others_and_history_keeps_everything(
         ("cross_city.consent_given", "420100"),
         ("cross_city.consent_history", None),  # reading the history is audited too
     ]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"names": ["武汉市"]},
+        {"signing_keys": 5},
+        {"mappings": [{"version": "3", "tiers": []}]},
+        {
+            "mappings": [
+                {
+                    "version": 3,
+                    "tiers": [{"code": "A", "name_zh": "甲", "name_en": "A", "common_level": 9}],
+                }
+            ]
+        },
+    ],
+)
+def test_a_signed_but_malformed_entry_is_never_listed(
+    session: Session, coord: Coordinator, odd: dict[str, Any]
+) -> None:
+    """One member's odd entry must not make a list that desks (which read entries strictly)
+    refuse: the coordinator keeps that member's last good entry and says why."""
+    coord.join(session, coord.wuhan)
+    first = coord.compile(session)
+    assert first is not None
+    wuhan = coord.wuhan
+    coord.web.entry_override[wuhan.base_url] = lambda: {
+        "entry": wuhan.entry(coord.web.now, **odd),
+        "federation_key": wuhan.jwk,
+    }
+    coord.web.now += dt.timedelta(hours=1)
+    errors = coordinator.refresh_entries(session, coord.settings, fetch=coord.web)
+    assert errors["420100"] is not None and any(
+        word in str(errors["420100"]) for word in ("must", "needs")
+    )
+    assert coordinator.compile_list(session, coord.settings, now=coord.web.now) is None
+    assert (
+        member(session, "420100").entry
+        == jws.unverified_payload(first.document)["members"][0]["entry"]
+    )
