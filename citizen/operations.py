@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 from citizen.models import Objection
 from citizen.queries import actor_of
 from citycredit.core.audit import audit
-from points_engine import scoring
 from points_engine.models import Citizen, Record, RecordStatus
-from points_engine.operations import published_model
+from points_engine.record_state import Workflow, change_record_state
 
 OBJECTABLE = (RecordStatus.ACTIVE, RecordStatus.REPAIRED)
 
@@ -47,7 +46,9 @@ def file_objection(
     reason = reason.strip()
     if record.status == RecordStatus.UNDER_OBJECTION:
         raise ObjectionRefused("该记录已在异议处理中。", "This record is already under objection.")
-    if record.status not in OBJECTABLE:
+    if record.status not in OBJECTABLE or (
+        record.expires_on is not None and record.expires_on <= today
+    ):
         raise ObjectionRefused(
             "该记录已失效或已撤销，无需提出异议。",
             "This record has expired or been revoked; there is nothing to object to.",
@@ -66,8 +67,6 @@ def file_objection(
         created_at=now,
     )
     session.add(objection)
-    record.status = RecordStatus.UNDER_OBJECTION
-    record.updated_at = now
     session.flush()
     audit(
         session,
@@ -77,9 +76,6 @@ def file_objection(
         objection=objection.public_id,
         record=record.id,
     )
-    if citizen.consent_given:
-        version, model = published_model(session)
-        scoring.recompute(
-            session, model, version, as_of=today, scope=scoring.citizen_ids([citizen.id])
-        )
+    # The record's state and the rescoring that follows are the points engine's (issue 11 §0).
+    change_record_state(session, record, workflow=Workflow.UNDER_OBJECTION, as_of=today, now=now)
     return objection

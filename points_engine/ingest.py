@@ -58,6 +58,7 @@ from points_engine.models import (
     RecordStatus,
 )
 from points_engine.operations import insert_ignore, mark_dirty, published_model
+from points_engine.record_state import new_record_state, source_restatement
 from points_engine.scoring_model import ScoringModel
 
 FIELDS = (
@@ -73,11 +74,18 @@ FIELDS = (
 REQUIRED = FIELDS[:-1]
 # Sources report these; objections and expiry are the platform's own workflows.
 SOURCE_STATUSES = (RecordStatus.ACTIVE, RecordStatus.REPAIRED, RecordStatus.REVOKED)
-# Set by the platform's workflows, not by sources.
-PLATFORM_STATUSES = (RecordStatus.EXPIRED, RecordStatus.UNDER_OBJECTION)
 # Text a source writes freely (codes are checked against known lists): never the home of an ID number.
 FREE_TEXT = ("source_record_id", "document_no")
-COMPARED = ("citizen_id", "item_code", "document_no", "occurred_on", "reported_on", "status")
+# ``source_status`` is the source's word only: the platform's workflow and time are kept apart from
+# it (points_engine.record_state), so a re-sent row can neither undo an objection nor hide a repair.
+COMPARED = (
+    "citizen_id",
+    "item_code",
+    "document_no",
+    "occurred_on",
+    "reported_on",
+    "source_status",
+)
 KEPT_ERRORS = 200
 
 
@@ -483,7 +491,7 @@ def _write_chunk(
                     row.document_no,
                     row.occurred_on,
                     row.reported_on,
-                    row.status,
+                    *new_record_state(row.status).values(),
                     expires_on,
                     1,
                     batch.id,
@@ -499,12 +507,8 @@ def _write_chunk(
             "document_no": row.document_no,
             "occurred_on": row.occurred_on,
             "reported_on": row.reported_on,
-            "status": row.status,
+            "source_status": row.status,
         }
-        if old.status in PLATFORM_STATUSES and values["status"] == RecordStatus.ACTIVE:
-            # The source still says "active"; the platform's own state (archived by the expiry
-            # job, suspended by an objection) is not the source's to undo by re-sending a row.
-            values["status"] = old.status
         if all(getattr(old, name) == values[name] for name in COMPARED):
             report.unchanged += 1
             continue
@@ -520,6 +524,7 @@ def _write_chunk(
         updates.append(
             {
                 **values,
+                **source_restatement(row.status, old.workflow),
                 "id": old.id,
                 "expires_on": expires_on,
                 "revision": old.revision + 1,
@@ -547,7 +552,8 @@ _STORED = (
     Record.document_no,
     Record.occurred_on,
     Record.reported_on,
-    Record.status,
+    Record.source_status,
+    Record.workflow,
     Record.revision,
 )
 # The columns of a new record, in the order ``_write_chunk`` builds its values.
@@ -559,7 +565,10 @@ _INSERTED = (
     "document_no",
     "occurred_on",
     "reported_on",
+    "source_status",
+    "workflow",
     "status",
+    "expiry_rescored",
     "expires_on",
     "revision",
     "batch_id",

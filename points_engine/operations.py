@@ -16,16 +16,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
-from citycredit.core.db import add_days, utcnow
+from citycredit.core.db import utcnow
 from citycredit.core.idnumber import CitizenId, id_hash
-from points_engine import scoring
+from points_engine import record_state, scoring
 from points_engine.models import (
     Citizen,
     ConsentEvent,
     DataSource,
     ModelStatus,
-    Record,
-    RecordStatus,
     ScoreDirty,
     ScoreSnapshot,
     ScoringItem,
@@ -212,20 +210,8 @@ def publish_model_version(
     version.status = ModelStatus.PUBLISHED
     version.published_at = utcnow()
     session.flush()
-    # UPDATE … FROM (PostgreSQL, SQLite ≥ 3.33): one pass over the records, no per-row subquery.
-    session.execute(
-        update(Record)
-        .where(ScoringItem.model_version_id == version.id, ScoringItem.code == Record.item_code)
-        .values(expires_on=add_days(Record.occurred_on, ScoringItem.validity_days)),
-        execution_options={"synchronize_session": False},
-    )
-    if today is not None:
-        # A longer validity brings archived records back; the expiry job archives them again later.
-        session.execute(
-            update(Record)
-            .where(Record.status == RecordStatus.EXPIRED, Record.expires_on > today)
-            .values(status=RecordStatus.ACTIVE, updated_at=utcnow())
-        )
+    # Only dates change: the source's word and the workflow are not the model's (issue 11 §0).
+    record_state.rederive_expiry(session, version, today=today)
     audit(session, actor=actor, action="model.publish", model=version.label)
 
 
@@ -307,20 +293,9 @@ def recompute_all(
 
 
 def expire_records(session: Session, *, today: dt.date) -> tuple[int, scoring.RunResult | None]:
-    """Daily job: records past their validity become archive (``expired``); affected scores update."""
-    due = (
-        Record.status.in_(
-            [RecordStatus.ACTIVE, RecordStatus.UNDER_OBJECTION, RecordStatus.REPAIRED]
-        ),
-        Record.expires_on <= today,
-    )
-    mark_dirty_where(session, select(Record.citizen_id).where(*due).distinct())
-    expired = session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
-        update(Record).where(*due).values(status=RecordStatus.EXPIRED, updated_at=utcnow())
-    ).rowcount
-    if not expired:
-        return 0, None
-    return expired, drain_dirty(session, as_of=today)
+    """Daily job: rescore the citizens whose records crossed their expiry date (no status is written:
+    the rules leave a record out by its date). Returns how many records crossed, and the run."""
+    return record_state.rescore_expired(session, today=today)
 
 
 def give_consent_bulk(session: Session, citizen_select: Select[Any], *, channel: str) -> int:

@@ -8,7 +8,7 @@ import itertools
 from sqlalchemy.orm import Session
 
 from citycredit.core.idnumber import make_id_number, parse_id_number
-from points_engine import operations
+from points_engine import operations, record_state
 from points_engine.models import Citizen, DataSource, Record, ScoringModelVersion
 from tests.conftest import KEY
 
@@ -57,8 +57,21 @@ def record(
         document_no="测试〔2026〕1号",
         occurred_on=day,
         reported_on=day,
-        status=status,
+        # Through the state's owner: "under_objection" is the workflow, "expired" (a legacy status)
+        # is only time, so the source's word is active.
+        **record_state.new_record_state(
+            status if status in ("active", "repaired", "revoked") else "active"
+        ),
     )
+    try:
+        _, model = operations.published_model(session)
+    except operations.NoPublishedModel:
+        model = None
+    if model is not None and item in model.items:  # as the ingest does
+        row.expires_on = day + dt.timedelta(days=model.items[item].validity_days)
+    if status == "under_objection":
+        row.workflow = record_state.Workflow.UNDER_OBJECTION
+        row.status = record_state.derived_status(row.source_status, row.workflow)
     session.add(row)
     session.flush()
     return row

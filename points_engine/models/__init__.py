@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -198,6 +199,8 @@ class Record(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "source_record_id"),
         CheckConstraint(_in("status", RecordStatus), name="status"),
+        CheckConstraint("source_status IN ('active', 'repaired', 'revoked')", name="source_status"),
+        CheckConstraint("workflow IN ('none', 'under_objection')", name="workflow"),
         CheckConstraint("reported_on >= occurred_on", name="reported_after_occurred"),
         Index("ix_record_status_expires_on", "status", "expires_on"),
     )
@@ -210,7 +213,15 @@ class Record(Base):
     document_no: Mapped[str] = mapped_column(String(200))
     occurred_on: Mapped[dt.date] = mapped_column(Date)
     reported_on: Mapped[dt.date] = mapped_column(Date)
+    # State (points_engine.record_state owns every write): what the source asserts, the platform's
+    # workflow, and ``status`` derived from the two for pages and rules. Time is never a status.
+    source_status: Mapped[str] = mapped_column(
+        String(16), default="active", server_default=text("'active'")
+    )
+    workflow: Mapped[str] = mapped_column(String(16), default="none", server_default=text("'none'"))
     status: Mapped[str] = mapped_column(String(16), default=RecordStatus.ACTIVE)
+    # The expiry job has rescored the citizen since this record crossed ``expires_on``.
+    expiry_rescored: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Computed from the published model's validity rules; recomputed when another model is published.
     expires_on: Mapped[dt.date | None] = mapped_column(Date)
     revision: Mapped[int] = mapped_column(Integer, default=1)

@@ -111,7 +111,7 @@ def test_a_changed_row_is_an_update_kept_in_history_and_rescored(session: Sessio
     assert (report.inserted, report.updated) == (0, 1)
     assert score_of(session, number) == 1000
     revision = session.scalar(select(RecordRevision))
-    assert revision is not None and revision.content["status"] == "active"
+    assert revision is not None and revision.content["source_status"] == "active"
     record = session.scalar(select(Record).where(Record.citizen_id == person.id))
     assert record is not None and (record.revision, record.status) == (2, "revoked")
 
@@ -178,7 +178,9 @@ def test_expiry_job_archives_records_and_updates_scores(session: Session) -> Non
     assert queries.current_snapshot(session, person.id).score == 980  # type: ignore[union-attr]
     expired, result = operations.expire_records(session, today=dt.date(2027, 1, 10))
     assert expired == 1 and result is not None and result.changed == 1
-    assert record.status == "expired" or session.get(Record, record.id).status == "expired"  # type: ignore[union-attr]
+    # Time is not a status (issue 11 §0): the record stays active and counts no more by its date.
+    session.refresh(record)
+    assert (record.status, record.expiry_rescored) == ("active", True)
     snap = queries.current_snapshot(session, person.id)
     assert snap is not None and snap.score == 1000
     assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
@@ -311,7 +313,7 @@ def test_what_if_across_tier_tables_compares_on_the_common_scale(session: Sessio
     assert report.common_transitions == {(2, 3): 1} and report.moved == 1
 
 
-def test_resending_a_row_does_not_undo_the_platforms_archiving(session: Session) -> None:
+def test_resending_a_row_after_its_expiry_changes_nothing(session: Session) -> None:
     setup(session)
     number = factories.id_number()
     row = HEADER + f"court,z1,{number},FINE,文书,2024-01-01,2024-01-02,active\n"
@@ -319,7 +321,7 @@ def test_resending_a_row_does_not_undo_the_platforms_archiving(session: Session)
     operations.expire_records(session, today=AS_OF)
     report = run_ingest(session, row)
     assert (report.updated, report.unchanged) == (0, 1)
-    assert session.scalar(select(Record.status)) == "expired"
+    assert session.scalar(select(Record.expiry_rescored)) is True
     assert session.scalar(select(func.count()).select_from(RecordRevision)) == 0
 
 

@@ -48,16 +48,16 @@ def test_a_job_run_commits_its_work_and_a_failing_job_leaves_nothing(
     expiry = next(job for job in registered_jobs() if job.id == "points.expire_records")
     run_job(expiry, factory, ctx)
     with factory() as session:
-        assert session.scalar(select(Record.status)) == "expired"
+        assert session.scalar(select(Record.expiry_rescored)) is True
         assert session.scalar(select(func.count()).select_from(ScoreSnapshot)) == 1
 
     def half_done_then_fail(session, _ctx):  # type: ignore[no-untyped-def]
-        session.execute(Record.__table__.update().values(status="revoked"))
+        session.execute(Record.__table__.update().values(source_status="revoked"))
         raise RuntimeError("disk full")
 
     run_job(JobSpec("test.fail", half_done_then_fail, "interval", {}), factory, ctx)
     with factory() as session:
-        assert session.scalar(select(Record.status)) == "expired"
+        assert session.scalar(select(Record.source_status)) == "active"
 
 
 def test_the_scheduler_marks_an_ingest_whose_process_is_gone_interrupted(
