@@ -11,7 +11,10 @@ from citycredit.core.db import Base, BigIntPK, utcnow
 
 BigFK = BigInteger().with_variant(Integer(), "sqlite")
 
-OBJECTION_STATUSES = ("open", "upheld", "rejected", "withdrawn")
+OBJECTION_STATUSES = ("open", "forwarded", "answered", "upheld", "rejected", "withdrawn")
+# Statuses of an objection still being worked (the record's deduction is suspended meanwhile).
+PENDING_STATUSES = ("open", "forwarded", "answered")
+OBJECTION_STEPS = ("filed", "forwarded", "answered", "upheld", "rejected", "withdrawn")
 
 
 class SignInChallenge(Base):
@@ -34,19 +37,24 @@ class SignInChallenge(Base):
 
 class Objection(Base):
     """A citizen's objection to a record (异议). Filing it suspends the record's deduction at once;
-    the review workflow decides it (another issue)."""
+    the review workflow (citizen.operations) forwards it to the record's source, records the source's
+    answer and decides it by ``deadline`` (working days on the official calendar)."""
 
     __tablename__ = "objection"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'upheld', 'rejected', 'withdrawn')", name="status"),
-        # One open objection per record at a time.
+        CheckConstraint(
+            "status IN ('open', 'forwarded', 'answered', 'upheld', 'rejected', 'withdrawn')",
+            name="status",
+        ),
+        # One pending objection per record at a time.
         Index(
             "uq_objection_open_record",
             "record_id",
             unique=True,
-            sqlite_where=text("status = 'open'"),
-            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status IN ('open', 'forwarded', 'answered')"),
+            postgresql_where=text("status IN ('open', 'forwarded', 'answered')"),
         ),
+        Index("ix_objection_status_deadline", "status", "deadline"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -60,6 +68,29 @@ class Objection(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[dt.datetime | None]
     decision_note: Mapped[str | None] = mapped_column(String(1000))
+    # The last day to decide it: the filing date + N working days (CITYCREDIT_OBJECTION_DAYS).
+    deadline: Mapped[dt.date | None] = mapped_column(Date)
+    # The data source's answer, as the reviewer recorded it.
+    source_answer: Mapped[str | None] = mapped_column(String(2000))
+
+
+class ObjectionStep(Base):
+    """One step of an objection's history (filed, forwarded, answered, decided, withdrawn)."""
+
+    __tablename__ = "objection_step"
+    __table_args__ = (
+        CheckConstraint(
+            "step IN ('filed', 'forwarded', 'answered', 'upheld', 'rejected', 'withdrawn')",
+            name="step",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    objection_id: Mapped[int] = mapped_column(BigFK, ForeignKey("objection.id"), index=True)
+    step: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class CitizenSession(Base):

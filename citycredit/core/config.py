@@ -62,6 +62,12 @@ class Settings:
     trust_list_max_age: int = 172800
     # This deployment also plays coordinator: it signs the trust list with the anchor key.
     federation_coordinator: bool = False
+    # --- objections (issue 11 §1) ---
+    # Working days an objection must be decided in, on the official calendar (citycredit.core.workdays).
+    objection_days: int = 20
+    # An optional JSON file of official holidays / swapped working days that overrides the library's
+    # year table (a new year's arrangement without a release); empty: the library's alone.
+    workdays_file: str = ""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -200,8 +206,22 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         trust_anchor=env.get("CITYCREDIT_TRUST_ANCHOR", "").strip(),
         trust_list_max_age=_max_age(env.get("CITYCREDIT_TRUST_LIST_MAX_AGE", "172800")),
         federation_coordinator=env.get("CITYCREDIT_FEDERATION_COORDINATOR", "") == "1",
+        objection_days=_objection_days(env.get("CITYCREDIT_OBJECTION_DAYS", "20")),
+        workdays_file=env.get("CITYCREDIT_WORKDAYS_FILE", "").strip(),
     )
     return settings.with_overrides(**overrides)
+
+
+def _objection_days(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            "CITYCREDIT_OBJECTION_DAYS must be a whole number of working days"
+        ) from None
+    if not 1 <= value <= 90:
+        raise ConfigError("CITYCREDIT_OBJECTION_DAYS must be from 1 to 90 working days")
+    return value
 
 
 def _proxies(raw: str) -> int:

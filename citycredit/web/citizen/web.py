@@ -360,7 +360,13 @@ def file_objection(record_id: int) -> Any:
     reason = request.form.get("reason", "")
     try:
         objection = citizen_ops.file_objection(
-            db_session(), me(), record, reason, today=today(), now=now()
+            db_session(),
+            me(),
+            record,
+            reason,
+            today=today(),
+            now=now(),
+            terms=citizen_ops.ObjectionTerms.from_settings(settings()),
         )
     except citizen_ops.ObjectionRefused as exc:
         return render_template(
