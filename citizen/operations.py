@@ -10,6 +10,7 @@ the record; rejected or withdrawn ends the workflow, and the citizen is rescored
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,8 @@ DEFAULT_OBJECTION_DAYS = 20
 NEAR_WORKING_DAYS = 3
 
 OBJECTABLE = (RecordStatus.ACTIVE, RecordStatus.REPAIRED)
+
+log = logging.getLogger(__name__)
 
 
 class ObjectionRefused(Exception):
@@ -101,6 +104,11 @@ def file_objection(
         raise ObjectionRefused(
             "请用 10 到 1000 个字说明理由。", "Give your reason in 10 to 1000 characters."
         )
+    # A deadline reaching into a year whose official schedule is not loaded yet (the State Council
+    # publishes it late in the year before) counts Monday to Friday there, and says so: a citizen's
+    # objection is never refused for want of a calendar.
+    deadline = terms.calendar.add_working_days(today, terms.days, provisional=True)
+    provisional = not terms.calendar.covers(today, deadline)
     objection = Objection(
         public_id="obj_" + secrets.token_hex(8),
         citizen_id=citizen.id,
@@ -109,11 +117,18 @@ def file_objection(
         status="open",
         record_status_before=record.status,
         created_at=now,
-        deadline=terms.calendar.add_working_days(today, terms.days),
+        deadline=deadline,
     )
     session.add(objection)
     session.flush()
-    _step(session, objection, "filed", actor_of(citizen), None, now)
+    note = None
+    if provisional:
+        note = (
+            f"期限暂按周一至周五计算：{deadline.year} 年节假日安排尚未载入 / provisional deadline: "
+            f"the {deadline.year} holiday schedule is not loaded, Monday to Friday counted"
+        )
+        log.warning("objection %s: %s", objection.public_id, note)
+    _step(session, objection, "filed", actor_of(citizen), note, now)
     audit(
         session,
         actor=actor_of(citizen),
@@ -311,7 +326,7 @@ def objection_queue(
         if objection.deadline is None:
             entries.append(QueueEntry(objection, None, False, False))
             continue
-        left = calendar.working_days_between(today, objection.deadline)
+        left = calendar.working_days_between(today, objection.deadline, provisional=True)
         overdue = objection.deadline < today
         entries.append(
             QueueEntry(objection, left, not overdue and left <= NEAR_WORKING_DAYS, overdue)

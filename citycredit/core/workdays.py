@@ -22,6 +22,9 @@ from pathlib import Path
 
 import chinese_calendar
 
+# Statutory holidays on fixed solar dates (国务院《全国年节及纪念日放假办法》).
+FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (10, 1), (10, 2), (10, 3)})
+
 
 class CalendarUnknown(LookupError):
     """No official calendar is known for this year (neither the library nor the override file)."""
@@ -44,8 +47,16 @@ class WorkCalendar:
     years: frozenset[int]
     source: str = "chinesecalendar"
 
-    def is_working_day(self, day: dt.date) -> bool:
+    def is_working_day(self, day: dt.date, *, provisional: bool = False) -> bool:
+        """``provisional``: a year with no official table counts Monday to Friday less the fixed-date
+        statutory holidays (until the State Council's schedule is loaded) instead of raising
+        :class:`CalendarUnknown`."""
         if day.year not in self.years:
+            if provisional:
+                # Monday to Friday, less the statutory holidays on fixed solar dates (New Year's
+                # Day, Labour Day, National Day's first three days); the lunar ones and the swapped
+                # days come with the year's official schedule.
+                return day.weekday() < 5 and (day.month, day.day) not in FIXED_HOLIDAYS
             raise CalendarUnknown(day.year, self.source)
         if day in self.workdays:
             return True
@@ -53,26 +64,32 @@ class WorkCalendar:
             return False
         return day.weekday() < 5
 
-    def add_working_days(self, start: dt.date, n: int) -> dt.date:
+    def add_working_days(self, start: dt.date, n: int, *, provisional: bool = False) -> dt.date:
         """The ``n``-th working day after ``start`` (``start`` itself is not counted; n=0 is start)."""
         if n < 0:
             raise ValueError("n must not be negative")
         day = start
         while n:
             day += dt.timedelta(days=1)
-            if self.is_working_day(day):
+            if self.is_working_day(day, provisional=provisional):
                 n -= 1
         return day
 
-    def working_days_between(self, start: dt.date, end: dt.date) -> int:
+    def working_days_between(
+        self, start: dt.date, end: dt.date, *, provisional: bool = False
+    ) -> int:
         """Working days after ``start`` up to and including ``end`` (negative when end < start)."""
         if end < start:
-            return -self.working_days_between(end, start)
+            return -self.working_days_between(end, start, provisional=provisional)
         count, day = 0, start
         while day < end:
             day += dt.timedelta(days=1)
-            count += self.is_working_day(day)
+            count += self.is_working_day(day, provisional=provisional)
         return count
+
+    def covers(self, start: dt.date, end: dt.date) -> bool:
+        """Whether every year from ``start`` to ``end`` has its official table."""
+        return all(year in self.years for year in range(start.year, end.year + 1))
 
 
 def _library() -> WorkCalendar:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citizen.models import Objection
+from citizen.models import Objection, ObjectionStep
 from citizen.operations import (
     ObjectionStateError,
     ObjectionTerms,
@@ -245,3 +245,35 @@ def test_queue_order_and_flags(session: Session) -> None:
         (False, True, 2),
         (False, False, 15),
     ]
+
+
+def test_a_deadline_in_a_year_without_a_loaded_schedule_is_provisional(session: Session) -> None:
+    """chinesecalendar 1.11 knows no 2027 yet (the State Council publishes it late in 2026): an
+    objection filed in December is taken all the same, counting Monday to Friday in 2027, and its
+    first step says the deadline is provisional."""
+    person, fine = _setup(session)
+    calendar = load_calendar(None)
+    assert 2027 not in calendar.years  # if a newer library knows 2027, this test needs a later year
+    december = dt.date(2026, 12, 21)  # a Monday
+    objection = file_objection(
+        session,
+        person,
+        fine,
+        REASON,
+        today=december,
+        now=NOW,
+        terms=ObjectionTerms(days=10, calendar=calendar),
+    )
+    # 12-22..25, 12-28..31 (eight in 2026, none a holiday); in 2027 New Year's Day (a Friday, a
+    # fixed-date statutory holiday) is skipped even without the schedule: Monday 01-04, then 01-05.
+    assert objection.deadline == dt.date(2027, 1, 5)
+    steps = session.scalars(
+        select(ObjectionStep).where(ObjectionStep.objection_id == objection.id)
+    ).all()
+    assert [s.step for s in steps] == ["filed"]
+    assert steps[0].note is not None and "2027" in steps[0].note and "provisional" in steps[0].note
+    # The year's schedule is what counts once it is known: the library's 2026 part is unchanged.
+    assert calendar.add_working_days(december, 8) == dt.date(2026, 12, 31)
+    queue = objection_queue(session, today=december, terms=ObjectionTerms(10, calendar))
+    assert [e.objection.id for e in queue] == [objection.id]
+    assert queue[0].working_days_left == 10 and not queue[0].overdue
