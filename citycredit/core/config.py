@@ -196,64 +196,48 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         citizen_identity=env.get("CITYCREDIT_CITIZEN_IDENTITY", "demo"),
         demo_mode=demo_mode,
         environment=environment,
-        code_lifetime_seconds=_lifetime(env.get("CITYCREDIT_CODE_LIFETIME", "120")),
-        trusted_proxies=_proxies(env.get("CITYCREDIT_TRUSTED_PROXIES", "0")),
+        code_lifetime_seconds=_whole_number(
+            env, "CITYCREDIT_CODE_LIFETIME", 120, 5, 120, " of seconds", "5 to 120 seconds"
+        ),
+        trusted_proxies=_whole_number(
+            env, "CITYCREDIT_TRUSTED_PROXIES", 0, 0, 5, " (0 to 5)", "0 to 5"
+        ),
         rate_limit_storage=env.get("CITYCREDIT_RATE_LIMIT_STORAGE") or "memory://",
         rate_limit_verify=env.get("CITYCREDIT_RATE_LIMIT_VERIFY") or "1200 per minute",
         city_name_en=env.get("CITYCREDIT_CITY_NAME_EN", "Demo City"),
         city_level=env.get("CITYCREDIT_CITY_LEVEL", "prefecture"),
         federation_coordinator_url=env.get("CITYCREDIT_FEDERATION_COORDINATOR_URL", "").rstrip("/"),
         trust_anchor=env.get("CITYCREDIT_TRUST_ANCHOR", "").strip(),
-        trust_list_max_age=_max_age(env.get("CITYCREDIT_TRUST_LIST_MAX_AGE", "172800")),
+        trust_list_max_age=_whole_number(
+            env,
+            "CITYCREDIT_TRUST_LIST_MAX_AGE",
+            172800,
+            10,
+            30 * 86400,
+            " of seconds",
+            "10 seconds to 30 days",
+        ),
         federation_coordinator=env.get("CITYCREDIT_FEDERATION_COORDINATOR", "") == "1",
-        objection_days=_objection_days(env.get("CITYCREDIT_OBJECTION_DAYS", "20")),
+        objection_days=_whole_number(
+            env, "CITYCREDIT_OBJECTION_DAYS", 20, 1, 90, " of working days", "1 to 90 working days"
+        ),
         workdays_file=env.get("CITYCREDIT_WORKDAYS_FILE", "").strip(),
     )
     return settings.with_overrides(**overrides)
 
 
-def _objection_days(raw: str) -> int:
+def _whole_number(
+    env: dict[str, str], variable: str, default: int, low: int, high: int, unit: str, span: str
+) -> int:
+    """An integer setting within [low, high]; the error names the variable, the unit and the span."""
+    raw = env.get(variable, str(default))
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(
-            "CITYCREDIT_OBJECTION_DAYS must be a whole number of working days"
-        ) from None
-    if not 1 <= value <= 90:
-        raise ConfigError("CITYCREDIT_OBJECTION_DAYS must be from 1 to 90 working days")
+        raise ConfigError(f"{variable} must be a whole number{unit}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{variable} must be from {span}")
     return value
-
-
-def _proxies(raw: str) -> int:
-    try:
-        count = int(raw)
-    except ValueError:
-        raise ConfigError("CITYCREDIT_TRUSTED_PROXIES must be a whole number (0 to 5)") from None
-    if not 0 <= count <= 5:
-        raise ConfigError("CITYCREDIT_TRUSTED_PROXIES must be from 0 to 5")
-    return count
-
-
-def _max_age(raw: str) -> int:
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ConfigError(
-            "CITYCREDIT_TRUST_LIST_MAX_AGE must be a whole number of seconds"
-        ) from None
-    if not 10 <= seconds <= 30 * 86400:
-        raise ConfigError("CITYCREDIT_TRUST_LIST_MAX_AGE must be from 10 seconds to 30 days")
-    return seconds
-
-
-def _lifetime(raw: str) -> int:
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ConfigError("CITYCREDIT_CODE_LIFETIME must be a whole number of seconds") from None
-    if not 5 <= seconds <= 120:
-        raise ConfigError("CITYCREDIT_CODE_LIFETIME must be from 5 to 120 seconds")
-    return seconds
 
 
 def write_new_secrets(instance_dir: Path) -> list[Path]:
