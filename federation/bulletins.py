@@ -21,14 +21,13 @@ from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from citycredit.core.keys import SigningKey
 from citycredit.core.text import control_character, lone_surrogate
-from credit_codes.models import Redemption, Verification, Visitor
 from federation import jws
 from federation import keys as fed_keys
 from federation.models import Bulletin, PartnerBulletin
 from federation.operations import Fetch, held_list, http_get_json, note_sync
+from federation.queries import visitors_by_category
 from federation.trustlist import MemberView
 from scenarios.benefits import visitor_catalogue
-from scenarios.models import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -44,37 +43,10 @@ def _day_bounds(settings: Settings, day: dt.date) -> tuple[dt.datetime, dt.datet
 def visitor_figures(session: Session, settings: Settings, day: dt.date) -> list[dict[str, Any]]:
     """Visitors' verifications and redemptions here on ``day``, per partner city and category."""
     start, end = _day_bounds(settings, day)
-    figures: dict[tuple[str, str], dict[str, Any]] = {}
-    verified = session.execute(
-        select(Visitor.issuer, Scenario.category, func.count())
-        .select_from(Verification)
-        .join(Visitor, Visitor.id == Verification.visitor_id)
-        .join(Scenario, Scenario.id == Verification.scenario_id)
-        .where(Verification.at >= start, Verification.at < end)
-        .group_by(Visitor.issuer, Scenario.category)
-    )
-    for issuer, category, count in verified:
-        figures[(issuer, category)] = {
-            "partner": issuer,
-            "category": category,
-            "verifications": count,
-            "redemptions": 0,
-        }
-    redeemed = session.execute(
-        select(Visitor.issuer, Scenario.category, func.count())
-        .select_from(Redemption)
-        .join(Visitor, Visitor.id == Redemption.visitor_id)
-        .join(Scenario, Scenario.id == Redemption.scenario_id)
-        .where(Redemption.at >= start, Redemption.at < end)
-        .group_by(Visitor.issuer, Scenario.category)
-    )
-    for issuer, category, count in redeemed:
-        entry = figures.setdefault(
-            (issuer, category),
-            {"partner": issuer, "category": category, "verifications": 0, "redemptions": 0},
-        )
-        entry["redemptions"] = count
-    return [figures[k] for k in sorted(figures)]
+    return [
+        {"partner": partner, "category": category, "verifications": v, "redemptions": r}
+        for partner, category, v, r in visitors_by_category(session, since=start, until=end)
+    ]
 
 
 def publish_due(

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
@@ -27,6 +27,7 @@ from federation.models import (
 from federation.operations import held_list
 from federation.trustlist import MemberView
 from points_engine.models import Citizen
+from scenarios.models import Scenario
 
 
 @dataclass
@@ -106,11 +107,9 @@ def visitors_per_day(
 
 
 def visitors_by_category(
-    session: Session, *, since: dt.datetime
+    session: Session, *, since: dt.datetime, until: dt.datetime | None = None
 ) -> list[tuple[str, str, int, int]]:
-    """(partner, category, verifications, redemptions) since ``since``."""
-    from scenarios.models import Scenario
-
+    """(partner, category, verifications, redemptions) from ``since`` up to ``until`` (excluded)."""
     figures: dict[tuple[str, str], list[int]] = {}
     for table, index in ((Verification, 0), (Redemption, 1)):
         rows = session.execute(
@@ -118,7 +117,7 @@ def visitors_by_category(
             .select_from(table)
             .join(Visitor, Visitor.id == table.visitor_id)
             .join(Scenario, Scenario.id == table.scenario_id)
-            .where(table.at >= since)
+            .where(table.at >= since, table.at < until if until is not None else true())
             .group_by(Visitor.issuer, Scenario.category)
         )
         for issuer, category, count in rows:

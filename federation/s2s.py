@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +27,7 @@ from citycredit.core.text import control_character, lone_surrogate
 from federation import jws
 from federation import keys as fed_keys
 from federation.models import SeenRequest
-from federation.operations import held_list
+from federation.operations import held_list, partner_client
 from federation.trustlist import MemberView, TrustList
 
 REQUEST_LIFETIME = 60
@@ -193,24 +191,6 @@ def sign_answer(
     return jws.sign(payload, private, typ=jws.TYP_ANSWER)
 
 
-_pool_lock = threading.Lock()
-_pool: tuple[int, httpx.Client] | None = None
-
-
-def _pooled() -> httpx.Client:
-    """One keep-alive client per process (thread-safe; made anew after a fork), so a visitor's
-    check does not open a TCP connection to the issuing city every time."""
-    global _pool
-    pool = _pool
-    if pool is None or pool[0] != os.getpid():
-        with _pool_lock:
-            if _pool is None or _pool[0] != os.getpid():
-                limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-                _pool = (os.getpid(), httpx.Client(timeout=ASK_TIMEOUT, limits=limits))
-            pool = _pool
-    return pool[1]
-
-
 @dataclass(frozen=True)
 class Answer:
     pseudonym: str
@@ -240,7 +220,7 @@ def ask(
             with httpx.Client(timeout=ASK_TIMEOUT, transport=transport) as http:
                 response = http.post(url, json={"request": token})
         else:
-            response = _pooled().post(url, json={"request": token})
+            response = partner_client().post(url, json={"request": token}, timeout=ASK_TIMEOUT)
     except httpx.HTTPError as exc:
         raise IssuerUnavailable(
             f"{member.name_en} ({member.issuer}) cannot be reached: {exc}"

@@ -529,6 +529,7 @@ def test_a_city_that_leaves_is_no_longer_a_member(fed: Cluster) -> None:
     with fed.city(HUANGSHI).session() as session:
         before = session.scalar(select(PartnerQuestion.id).order_by(PartnerQuestion.id.desc()))
     fed.sync(HUANGSHI)
+    time.sleep(operations.HELD_TTL + 1)  # Huangshi's workers re-read the held list this often
     share(fed.city(HUANGSHI), "traveller", "*")
     with desk(fed, haikou) as haikou_desk:
         haikou_desk_refused = None
