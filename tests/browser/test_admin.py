@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from admin import operations as admin_operations
 from citycredit.core import actors
@@ -87,9 +88,9 @@ def test_an_operator_registers_a_benefit_that_a_venue_then_verifies(
     screenshot(page, "admin-scenario-form")
     page.get_by_role("button", name="保存草稿").click()
     page.wait_for_url("**/admin/scenarios/library-forty-books")
-    assert page.get_by_text("信用等级良好及以上且年满18周岁").first.is_visible()
+    expect(page.get_by_text("信用等级良好及以上且年满18周岁").first).to_be_visible()
     page.get_by_role("button", name="提交审核").click()
-    assert page.locator(".badge.in_review").first.is_visible()
+    expect(page.locator(".badge.in_review").first).to_be_visible()
     _sign_out(page)
 
     # The credit office reviews and publishes it, then issues the library desk its credentials.
@@ -101,7 +102,7 @@ def test_an_operator_registers_a_benefit_that_a_venue_then_verifies(
     page.get_by_role("link", name="信易阅·免押金借书40册").click()
     screenshot(page, "admin-scenario-review")
     page.get_by_role("button", name="审核通过并发布").click()
-    assert page.get_by_text("library-forty-books：已发布").is_visible()
+    expect(page.get_by_text("library-forty-books：已发布")).to_be_visible()
     page.get_by_role("link", name="场所与凭证").click()
     page.get_by_role("link", name="市图书馆总馆").click()
     page.get_by_label("终端名称").fill("一楼借阅台")
@@ -127,9 +128,9 @@ def test_an_operator_registers_a_benefit_that_a_venue_then_verifies(
     page.get_by_label("搜索（编码或名称）").fill("40册")
     page.get_by_role("button", name="筛选").click()
     page.get_by_role("link", name="信易阅·免押金借书40册").click()
-    assert page.get_by_text("核验 3；近30天核销 1；累计核销 1").is_visible()
+    expect(page.get_by_text("核验 3；近30天核销 1；累计核销 1")).to_be_visible()
     page.get_by_role("link", name="审计日志").click()
-    assert page.get_by_text("scenario.publish").first.is_visible()
+    expect(page.get_by_text("scenario.publish").first).to_be_visible()
     screenshot(page, "admin-audit")
     for name, shot in (("评分模型", "admin-models"), ("数据来源", "admin-sources")):
         page.get_by_role("link", name=name).click()
@@ -138,7 +139,7 @@ def test_an_operator_registers_a_benefit_that_a_venue_then_verifies(
     assert page.locator("svg.chart").count() == 3
     screenshot(page, "admin-dashboard")
     page.get_by_role("link", name="English").click()
-    assert page.get_by_role("link", name="Scenarios").is_visible()
+    expect(page.get_by_role("link", name="Scenarios")).to_be_visible()
     screenshot(page, "admin-dashboard-en")
     assert outside == [] and errors == []
     context.close()

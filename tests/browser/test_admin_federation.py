@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from axe_playwright_python.sync_playwright import Axe
 
 from admin import operations as admin_operations
@@ -133,19 +134,19 @@ def test_the_credit_office_reads_and_runs_the_federation_on_a_phone(
     page.get_by_role("link", name="合作城市").click()
     page.wait_for_url("**/admin/federation")
     assert page.locator("#own-fingerprint").inner_text() == coordinating_city.fingerprint
-    assert page.locator("#held-list").get_by_text("有效").is_visible()
+    expect(page.locator("#held-list").get_by_text("有效")).to_be_visible()
     mappings = page.locator("#mappings")
     assert mappings.locator("thead th").count() == 4  # the common level and three members
     assert mappings.locator("tbody tr").first.inner_text().split("\t")[0] == "5 极好"
-    assert page.get_by_role("heading", name=re.compile("三亚市 460200")).is_visible()
-    assert page.get_by_text(coordinating_city.sanya_fingerprint).is_visible()
+    expect(page.get_by_role("heading", name=re.compile("三亚市 460200"))).to_be_visible()
+    expect(page.get_by_text(coordinating_city.sanya_fingerprint)).to_be_visible()
     violations += axe_violations(page)
     screenshot(page, "admin-federation")
 
     # 2. Membership: approve what the other admin proposed; a new list is signed at once.
     page.get_by_role("link", name="成员管理（协调方）").click()
     page.wait_for_url("**/admin/federation/members")
-    assert page.get_by_role("heading", name="#1 暂停 三亚市 460200").is_visible()
+    expect(page.get_by_role("heading", name="#1 暂停 三亚市 460200")).to_be_visible()
     violations += axe_violations(page)
     screenshot(page, "admin-federation-members")
     page.get_by_role("button", name="批准 #1").click()
@@ -153,7 +154,7 @@ def test_the_credit_office_reads_and_runs_the_federation_on_a_phone(
     assert (
         page.get_by_role("status").inner_text() == "已批准 #1 暂停 460200；已签发信任列表第 2 版。"
     )
-    assert page.locator("#registered").get_by_text("已暂停").is_visible()
+    expect(page.locator("#registered").get_by_text("已暂停")).to_be_visible()
 
     # 3. A proposal of one's own cannot be approved by oneself (four eyes).
     page.get_by_label("变更类型", exact=True).select_option("resume")
@@ -161,7 +162,7 @@ def test_the_credit_office_reads_and_runs_the_federation_on_a_phone(
     page.get_by_role("button", name="提交提议").click()
     page.wait_for_url("**/admin/federation/members")
     assert page.get_by_role("status").inner_text().startswith("已提议 #2：恢复 460200")
-    assert page.get_by_text("这是您提出的变更").is_visible()
+    expect(page.get_by_text("这是您提出的变更")).to_be_visible()
     page.get_by_role("button", name="批准 #2").click()
     page.wait_for_url("**/admin/federation/members")
     assert page.get_by_role("alert").inner_text().startswith("四眼原则")
@@ -182,7 +183,7 @@ def test_the_credit_office_reads_and_runs_the_federation_on_a_phone(
     # 5. In English too; every page fits 390 px, also at 200 % text.
     page.get_by_role("link", name="English").click()
     page.wait_for_url(re.compile(r".*/admin/federation/visitors\?lang=en$"))
-    assert page.get_by_role("heading", name="Visitors from partner cities").is_visible()
+    expect(page.get_by_role("heading", name="Visitors from partner cities")).to_be_visible()
     too_wide = {}
     for path in PAGES:
         page.goto(city.url + path)

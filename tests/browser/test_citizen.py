@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import expect
 import zxingcpp
 from PIL import Image
 from sqlalchemy import select
@@ -230,7 +231,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     # 1. Sign in with the one-time code the demo shows on screen → the consent screen.
     sign_in(page, city, city.newcomer, shot="citizen-login")
     assert page.url.endswith("/me/consent")
-    assert page.get_by_text("当前状态：未授权，尚无信用分").is_visible()
+    expect(page.get_by_text("当前状态：未授权，尚无信用分")).to_be_visible()
     screenshot(page, "citizen-consent")
 
     # 2. Consent → home: score, tier, trend and dimension charts.
@@ -290,7 +291,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     page.get_by_role("link", name="我的记录").click()
     page.wait_for_url("**/me/records")
     fine = page.locator(f"#record-{city.fine_id}")
-    assert fine.get_by_text("计分中", exact=True).is_visible()
+    expect(fine.get_by_text("计分中", exact=True)).to_be_visible()
     screenshot(page, "citizen-records")
     fine.get_by_role("link", name="对此记录提出异议").click()
     page.get_by_label("异议理由").fill(REASON)
@@ -300,8 +301,8 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     screenshot(page, "citizen-objection")
     page.get_by_role("link", name="我的记录").first.click()
     page.wait_for_url("**/me/records")
-    assert fine.get_by_text("异议处理中", exact=True).is_visible()
-    assert fine.get_by_role("link", name="查看异议").is_visible()
+    expect(fine.get_by_text("异议处理中", exact=True)).to_be_visible()
+    expect(fine.get_by_role("link", name="查看异议")).to_be_visible()
     # Another citizen's record is not there at all.
     response = page.goto(f"{city.url}/me/records/{city.others_record_id}/objection")
     assert response is not None and response.status == 404
@@ -310,7 +311,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     page.goto(city.url + "/me/")
     page.get_by_role("link", name="我的权益").click()
     page.wait_for_url("**/me/benefits")
-    assert page.get_by_text("信易阅·免押金借书").first.is_visible()
+    expect(page.get_by_text("信易阅·免押金借书").first).to_be_visible()
     assert int(page.locator("#eligible-count").inner_text()) >= 1
     screenshot(page, "citizen-benefits")
     page.get_by_role("link", name="查询记录").click()
@@ -337,9 +338,9 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     assert len(held["verifications"]) == 3
     page.locator("#open-report").click()
     page.wait_for_url("**/me/report")
-    assert page.get_by_role("heading", name="个人信用报告").is_visible()
-    assert page.get_by_role("heading", name="记录 (2)", exact=True).is_visible()
-    assert page.get_by_role("heading", name="查询记录 (3)", exact=True).is_visible()
+    expect(page.get_by_role("heading", name="个人信用报告")).to_be_visible()
+    expect(page.get_by_role("heading", name="记录 (2)", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="查询记录 (3)", exact=True)).to_be_visible()
     screenshot(page, "citizen-report")
 
     # 8. At 200 % text size, 390 px wide, home needs no sideways scrolling and the score shows.
@@ -349,7 +350,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth + 1")
     assert horizontal_overflow(page) == 0
     box = page.locator("#score").bounding_box()
-    assert page.locator("#score").is_visible()
+    expect(page.locator("#score")).to_be_visible()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= WIDTH + 1
 
     # 9. No page weighs 300 KB on a first load, its styles and scripts included.
@@ -364,7 +365,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     page.get_by_role("link", name="English").click()
     page.wait_for_url("**/me/?lang=en")
     assert page.locator("h1").inner_text() == "My credit"
-    assert page.get_by_role("link", name="Who checked me").is_visible()
+    expect(page.get_by_role("link", name="Who checked me")).to_be_visible()
 
     # 11. Nothing left loopback; no script failed.
     assert outside == [] and errors == []

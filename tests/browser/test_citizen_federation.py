@@ -19,6 +19,7 @@ from typing import Any
 
 import jwt
 import pytest
+from playwright.sync_api import expect
 from axe_playwright_python.sync_playwright import Axe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -139,7 +140,7 @@ def test_a_citizen_shares_with_a_partner_city_and_stops_on_a_phone(
     sanya = page.get_by_role("switch", name="向三亚市共享")
     assert sanya.get_attribute("aria-checked") == "false"
     assert page.get_by_role("switch").count() == 3  # all, Sanya, Suzhou
-    assert page.get_by_text("看不到您的信用分或任何记录").is_visible()
+    expect(page.get_by_text("看不到您的信用分或任何记录")).to_be_visible()
     violations += axe_violations(page)
     screenshot(page, "citizen-partners")
 
@@ -155,13 +156,13 @@ def test_a_citizen_shares_with_a_partner_city_and_stops_on_a_phone(
     page.get_by_role("link", name="我的等级在哪些城市可用").click()
     page.wait_for_url("**/me/partners/benefits")
     offers = page.locator(f"#offers-{SANYA}")
-    assert offers.get_by_text("三亚公交八折").is_visible()
-    assert offers.get_by_text("三亚图书馆延长借期").is_visible()  # level 4 reaches it
+    expect(offers.get_by_text("三亚公交八折")).to_be_visible()
+    expect(offers.get_by_text("三亚图书馆延长借期")).to_be_visible()  # level 4 reaches it
     folded = offers.get_by_text("三亚博物馆免排队")
-    assert not folded.is_visible()
+    expect(folded).not_to_be_visible()
     offers.get_by_text("另有 1 项需要更高等级").click()
-    assert folded.is_visible()
-    assert page.locator(f"#offers-{SUZHOU}").get_by_text("您尚未向苏州市共享等级").is_visible()
+    expect(folded).to_be_visible()
+    expect(page.locator(f"#offers-{SUZHOU}").get_by_text("您尚未向苏州市共享等级")).to_be_visible()
     violations += axe_violations(page)
     screenshot(page, "citizen-partner-benefits")
 
@@ -179,7 +180,7 @@ def test_a_citizen_shares_with_a_partner_city_and_stops_on_a_phone(
     page.get_by_role("link", name="跨城互认").click()
     page.get_by_role("switch", name="向三亚市共享").click()
     page.wait_for_url(re.compile(r".*/me/partners/stop\?partner=460200$"))
-    assert page.get_by_role("heading", name="停止向三亚市共享？").is_visible()
+    expect(page.get_by_role("heading", name="停止向三亚市共享？")).to_be_visible()
     assert cross_city(city, number) == [SANYA]  # nothing changed yet
     violations += axe_violations(page)
     screenshot(page, "citizen-partner-stop")
@@ -196,7 +197,7 @@ def test_a_citizen_shares_with_a_partner_city_and_stops_on_a_phone(
     page.get_by_role("link", name="English").click()
     page.wait_for_url(re.compile(r".*/me/partners\?.*lang=en$"))
     assert page.get_by_role("link", name="Partner cities").get_attribute("aria-current") == "page"
-    assert page.get_by_role("switch", name="Share with Sanya").is_visible()
+    expect(page.get_by_role("switch", name="Share with Sanya")).to_be_visible()
     violations += axe_violations(page)
     too_wide = {}
     for path in PAGES:

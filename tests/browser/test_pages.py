@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from playwright.sync_api import expect
+
 from tests.e2e.conftest import LiveCity
 
 
@@ -43,8 +45,8 @@ def test_the_api_docs_render_from_local_assets_only(browser: Any, city: LiveCity
     page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     page.goto(city.url + "/api/docs")
     page.get_by_text("/api/v1/verifications").first.wait_for(timeout=15_000)
-    assert page.get_by_text("/api/v1/redemptions").first.is_visible()
-    assert page.get_by_text("citycredit partner API").first.is_visible()
+    expect(page.get_by_text("/api/v1/redemptions").first).to_be_visible()
+    expect(page.get_by_text("citycredit partner API").first).to_be_visible()
     assert outside == [] and errors == []
     screenshot(page, "api-docs")
     context.close()
@@ -57,11 +59,11 @@ def test_the_overview_is_in_chinese_with_an_english_switch(browser: Any, city: L
     page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     page.goto(city.url + "/")
     assert page.locator("h1").inner_text().endswith("个人信用积分")
-    assert page.get_by_text("已授权评分").is_visible()
+    expect(page.get_by_text("已授权评分")).to_be_visible()
     screenshot(page, "overview-zh")
     page.get_by_role("link", name="English").click()
     page.wait_for_url("**/?lang=en")
-    assert page.get_by_text("Consented to scoring").is_visible()
+    expect(page.get_by_text("Consented to scoring")).to_be_visible()
     screenshot(page, "overview-en")
     assert outside == [] and errors == []
     context.close()
