@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
 
 from admin import operations as admin_operations
 from citycredit.core.actors import Actor

@@ -23,9 +23,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import expect
 import zxingcpp
 from PIL import Image
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from citycredit.core.config import load_settings

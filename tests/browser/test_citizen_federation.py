@@ -19,9 +19,9 @@ from typing import Any
 
 import jwt
 import pytest
-from playwright.sync_api import expect
 from axe_playwright_python.sync_playwright import Axe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from playwright.sync_api import expect
 
 from citycredit.core.config import load_settings
 from citycredit.core.db import make_session_factory, unit_of_work, utcnow
