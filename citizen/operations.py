@@ -15,11 +15,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citizen.models import PENDING_STATUSES, Objection, ObjectionStep
-from citizen.queries import actor_of
+from citizen.queries import ObjectionCase, actor_of, objection_cases
 from citycredit.core.actors import Actor, NotPermitted
 from citycredit.core.audit import audit
 from citycredit.core.config import Settings
@@ -28,8 +27,6 @@ from points_engine.models import Citizen, Record, RecordStatus
 from points_engine.record_state import SourceStatus, Workflow, change_record_state
 
 DEFAULT_OBJECTION_DAYS = 20
-# A case this many working days (or fewer) before its deadline is flagged as near.
-NEAR_WORKING_DAYS = 3
 
 OBJECTABLE = (RecordStatus.ACTIVE, RecordStatus.REPAIRED)
 
@@ -163,7 +160,7 @@ def _require(objection: Objection, step: str, allowed: tuple[str, ...]) -> None:
 
 
 def _reviewer(actor: Actor) -> None:
-    if actor.read_only or actor.partner:
+    if not actor.may_work_objections():
         raise NotPermitted(f"{actor.name} may not work objections")
 
 
@@ -180,17 +177,6 @@ def _record(session: Session, objection: Objection) -> Record:
     record = session.get(Record, objection.record_id)
     assert record is not None
     return record
-
-
-def steps_of(session: Session, objection: Objection) -> list[ObjectionStep]:
-    """The objection's history, oldest first."""
-    return list(
-        session.scalars(
-            select(ObjectionStep)
-            .where(ObjectionStep.objection_id == objection.id)
-            .order_by(ObjectionStep.at, ObjectionStep.id)
-        )
-    )
 
 
 def forward(session: Session, objection: Objection, actor: Actor, now: dt.datetime) -> None:
@@ -214,8 +200,11 @@ def forward(session: Session, objection: Objection, actor: Actor, now: dt.dateti
 def record_source_answer(
     session: Session, objection: Objection, actor: Actor, answer_text: str, now: dt.datetime
 ) -> None:
-    """The data source's answer to a forwarded case, as the reviewer (or the source's clerk) enters it."""
-    _reviewer(actor)
+    """The data source's answer to a forwarded case, as the reviewer or that source's clerk (in the
+    admin or through the API) enters it."""
+    record = _record(session, objection)
+    if not actor.may_answer_for(record.source_id):
+        raise NotPermitted(f"{actor.name} may not answer for this record's data source")
     _require(objection, "record the source's answer to", ("forwarded",))
     answer = _text(answer_text, "the source's answer", limit=2000)
     objection.status = "answered"
@@ -299,36 +288,17 @@ def withdraw(
     change_record_state(session, record, workflow=Workflow.NONE, as_of=today, now=now)
 
 
-@dataclass(frozen=True)
-class QueueEntry:
-    objection: Objection
-    # Working days from today to the deadline (0: due today; negative: overdue); None: no deadline.
-    working_days_left: int | None
-    near: bool
-    overdue: bool
-
-
 def objection_queue(
-    session: Session, *, today: dt.date, terms: ObjectionTerms | None = None
-) -> list[QueueEntry]:
-    """Pending objections, the nearest deadline first, flagged ``near`` when at most
-    NEAR_WORKING_DAYS working days are left and ``overdue`` once the deadline has passed."""
+    session: Session,
+    *,
+    today: dt.date,
+    terms: ObjectionTerms | None = None,
+    source_id: int | None = None,
+) -> list[ObjectionCase]:
+    """Pending objections (of one data source's records, for its clerk), the nearest deadline
+    first, flagged ``near`` when at most NEAR_WORKING_DAYS working days are left and ``overdue``
+    once the deadline has passed."""
     calendar = (terms or ObjectionTerms()).calendar
-    pending = session.scalars(
-        select(Objection)
-        .where(Objection.status.in_(PENDING_STATUSES))
-        .order_by(
-            Objection.deadline.is_(None), Objection.deadline, Objection.created_at, Objection.id
-        )
+    return objection_cases(
+        session, today=today, calendar=calendar, pending=True, source_id=source_id
     )
-    entries = []
-    for objection in pending:
-        if objection.deadline is None:
-            entries.append(QueueEntry(objection, None, False, False))
-            continue
-        left = calendar.working_days_between(today, objection.deadline, provisional=True)
-        overdue = objection.deadline < today
-        entries.append(
-            QueueEntry(objection, left, not overdue and left <= NEAR_WORKING_DAYS, overdue)
-        )
-    return entries

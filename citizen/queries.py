@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from citizen.models import Objection
+from citizen.models import PENDING_STATUSES, Objection, ObjectionStep
 from citycredit.core.audit import audit
 from citycredit.core.config import Settings
+from citycredit.core.workdays import WorkCalendar
 from credit_codes import consent as cross_city
 from credit_codes.queries import checks_of_citizen
 from federation.queries import partner_checks_of_citizen, partner_offers
@@ -123,6 +124,112 @@ def objections_of(session: Session, citizen: Citizen) -> list[Objection]:
             .order_by(Objection.created_at.desc(), Objection.id.desc())
         )
     )
+
+
+# --- objection cases (the citizen's page, the reviewer's and the clerk's queues) --------------------
+
+# A case this many working days (or fewer) before its deadline is flagged as near.
+NEAR_WORKING_DAYS = 3
+
+
+def item_names(session: Session) -> dict[str, tuple[str, str]]:
+    """Item code → (name_zh, name_en) in the published model; empty when none is published."""
+    try:
+        _, model = published_model(session)
+    except NoPublishedModel:
+        return {}
+    return {code: (item.name_zh, item.name_en) for code, item in model.items.items()}
+
+
+def steps_of(session: Session, objection: Objection) -> list[ObjectionStep]:
+    """The objection's history, oldest first."""
+    return list(
+        session.scalars(
+            select(ObjectionStep)
+            .where(ObjectionStep.objection_id == objection.id)
+            .order_by(ObjectionStep.at, ObjectionStep.id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ObjectionCase:
+    """One objection as every page shows it: the record by name, its source, the deadline in working
+    days with its flags, and (for the case page) the steps."""
+
+    objection: Objection
+    record: Record
+    source: DataSource
+    item_name_zh: str
+    item_name_en: str
+    # Working days from today to the deadline (0: due today; negative: overdue); None once decided.
+    working_days_left: int | None
+    near: bool
+    overdue: bool
+    # The deadline counts Monday to Friday in a year whose official schedule is not loaded.
+    provisional: bool
+    steps: tuple[ObjectionStep, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        return self.objection.status in PENDING_STATUSES
+
+
+def objection_cases(
+    session: Session,
+    *,
+    today: dt.date,
+    calendar: WorkCalendar,
+    citizen: Citizen | None = None,
+    public_id: str | None = None,
+    pending: bool | None = None,
+    source_id: int | None = None,
+    with_steps: bool = False,
+    limit: int = 500,
+) -> list[ObjectionCase]:
+    """Objections with their records: pending ones nearest deadline first, others latest first.
+
+    Filters: one ``citizen``'s; one case by ``public_id``; ``pending`` or decided only; against one
+    data source's records (a clerk's view)."""
+    query = (
+        select(Objection, Record, DataSource)
+        .join(Record, Record.id == Objection.record_id)
+        .join(DataSource, DataSource.id == Record.source_id)
+    )
+    if citizen is not None:
+        query = query.where(Objection.citizen_id == citizen.id)
+    if public_id is not None:
+        query = query.where(Objection.public_id == public_id)
+    if pending is not None:
+        pending_now = Objection.status.in_(PENDING_STATUSES)
+        query = query.where(pending_now if pending else ~pending_now)
+    if source_id is not None:
+        query = query.where(Record.source_id == source_id)
+    if pending:
+        query = query.order_by(
+            Objection.deadline.is_(None), Objection.deadline, Objection.created_at, Objection.id
+        )
+    else:
+        query = query.order_by(Objection.created_at.desc(), Objection.id.desc())
+    names = item_names(session)
+    cases = []
+    for objection, record, source in session.execute(query.limit(limit)):
+        left, near, overdue = None, False, False
+        if objection.status in PENDING_STATUSES and objection.deadline is not None:
+            left = calendar.working_days_between(today, objection.deadline, provisional=True)
+            overdue = objection.deadline < today
+            near = not overdue and left <= NEAR_WORKING_DAYS
+        provisional = objection.deadline is not None and not calendar.covers(
+            objection.deadline, objection.deadline
+        )
+        zh, en = names.get(record.item_code, (record.item_code, record.item_code))
+        steps = tuple(steps_of(session, objection)) if with_steps else ()
+        cases.append(
+            ObjectionCase(
+                objection, record, source, zh, en, left, near, overdue, provisional, steps
+            )
+        )
+    return cases
 
 
 def everything_held(

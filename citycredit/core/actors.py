@@ -20,7 +20,8 @@ class Actor:
     """Who is acting. ``operator_id`` limits an operator's people to their own rows (``None`` means
     city-wide); ``can_publish`` is the credit office's review right; ``read_only`` is the auditor.
     A ``partner`` (a venue's desk, the city's app) owns nothing and reads only what is public; a desk
-    names its ``venue_id``."""
+    names its ``venue_id``. A data source's clerk (a person in the admin, or the source's API client)
+    is ``source_clerk`` and answers for ``source_id`` (``None``: every source)."""
 
     name: str
     operator_id: int | None = None
@@ -28,10 +29,16 @@ class Actor:
     read_only: bool = False
     partner: bool = False
     venue_id: int | None = None
+    source_clerk: bool = False
+    source_id: int | None = None
 
     @classmethod
     def for_partner(cls, name: str, *, venue_id: int | None = None) -> Actor:
         return cls(name, partner=True, read_only=True, venue_id=venue_id)
+
+    @classmethod
+    def for_source(cls, name: str, *, source_id: int | None) -> Actor:
+        return cls(name, source_clerk=True, source_id=source_id)
 
     def is_city_wide(self) -> bool:
         return self.operator_id is None and not self.partner
@@ -47,6 +54,16 @@ class Actor:
 
     def may_review(self) -> bool:
         return self.can_publish and not self.read_only
+
+    def may_work_objections(self) -> bool:
+        """The objection reviewer's steps: forward a case, decide it (not a source, not a partner)."""
+        return not (self.read_only or self.partner or self.source_clerk)
+
+    def may_answer_for(self, source_id: int) -> bool:
+        """Enter a data source's answer to an objection: the reviewer, or that source's clerk."""
+        if self.read_only or self.partner:
+            return False
+        return not self.source_clerk or self.source_id in (None, source_id)
 
     def is_system(self) -> bool:
         return self is SYSTEM

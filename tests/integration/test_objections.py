@@ -22,9 +22,9 @@ from citizen.operations import (
     forward,
     objection_queue,
     record_source_answer,
-    steps_of,
     withdraw,
 )
+from citizen.queries import steps_of
 from citycredit.core.actors import Actor, NotPermitted
 from citycredit.core.audit import AuditEvent
 from citycredit.core.workdays import load_calendar
@@ -39,7 +39,7 @@ from tests.rule_cases import ITEMISED
 FILED = dt.date(2026, 9, 18)
 NOW = dt.datetime(2026, 9, 18, 2, 0, tzinfo=dt.UTC)
 REVIEWER = Actor("admin:reviewer")
-CLERK = Actor("admin:court-clerk")
+CLERK = Actor.for_source("admin:court-clerk", source_id=None)
 REASON = "这条处罚记录的日期与事实不符，请核实。"
 
 
@@ -277,3 +277,29 @@ def test_a_deadline_in_a_year_without_a_loaded_schedule_is_provisional(session: 
     queue = objection_queue(session, today=december, terms=ObjectionTerms(10, calendar))
     assert [e.objection.id for e in queue] == [objection.id]
     assert queue[0].working_days_left == 10 and not queue[0].overdue
+
+
+def test_a_source_clerk_answers_only_for_their_own_source(session: Session) -> None:
+    """The court's clerk answers a case against a court record; the tax office's clerk cannot, and
+    neither clerk may forward or decide: those steps are the reviewer's."""
+    person, fine = _setup(session)
+    tax = factories.source(session, "tax")
+    court_clerk = Actor.for_source("admin:court-clerk", source_id=fine.source_id)
+    tax_clerk = Actor.for_source("api:cc_tax", source_id=tax.id)
+    objection = file_objection(session, person, fine, REASON, today=FILED, now=NOW)
+    with pytest.raises(NotPermitted):
+        forward(session, objection, court_clerk, _later(1))
+    forward(session, objection, REVIEWER, _later(1))
+    with pytest.raises(NotPermitted):
+        record_source_answer(session, objection, tax_clerk, "不是我们的记录。", _later(2))
+    assert objection.status == "forwarded"
+    # The tax clerk's queue does not even show the court's case; the court clerk's does.
+    assert objection_queue(session, today=FILED, source_id=tax.id) == []
+    court_queue = objection_queue(session, today=FILED, source_id=fine.source_id)
+    assert [c.objection.public_id for c in court_queue] == [objection.public_id]
+    assert court_queue[0].item_name_zh != "BIG_FINE"  # the record by its name, not its code
+    record_source_answer(session, objection, court_clerk, "经核实，记录无误。", _later(2))
+    with pytest.raises(NotPermitted):
+        decide(session, objection, court_clerk, False, "记录无误", now=_later(3), today=FILED)
+    decide(session, objection, REVIEWER, False, "来源核实记录无误", now=_later(3), today=FILED)
+    assert objection.status == "rejected"
