@@ -15,6 +15,23 @@ OBJECTION_STATUSES = ("open", "forwarded", "answered", "upheld", "rejected", "wi
 # Statuses of an objection still being worked (the record's deduction is suspended meanwhile).
 PENDING_STATUSES = ("open", "forwarded", "answered")
 OBJECTION_STEPS = ("filed", "forwarded", "answered", "upheld", "rejected", "withdrawn")
+# What citizens, reviewers and clerks read for each status and step: (Chinese, English).
+OBJECTION_STATUS_NAMES = {
+    "open": ("待处理", "received"),
+    "forwarded": ("数据来源单位核实中", "with the data source"),
+    "answered": ("来源单位已答复，待决定", "answered, awaiting decision"),
+    "upheld": ("异议成立", "upheld"),
+    "rejected": ("异议不成立", "rejected"),
+    "withdrawn": ("已撤回", "withdrawn"),
+}
+OBJECTION_STEP_NAMES = {
+    "filed": ("提交异议", "Objection filed"),
+    "forwarded": ("转数据来源单位核实", "Sent to the data source"),
+    "answered": ("来源单位答复", "The data source answered"),
+    "upheld": ("决定：异议成立，记录撤销", "Decided: upheld, record revoked"),
+    "rejected": ("决定：异议不成立，记录恢复计分", "Decided: rejected, the record counts again"),
+    "withdrawn": ("本人撤回", "Withdrawn by you"),
+}
 
 
 class SignInChallenge(Base):

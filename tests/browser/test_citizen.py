@@ -296,8 +296,8 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     fine.get_by_role("link", name="对此记录提出异议").click()
     page.get_by_label("异议理由").fill(REASON)
     page.get_by_role("button", name="提交异议").click()
-    page.wait_for_url(re.compile(r".*/me/objections/obj_[0-9a-f]+$"))
-    assert page.locator("#case-status").inner_text() == "处理中"
+    page.wait_for_url(re.compile(r".*/me/objections/obj_[0-9a-f]+\?filed=1$"))
+    assert page.locator("#case-status").inner_text() == "待处理"
     screenshot(page, "citizen-objection")
     page.get_by_role("link", name="我的记录").first.click()
     page.wait_for_url("**/me/records")

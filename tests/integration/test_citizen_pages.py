@@ -7,6 +7,7 @@ Each test builds the app on a fresh migrated database with a movable clock that 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -17,8 +18,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from citizen import operations as citizen_ops
 from citizen.models import Objection
-from citycredit.core.actors import SYSTEM
+from citycredit.core.actors import SYSTEM, Actor
 from citycredit.core.clients import register_client
 from credit_codes.operations import issue_credit_code, verify_presentation
 from points_engine.models import Citizen, ConsentEvent, Record, ScoreSnapshot
@@ -35,6 +37,7 @@ from scenarios.operations import (
 from tests import factories
 from tests.databases import ScratchDatabase
 from tests.integration.citizen_support import (
+    START,
     CitizenApp,
     Person,
     answer,
@@ -443,14 +446,18 @@ def test_an_objection_flags_the_record_at_once_and_stops_the_deduction(city: Cit
     response = file_objection(client, fine, reason)
     assert response.status_code == 302
     case_url = response.location
-    assert re.search(r"/me/objections/obj_[0-9a-f]{16}$", case_url)
+    assert re.search(r"/me/objections/obj_[0-9a-f]{16}\?filed=1$", case_url)
     case = text(client.get(case_url))
-    assert re.search(r'<dd id="case-status">处理中</dd>', case)
+    assert re.search(r'<dd id="case-status">待处理</dd>', case)
     assert reason in case
+    # The confirmation names the record, the date it will be decided by, and how to withdraw.
+    assert "异议已受理：“罚”这条记录已标记为异议处理中" in case
+    assert re.search(r"信用中心将于 \d{4}-\d\d-\d\d 前作出决定", case)
+    assert "撤回异议" in case
 
     item = record_items(text(client.get("/me/records")))[fine]
     assert "异议处理中" in item and "异议处理中，暂停扣分" in item
-    assert case_url.split("/me")[1] in item  # the record links to its case
+    assert case_url.split("/me")[1].split("?")[0] in item  # the record links to its case
     assert score_on_home(client) == 1010  # the −5 no longer counts
     assert current_score(city, alice.citizen_id) == 1010  # and the stored score follows at once
 
@@ -468,6 +475,69 @@ def test_an_objection_flags_the_record_at_once_and_stops_the_deduction(city: Cit
         assert session.scalar(select(func.count()).select_from(Objection)) == 1
         record = session.get(Record, award)
         assert record is not None and record.status == "active"
+
+
+def test_the_citizen_follows_the_case_withdraws_one_and_sees_the_outcome_of_another(
+    city: CitizenApp,
+) -> None:
+    """The case page shows the record by name, the case number, the deadline and each step; a
+    withdrawal asks first, then ends the suspension; a decided case shows the reason and the score
+    as rescored."""
+    alice = city.seed().alice
+    client = consented(city, alice)
+    fine, award = alice.records["fine"], alice.records["award"]
+    case_url = file_objection(client, fine, "我当天不在本市，处罚对象有误。").location.split("?")[0]
+    public_id = case_url.rsplit("/", 1)[1]
+    case = text(client.get(case_url))
+    assert f'<code id="case-no">{public_id}</code>' in case
+    assert "<h1>异议：罚</h1>" in case
+    with city.session() as session:
+        objection = session.scalar(select(Objection).where(Objection.public_id == public_id))
+        assert objection is not None and objection.deadline is not None
+        deadline = objection.deadline
+    assert re.search(rf'<dd id="deadline">{deadline}（还有 \d+ 个工作日）', case)
+    assert "提交异议" in case and "等待信用中心决定" in case
+    listed = text(client.get("/me/objections"))
+    assert public_id in listed and "罚" in listed and f"决定期限 {deadline}" in listed
+
+    # Withdrawing asks first; cancelling changes nothing.
+    confirm = text(client.get(case_url + "/withdraw"))
+    assert "撤回对“罚”的异议？" in confirm and "该记录恢复计分" in confirm
+    assert score_on_home(client) == 1010
+    response = post(client, case_url + "/withdraw", token_from=case_url + "/withdraw")
+    assert response.status_code == 302 and response.location.endswith("?withdrawn=1")
+    after = text(client.get(response.location))
+    assert '<dd id="case-status">已撤回</dd>' in after and "本人撤回" in after
+    assert "撤回异议</a>" not in after  # nothing left to withdraw
+    assert score_on_home(client) == 1005  # the −5 counts again
+    # Withdrawing twice changes nothing.
+    again = post(client, case_url + "/withdraw", token_from=case_url)
+    assert again.status_code == 302 and "withdrawn" not in again.location
+    item = record_items(text(client.get("/me/records")))[fine]
+    assert "异议结果" in item and "再次提出异议" in item
+
+    # A case decided by the reviewer: the outcome, its reason, and the score as rescored.
+    second = file_objection(client, fine, "补充证据：当天在外地出差，有车票为证。").location
+    second_id = second.split("?")[0].rsplit("/", 1)[1]
+    with city.session() as session:
+        objection = session.scalar(select(Objection).where(Objection.public_id == second_id))
+        assert objection is not None
+        reviewer = Actor("admin:reviewer")
+        now = START + dt.timedelta(days=1)
+        citizen_ops.forward(session, objection, reviewer, now)
+        citizen_ops.record_source_answer(session, objection, reviewer, "经核实，系登记错误。", now)
+        citizen_ops.decide(
+            session, objection, reviewer, True, "来源单位确认登记错误", now=now, today=now.date()
+        )
+    outcome = text(client.get(second.split("?")[0]))
+    assert '<dd id="case-status">异议成立</dd>' in outcome
+    assert "来源单位确认登记错误" in outcome and "经核实，系登记错误。" in outcome
+    assert "该记录已撤销，不再计分" in outcome
+    assert re.search(r'<strong id="score-now">1010</strong>', outcome)
+    assert score_on_home(client) == 1010
+    assert award  # the other record was never touched
+    item = record_items(text(client.get("/me/records")))[fine]
+    assert "再次提出异议" not in item  # a revoked record cannot be objected to
 
 
 # --- isolation -------------------------------------------------------------------------------------
@@ -489,6 +559,9 @@ def test_another_citizens_records_and_cases_answer_404(city: CitizenApp) -> None
     )
     assert response.status_code == 404
     assert bob.get(case_url).status_code == 404
+    withdraw_path = case_url.split("?")[0] + "/withdraw"
+    assert bob.get(withdraw_path).status_code == 404
+    assert bob.post(withdraw_path, data={"csrf_token": token}).status_code == 404
     assert bob.get("/me/records/999999/objection").status_code == 404
     with city.session() as session:
         record = session.get(Record, award)

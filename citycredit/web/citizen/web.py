@@ -35,7 +35,7 @@ from werkzeug.exceptions import BadRequest
 from citizen import operations as citizen_ops
 from citizen import queries
 from citizen.identity import SignInError, provider_for
-from citizen.models import CitizenSession
+from citizen.models import OBJECTION_STATUS_NAMES, OBJECTION_STEP_NAMES, CitizenSession
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.web import forms, security
@@ -51,6 +51,7 @@ from federation.queries import partners as partner_cities
 from points_engine import operations as engine
 from points_engine.explain_text import reason_text
 from points_engine.models import Citizen
+from points_engine.queries import current_snapshot
 from points_engine.tiers import common_tier
 from scenarios.benefits import my_benefits
 from scenarios.models import CATEGORIES
@@ -129,6 +130,8 @@ def _globals() -> dict[str, Any]:
         "tier_of": common_tier,
         "demo_mode": settings().demo_mode,
         "category_name": category_name,
+        "objection_status": lambda code: t(*OBJECTION_STATUS_NAMES[code]),
+        "objection_step": lambda code: t(*OBJECTION_STEP_NAMES[code]),
     }
 
 
@@ -333,10 +336,14 @@ def records() -> Any:
     citizen = me()
     session_ = db_session()
     explanation = queries.explain_for_page(session_, citizen, today=today())
+    # The latest objection to each record (an earlier one may have been withdrawn or decided).
+    latest = {}
+    for objection in reversed(queries.objections_of(session_, citizen)):
+        latest[objection.record_id] = objection
     return render_template(
         "citizen/records.html",
         e=explanation,
-        objections={o.record_id: o for o in queries.objections_of(session_, citizen)},
+        objections=latest,
         improvements=queries.improvements(session_),
     )
 
@@ -348,10 +355,25 @@ def _record_or_404(record_id: int) -> Any:
     return record
 
 
+def _terms() -> citizen_ops.ObjectionTerms:
+    return citizen_ops.ObjectionTerms.from_settings(settings())
+
+
+def _record_name(record: Any) -> tuple[str, str]:
+    return queries.item_names(db_session()).get(record.item_code, (record.item_code,) * 2)
+
+
 @bp.get("/records/<int:record_id>/objection")
 def objection_form(record_id: int) -> Any:
     record = _record_or_404(record_id)
-    return render_template("citizen/objection.html", record=record, error=None, reason="")
+    return render_template(
+        "citizen/objection.html",
+        record=record,
+        name=_record_name(record),
+        days=settings().objection_days,
+        error=None,
+        reason="",
+    )
 
 
 @bp.post("/records/<int:record_id>/objection")
@@ -360,30 +382,73 @@ def file_objection(record_id: int) -> Any:
     reason = request.form.get("reason", "")
     try:
         objection = citizen_ops.file_objection(
-            db_session(),
-            me(),
-            record,
-            reason,
-            today=today(),
-            now=now(),
-            terms=citizen_ops.ObjectionTerms.from_settings(settings()),
+            db_session(), me(), record, reason, today=today(), now=now(), terms=_terms()
         )
     except citizen_ops.ObjectionRefused as exc:
         return render_template(
-            "citizen/objection.html", record=record, error=t(exc.zh, exc.en), reason=reason
+            "citizen/objection.html",
+            record=record,
+            name=_record_name(record),
+            days=settings().objection_days,
+            error=t(exc.zh, exc.en),
+            reason=reason,
         ), 422
-    return redirect(url_for("citizen.objection", public_id=objection.public_id))
+    return redirect(url_for("citizen.objection", public_id=objection.public_id, filed=1))
+
+
+@bp.get("/objections")
+def objections() -> Any:
+    cases = queries.objection_cases(
+        db_session(), today=today(), calendar=_terms().calendar, citizen=me()
+    )
+    return render_template("citizen/objections.html", cases=cases)
+
+
+def _case_or_404(public_id: str) -> queries.ObjectionCase:
+    found = queries.objection_cases(
+        db_session(),
+        today=today(),
+        calendar=_terms().calendar,
+        citizen=me(),
+        public_id=public_id,
+        with_steps=True,
+    )
+    if not found:
+        abort(404)
+    return found[0]
 
 
 @bp.get("/objections/<public_id>")
 def objection(public_id: str) -> Any:
-    citizen = me()
-    found = next(
-        (o for o in queries.objections_of(db_session(), citizen) if o.public_id == public_id), None
+    case = _case_or_404(public_id)
+    snapshot = None
+    if not case.pending:
+        # The outcome's effect: the score as rescored when the case ended (and since).
+        snapshot = current_snapshot(db_session(), me().id)
+    return render_template(
+        "citizen/objection_case.html",
+        case=case,
+        snapshot=snapshot,
+        filed=request.args.get("filed") == "1",
+        withdrawn=request.args.get("withdrawn") == "1",
     )
-    if found is None:
-        abort(404)
-    return render_template("citizen/objection_case.html", objection=found)
+
+
+@bp.get("/objections/<public_id>/withdraw")
+def withdraw_form(public_id: str) -> Any:
+    case = _case_or_404(public_id)
+    if not case.pending:
+        return redirect(url_for("citizen.objection", public_id=public_id))
+    return render_template("citizen/objection_withdraw.html", case=case)
+
+
+@bp.post("/objections/<public_id>/withdraw")
+def withdraw(public_id: str) -> Any:
+    case = _case_or_404(public_id)
+    if case.pending:
+        citizen_ops.withdraw(db_session(), me(), case.objection, now=now(), today=today())
+        return redirect(url_for("citizen.objection", public_id=public_id, withdrawn=1))
+    return redirect(url_for("citizen.objection", public_id=public_id))
 
 
 # --- the credit code -------------------------------------------------------------------------------
