@@ -7,4 +7,5 @@ DOMAIN = Domain(
     models=("citizen.models",),
     jobs="citizen.jobs:JOBS",
     web=("citycredit.web.citizen.web:init_citizen",),
+    admin_pages=("citycredit.web.admin.objections",),
 )
