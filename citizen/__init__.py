@@ -7,5 +7,12 @@ DOMAIN = Domain(
     models=("citizen.models",),
     jobs="citizen.jobs:JOBS",
     web=("citycredit.web.citizen.web:init_citizen",),
+    scopes={
+        "objections:answer": (
+            "read the objections against the client's data source's records and answer them "
+            "(a data source's system)"
+        ),
+    },
+    api=("citycredit.web.api.objections:blueprint",),
     admin_pages=("citycredit.web.admin.objections",),
 )

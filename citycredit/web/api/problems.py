@@ -204,6 +204,13 @@ _TYPES = [
         "For example: editing a version under review, submitting without a draft, resuming a scenario that is not suspended. `detail` says which.",
     ),
     ProblemType(
+        "objection-conflict",
+        409,
+        "The objection is not waiting for this step",
+        "A data source answers a case only while it is forwarded to it; a case already answered, "
+        "decided or withdrawn changes no more. `detail` says the case's status.",
+    ),
+    ProblemType(
         "not-permitted",
         403,
         "This client may not do this to this scenario",
