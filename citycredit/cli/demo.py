@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from admin import operations as admin_operations
+from citizen import operations as citizen_ops
+from citizen.models import Objection
+from citizen.operations import ObjectionTerms
+from citycredit.core.actors import Actor
 from citycredit.core.clients import find_client, register_client
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
@@ -21,7 +25,7 @@ from citycredit.core.idnumber import id_hash
 from citycredit.core.keys import current_signing_key
 from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
 from points_engine import operations
-from points_engine.models import Citizen, DataSource, ScoreSnapshot
+from points_engine.models import Citizen, DataSource, Record, ScoreSnapshot
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
 from scenarios.benefits import live_catalogue
 from scenarios.demo import ensure_demo_scenarios, load_catalogue
@@ -145,13 +149,16 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
     return path
 
 
-DEMO_ACCOUNTS = (
-    ("admin", "platform_admin", "示范管理员", None),
-    ("reviewer2", "platform_admin", "第二审核人", None),
-    ("library", "operator", "图书馆运营", "library-operator"),
-    ("transport", "operator", "公交运营", "transport-operator"),
-    ("clerk", "clerk", "数据专员", None),
-    ("auditor", "auditor", "审计员", None),
+# username, role, display name, operator (operator accounts), data source (a clerk limited to one)
+DEMO_ACCOUNTS: tuple[tuple[str, str, str, str | None, str | None], ...] = (
+    ("admin", "platform_admin", "示范管理员", None, None),
+    ("reviewer2", "platform_admin", "第二审核人", None, None),
+    ("library", "operator", "图书馆运营", "library-operator", None),
+    ("transport", "operator", "公交运营", "transport-operator", None),
+    ("clerk", "clerk", "数据专员", None, None),
+    ("objections", "reviewer", "异议审核员", None, None),
+    ("traffic-clerk", "clerk", "交警支队数据专员", None, "traffic_police"),
+    ("auditor", "auditor", "审计员", None, None),
 )
 
 
@@ -164,7 +171,7 @@ def ensure_demo_accounts(session: Session, settings: Settings) -> tuple[Path, di
 
     path = settings.instance_dir / "demo" / "accounts.json"
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    for username, role, name, operator in DEMO_ACCOUNTS:
+    for username, role, name, operator, source in DEMO_ACCOUNTS:
         if admin_operations.find_user(session, username) is not None:
             continue  # made by an earlier seed (its password is in the file) or by hand (not ours)
         password = "demo-" + secrets.token_urlsafe(9)
@@ -175,6 +182,7 @@ def ensure_demo_accounts(session: Session, settings: Settings) -> tuple[Path, di
             role=role,
             display_name=name,
             operator_code=operator,
+            source_code=source,
             actor="demo",
             now=utcnow(),
         )
@@ -225,3 +233,76 @@ def simulate_use(session: Session, settings: Settings, *, days: int = 30, seed: 
             except RedemptionRefused:
                 pass
     return made
+
+
+OBJECTION_REASONS = (
+    "处罚决定书上的日期与事实不符，请核实。",
+    "该欠费已于次月补缴，请更正记录。",
+    "我当天不在本市，处罚对象有误。",
+    "该记录对应的案件已撤销，请核实后删除。",
+)
+
+
+def simulate_objections(session: Session, settings: Settings, *, seed: int = 11) -> int:
+    """A dozen objections at every stage (open, with the source, answered, upheld, rejected,
+    withdrawn), filed over the last month through the real workflow, so that the reviewer's queue
+    has near and overdue cases and citizens have outcomes to read. Returns the objections made."""
+    if session.scalar(select(func.count()).select_from(Objection)):
+        return 0
+    terms = ObjectionTerms.from_settings(settings)
+    today = dt.datetime.now(settings.tz).date()
+    _, model = operations.published_model(session)
+    negative = sorted(code for code, item in model.items.items() if item.points < 0)
+    candidates = session.execute(
+        select(Record, Citizen)
+        .join(Citizen, Citizen.id == Record.citizen_id)
+        .where(
+            Record.item_code.in_(negative),
+            Record.status == "active",
+            Citizen.consent_given.is_(True),
+            or_(Record.expires_on.is_(None), Record.expires_on > today),
+        )
+        .order_by(Record.id)
+        .limit(400)
+    ).all()
+    rng = random.Random(seed)
+    chosen: dict[int, Record] = {}
+    for record, citizen in rng.sample(candidates, len(candidates)):
+        chosen.setdefault(citizen.id, record)
+        if len(chosen) == 12:
+            break
+    reviewer = Actor("admin:objections")
+    people = {c.id: c for c in session.scalars(select(Citizen).where(Citizen.id.in_(chosen)))}
+    for number, (citizen_id, record) in enumerate(chosen.items()):
+        filed = today - dt.timedelta(days=(1, 2, 4, 6, 9, 13, 16, 19, 23, 26, 28, 31)[number])
+        moment = dt.datetime.combine(filed, dt.time(9, 30), tzinfo=settings.tz)
+        person = people[citizen_id]
+        reason = OBJECTION_REASONS[number % len(OBJECTION_REASONS)]
+        case = citizen_ops.file_objection(
+            session, person, record, reason, today=filed, now=moment, terms=terms
+        )
+        stage = number % 6
+        later = moment + dt.timedelta(days=1)
+        if stage in (1, 2, 3, 4):
+            citizen_ops.forward(session, case, reviewer, later)
+        if stage in (2, 3, 4):
+            clerk = Actor.for_source("admin:clerk", source_id=record.source_id)
+            answer = "经核实，记录登记有误。" if stage == 3 else "经核实，记录无误。"
+            citizen_ops.record_source_answer(session, case, clerk, answer, later)
+        if stage in (3, 4):
+            citizen_ops.decide(
+                session,
+                case,
+                reviewer,
+                stage == 3,
+                "来源单位确认登记有误，撤销该记录。" if stage == 3 else "来源单位核实记录无误。",
+                "revoke" if stage == 3 else None,
+                now=later + dt.timedelta(hours=2),
+                today=today,
+            )
+        if stage == 5:
+            citizen_ops.withdraw(session, person, case, now=later, today=today)
+    # Filing rescored each citizen as of the filing day; bring them all to today.
+    operations.mark_dirty(session, chosen)
+    operations.drain_dirty(session, as_of=today)
+    return len(chosen)

@@ -286,10 +286,14 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
             made = demo_city.simulate_use(session, ctx.platform.settings)
             click.echo(f"simulated a month of venue scans: {made} benefits redeemed")
     with ctx.session() as session:
+        made = demo_city.simulate_objections(session, ctx.platform.settings)
+        if made:
+            click.echo(f"simulated {made} objections at every stage of review")
+    with ctx.session() as session:
         accounts_file, accounts = demo_city.ensure_demo_accounts(session, ctx.platform.settings)
     click.echo(f"admin accounts (passwords also in {accounts_file}):")
     for username, password in accounts.items():
-        click.echo(f"  {username:10} {password}")
+        click.echo(f"  {username:14} {password}")
     with ctx.session() as session:
         samples = demo_city.sample_citizens(session, ctx.platform.settings.id_hash_key, plan)
     click.echo("try:")
