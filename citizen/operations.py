@@ -24,7 +24,7 @@ from citycredit.core.audit import audit
 from citycredit.core.config import Settings
 from citycredit.core.workdays import LIBRARY, WorkCalendar, load_calendar
 from points_engine.models import Citizen, Record, RecordStatus
-from points_engine.record_state import SourceStatus, Workflow, change_record_state
+from points_engine.record_state import Outcome, Workflow, change_record_state
 
 DEFAULT_OBJECTION_DAYS = 20
 
@@ -257,7 +257,7 @@ def decide(
         change_record_state(
             session,
             record,
-            source_status=SourceStatus.REVOKED,
+            outcome=Outcome.REVOKED,
             workflow=Workflow.NONE,
             as_of=today,
             now=now,

@@ -66,7 +66,8 @@ def home(session: Session, citizen: Citizen, *, today: dt.date) -> Home:
     _, model = published_model(session)
     # The explanation already holds every record of the citizen: no second read.
     records = [
-        RecordFact(r.record_id, r.item_code, r.status, r.occurred_on) for r in explanation.records
+        RecordFact(r.record_id, r.item_code, r.status, r.occurred_on, r.repaired_on)
+        for r in explanation.records
     ]
     trend = []
     for end in month_ends(today):

@@ -479,9 +479,10 @@ def _write_chunk(
     dirty: set[int] = set()
     for row in chunk:
         citizen_id = citizen_of[row.id_hash]
-        expires_on = row.occurred_on + dt.timedelta(days=model.items[row.item_code].validity_days)
+        item = model.items[row.item_code]
         old = existing.get(row.key)
         if old is None:
+            state = new_record_state(row.status, row.reported_on)
             inserts.append(
                 (
                     row.source_id,
@@ -491,8 +492,8 @@ def _write_chunk(
                     row.document_no,
                     row.occurred_on,
                     row.reported_on,
-                    *new_record_state(row.status).values(),
-                    expires_on,
+                    *state.values(),
+                    item.expires_on(row.occurred_on, state["repaired_on"]),
                     1,
                     batch.id,
                     now,
@@ -521,12 +522,20 @@ def _write_chunk(
                 replaced_by_batch_id=batch.id,
             )
         )
+        state = source_restatement(
+            row.status,
+            row.reported_on,
+            workflow=old.workflow,
+            outcome=old.outcome,
+            was=old.source_status,
+            repaired_on=old.repaired_on,
+        )
         updates.append(
             {
                 **values,
-                **source_restatement(row.status, old.workflow),
+                **state,
                 "id": old.id,
-                "expires_on": expires_on,
+                "expires_on": item.expires_on(row.occurred_on, state["repaired_on"]),
                 "revision": old.revision + 1,
                 "batch_id": batch.id,
                 "updated_at": now,
@@ -554,6 +563,8 @@ _STORED = (
     Record.reported_on,
     Record.source_status,
     Record.workflow,
+    Record.outcome,
+    Record.repaired_on,
     Record.revision,
 )
 # The columns of a new record, in the order ``_write_chunk`` builds its values.
@@ -567,6 +578,8 @@ _INSERTED = (
     "reported_on",
     "source_status",
     "workflow",
+    "outcome",
+    "repaired_on",
     "status",
     "expiry_rescored",
     "expires_on",

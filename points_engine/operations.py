@@ -180,6 +180,11 @@ def load_model_version(session: Session, text: str, filename: str) -> ScoringMod
             points=item.points,
             repaired_points=item.repaired_points,
             validity_days=item.validity_days,
+            validity_months=item.validity_months,
+            repaired_validity_months=(
+                item.repaired_validity.months if item.repaired_validity else None
+            ),
+            repaired_validity_days=item.repaired_validity.days if item.repaired_validity else None,
             yearly_cap=item.yearly_cap,
             direct_tier_rank=model.tier(item.direct_tier).rank if item.direct_tier else None,
             overlap_group=item.overlap_group,

@@ -64,6 +64,12 @@ class ExplainedRecord:
     counted: bool
     reasons: list[str]
     direct_tier: str | None
+    repaired_on: dt.date | None = None
+
+    @property
+    def last_day(self) -> dt.date | None:
+        """The last day the record counts (the day before it expires)."""
+        return self.expires_on - dt.timedelta(days=1) if self.expires_on else None
 
 
 @dataclass
@@ -105,7 +111,9 @@ def explain(
         .join(DataSource, DataSource.id == Record.source_id)
         .where(Record.citizen_id == citizen.id)
     ).all()
-    facts = [RecordFact(r.id, r.item_code, r.status, r.occurred_on) for r, _, _ in rows]
+    facts = [
+        RecordFact(r.id, r.item_code, r.status, r.occurred_on, r.repaired_on) for r, _, _ in rows
+    ]
     evaluation = evaluate(model, facts, as_of)
     by_id = {r.id: (r, code, name) for r, code, name in rows}
     snapshot = current_snapshot(session, citizen.id)
@@ -133,6 +141,7 @@ def explain(
                 counted=con.counted,
                 reasons=con.reasons,
                 direct_tier=con.direct_tier,
+                repaired_on=record.repaired_on,
             )
         )
     # What counts first, newest first: the order a citizen reads an explanation in.

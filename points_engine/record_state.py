@@ -5,7 +5,9 @@ A record's state has three parts, kept apart:
 - what the **source** asserts (``record.source_status``: active / repaired / revoked), changed only by
   the source (ingest, the records API) — a re-sent row changes it and nothing else;
 - the platform's **workflow** (``record.workflow``: none / under_objection), changed only by the
-  platform's procedures (an objection filed, decided or withdrawn);
+  platform's procedures (an objection filed, decided or withdrawn), and what those procedures
+  **decided** (``record.outcome``: none / revoked by an upheld objection / repaired by an approved
+  repair, with ``repaired_on``) — a source re-sending the row changes neither;
 - **time**: whether a record still counts is ``expires_on`` against the as-of date, computed by the
   rules every time and never written as a status. ``expiry_rescored`` only remembers that the daily
   job has rescored the citizen once the record crossed its expiry date; scoring never reads it.
@@ -24,7 +26,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from citycredit.core.db import add_days, utcnow
+from citycredit.core.db import utcnow
 from points_engine import scoring
 from points_engine.models import Citizen, Record, RecordStatus, ScoringItem, ScoringModelVersion
 
@@ -40,31 +42,66 @@ class Workflow(enum.StrEnum):
     UNDER_OBJECTION = "under_objection"
 
 
-def derived_status(source_status: str, workflow: str) -> str:
-    """What ``record.status`` shows: revoked wins, then an open objection, then the source's word."""
-    if source_status == SourceStatus.REVOKED:
+class Outcome(enum.StrEnum):
+    NONE = "none"
+    REVOKED = "revoked"
+    REPAIRED = "repaired"
+
+
+def derived_status(source_status: str, workflow: str, outcome: str = Outcome.NONE) -> str:
+    """What ``record.status`` shows: revoked (by the source or an upheld objection) wins, then an
+    open objection, then repaired (by either), then active."""
+    if SourceStatus.REVOKED in (source_status, outcome):
         return RecordStatus.REVOKED.value
     if workflow == Workflow.UNDER_OBJECTION:
         return RecordStatus.UNDER_OBJECTION.value
+    if SourceStatus.REPAIRED in (source_status, outcome):
+        return RecordStatus.REPAIRED.value
     return SourceStatus(source_status).value
 
 
-def new_record_state(source_status: str) -> dict[str, Any]:
-    """The state columns of a record a source files for the first time."""
+def is_repaired(source_status: str, outcome: str) -> bool:
+    return SourceStatus.REPAIRED in (source_status, outcome)
+
+
+def new_record_state(source_status: str, reported_on: dt.date) -> dict[str, Any]:
+    """The state columns of a record a source files for the first time. A record filed as repaired
+    was repaired, as far as the platform knows, on the day its source reported it."""
+    repaired = source_status == SourceStatus.REPAIRED
     return {
         "source_status": SourceStatus(source_status).value,
         "workflow": Workflow.NONE.value,
+        "outcome": Outcome.NONE.value,
+        "repaired_on": reported_on if repaired else None,
         "status": derived_status(source_status, Workflow.NONE),
         "expiry_rescored": False,
     }
 
 
-def source_restatement(source_status: str, workflow: str) -> dict[str, Any]:
-    """The state columns of a record its source sends again (the workflow stays the platform's;
-    its dates may have moved, so the expiry job looks at it again)."""
+def source_restatement(
+    source_status: str,
+    reported_on: dt.date,
+    *,
+    workflow: str,
+    outcome: str,
+    was: str,
+    repaired_on: dt.date | None,
+) -> dict[str, Any]:
+    """The state columns of a record its source sends again: the source's word changes, the
+    platform's workflow and outcome stay; a repair keeps its first date (``was`` is the source's
+    previous word). Its dates may have moved, so the expiry job looks at it again."""
+    if outcome == Outcome.REPAIRED or (was == SourceStatus.REPAIRED and repaired_on is not None):
+        kept = repaired_on
+    else:
+        kept = None
+    if kept is None and source_status == SourceStatus.REPAIRED:
+        kept = reported_on
+    if not is_repaired(source_status, outcome):
+        kept = None
     return {
         "source_status": SourceStatus(source_status).value,
-        "status": derived_status(source_status, workflow),
+        "status": derived_status(source_status, workflow, outcome),
+        "repaired_on": kept,
         "expiry_rescored": False,
     }
 
@@ -76,21 +113,37 @@ def change_record_state(
     as_of: dt.date,
     source_status: str | None = None,
     workflow: str | None = None,
+    outcome: str | None = None,
+    repaired_on: dt.date | None = None,
     now: dt.datetime | None = None,
 ) -> None:
-    """Change one record's source status and/or workflow and rescore its citizen at once."""
+    """Change one record's source status, workflow and/or outcome, keep its expiry date true, and
+    rescore its citizen at once. A repair (``outcome="repaired"``) names its date."""
+    from points_engine.operations import published_model
+
     if source_status is not None:
         record.source_status = SourceStatus(source_status).value
     if workflow is not None:
         record.workflow = Workflow(workflow).value
-    record.status = derived_status(record.source_status, record.workflow)
+    if outcome is not None:
+        record.outcome = Outcome(outcome).value
+        if outcome == Outcome.REPAIRED:
+            if repaired_on is None:
+                raise ValueError("a repair names its date")
+            record.repaired_on = repaired_on
+    record.status = derived_status(record.source_status, record.workflow, record.outcome)
+    version, model = published_model(session)
+    item = model.items.get(record.item_code)
+    if item is not None:
+        repaired = is_repaired(record.source_status, record.outcome)
+        record.expires_on = item.expires_on(
+            record.occurred_on, record.repaired_on if repaired else None
+        )
+        record.expiry_rescored = record.expires_on <= as_of
     record.updated_at = now or utcnow()
     session.flush()
     citizen = session.get(Citizen, record.citizen_id)
     if citizen is not None and citizen.consent_given:
-        from points_engine.operations import published_model
-
-        version, model = published_model(session)
         scoring.recompute(
             session, model, version, as_of=as_of, scope=scoring.citizen_ids([citizen.id])
         )
@@ -105,7 +158,7 @@ def rederive_expiry(
     session.execute(
         update(Record)
         .where(ScoringItem.model_version_id == version.id, ScoringItem.code == Record.item_code)
-        .values(expires_on=add_days(Record.occurred_on, ScoringItem.validity_days)),
+        .values(expires_on=scoring.expiry_sql(Record.__table__.c, ScoringItem.__table__.c)),
         execution_options={"synchronize_session": False},
     )
     # Scores follow with a full recompute; the expiry job then rescores each record once more when

@@ -6,9 +6,11 @@ many citizens at once; the tests hold the two to the same result on whole synthe
 Order of the rules (docs/SCORING_MODELS.md explains each):
 
 1. A record counts when its status is active, repaired or under objection and it has not expired
-   (``occurred_on + validity_days > as_of``). A deduction under objection is suspended until the
-   objection is decided; an award under objection keeps counting (the rules are incentive-only).
-   A repaired record counts its item's ``repaired_points`` (0 by default) and no longer sets a direct tier.
+   (``Item.expires_on > as_of``: its validity in calendar months, then days, from ``occurred_on``).
+   A deduction under objection is suspended until the objection is decided; an award under objection
+   keeps counting (the rules are incentive-only). A repaired record counts its item's
+   ``repaired_points`` (0 by default), no longer sets a direct tier, and — when the item gives a
+   repaired validity — counts for that long from ``repaired_on``, never beyond its own validity.
 2. Items that interact (overlap group, repeat multiplier, yearly cap) are ordered by
    (occurred_on, record id), expired records included so that history is seen:
    a. overlap: records of one overlap group on the same day are one act; only the largest |points| counts;
@@ -48,6 +50,8 @@ class RecordFact:
     item_code: str
     status: str
     occurred_on: dt.date
+    # The day the record was repaired (by its source or an approved application); None otherwise.
+    repaired_on: dt.date | None = None
 
 
 @dataclass
@@ -110,7 +114,7 @@ def evaluate(model: ScoringModel, facts: list[RecordFact], as_of: dt.date) -> Ev
             item_code=fact.item_code,
             status=fact.status,
             occurred_on=fact.occurred_on,
-            expires_on=fact.occurred_on + dt.timedelta(days=item.validity_days),
+            expires_on=item.expires_on(fact.occurred_on, fact.repaired_on),
             base_points=item.repaired_points if repaired else item.points,
             direct_tier=None if repaired else item.direct_tier,
         )

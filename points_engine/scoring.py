@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from citycredit.core.db import JSONDoc, add_days, json_object_agg, utcnow
+from citycredit.core.db import JSONDoc, add_days, add_period, json_object_agg, utcnow
 from points_engine.models import (
     Citizen,
     RecordStatus,
@@ -85,11 +85,31 @@ def _clamp(value: Any, low: Any, high: Any) -> Any:
     return case(*whens, else_=value) if whens else value
 
 
+def expiry_sql(r: Any, i: Any) -> ColumnElement[dt.date]:
+    """A record's expiry date in SQL, as ``Item.expires_on`` computes it: its validity (months,
+    then days) from ``occurred_on``; for a repaired record with a repaired validity, that from
+    ``repaired_on`` when it ends sooner. ``r``/``i``: columns of the record and of its scoring item."""
+    own = case(
+        (i.validity_months == 0, add_days(r.occurred_on, i.validity_days)),
+        else_=add_period(r.occurred_on, i.validity_months, i.validity_days),
+    )
+    repaired = add_period(r.repaired_on, i.repaired_validity_months, i.repaired_validity_days)
+    return case(
+        (
+            and_(r.repaired_on.is_not(None), i.repaired_validity_months.is_not(None)),
+            case((repaired < own, repaired), else_=own),
+        ),
+        else_=own,
+    )
+
+
 def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Select[Any]:
     """(citizen_id, dimension, total, direct_rank): counted points per dimension of each citizen."""
     # How many days after it occurred a record can still change a score: its validity, twice that
     # when a repeat looks back at it, and the longest of its overlap group (one act is kept whole).
-    reach = _i.c.validity_days * case((_i.c.repeat_multiplier.is_(None), 1), else_=2)
+    reach = (_i.c.validity_days + 31 * _i.c.validity_months) * case(
+        (_i.c.repeat_multiplier.is_(None), 1), else_=2
+    )
     items = (
         select(
             _i.c.id,
@@ -98,6 +118,9 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
             _i.c.points,
             _i.c.repaired_points,
             _i.c.validity_days,
+            _i.c.validity_months,
+            _i.c.repaired_validity_months,
+            _i.c.repaired_validity_days,
             _i.c.yearly_cap,
             _i.c.direct_tier_rank,
             _i.c.overlap_group,
@@ -111,7 +134,7 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
         .subquery("items")
     )
     i = items.c
-    expires = add_days(_r.c.occurred_on, i.validity_days)
+    expires = expiry_sql(_r.c, i)
     repaired = _r.c.status == RecordStatus.REPAIRED.value
     points = case((repaired, i.repaired_points), else_=i.points)
 
@@ -144,7 +167,8 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
         .where(
             scope(_r.c.citizen_id),
             _r.c.status.in_([s.value for s in HISTORY_STATUSES]),
-            add_days(_r.c.occurred_on, i.horizon) > as_of,
+            # A repaired record may count from its repair date: never left out by its age.
+            or_(add_days(_r.c.occurred_on, i.horizon) > as_of, _r.c.repaired_on.is_not(None)),
         )
         .subquery("history")
     )

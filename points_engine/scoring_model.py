@@ -13,6 +13,7 @@ may be scored (see docs/SCORING_MODELS.md for the full reference).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from citycredit.core.periods import Period
 from points_engine.tiers import COMMON_LEVELS
 
 CODE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -67,12 +69,39 @@ class Item:
     catalogue_category: str
     legal_basis: str
     points: int
+    # How long a record counts from the day it occurred: calendar months, then days.
     validity_days: int
     yearly_cap: int | None = None
     direct_tier: str | None = None
     overlap_group: str | None = None
     repeat_multiplier: int | None = None
     repaired_points: int = 0
+    validity_months: int = 0
+    # Credit repair (信用修复): a citizen may apply once ``repair_after`` has passed since the record
+    # occurred (the minimum disclosure period); a repaired record counts ``repaired_points`` and, when
+    # ``repaired_validity`` is set, for that long from the repair date instead of its own validity.
+    repairable: bool = False
+    repair_after: Period | None = None
+    repaired_validity: Period | None = None
+
+    @property
+    def validity(self) -> Period:
+        return Period(self.validity_months, self.validity_days)
+
+    def expires_on(self, occurred_on: dt.date, repaired_on: dt.date | None = None) -> dt.date:
+        """The first day the record no longer counts (it counts while ``as_of`` is before it). A
+        repaired record counts for its repaired validity from the repair date, never beyond its own
+        validity: a repair never makes a record count longer."""
+        own = self.validity.after(occurred_on)
+        if repaired_on is not None and self.repaired_validity is not None:
+            return min(own, self.repaired_validity.after(repaired_on))
+        return own
+
+    def repairable_from(self, occurred_on: dt.date) -> dt.date | None:
+        """The first day a repair may be applied for; None when the item cannot be repaired."""
+        if not self.repairable:
+            return None
+        return self.repair_after.after(occurred_on) if self.repair_after else occurred_on
 
     @property
     def needs_ordering(self) -> bool:
@@ -143,6 +172,38 @@ class CapSchema(_Strict):
     max = fields.Integer(strict=True, load_default=None)
 
 
+class PeriodSchema(_Strict):
+    """``{years: 5}``, ``{months: 6}``, ``{days: 30}`` or a mix: calendar years and months, then days."""
+
+    years = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=100))
+    months = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=1200))
+    days = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=36500))
+
+    @validates_schema
+    def _positive(self, data: dict[str, int], **_: Any) -> None:
+        if not (data["years"] or data["months"] or data["days"]):
+            raise ValidationError("a period must be longer than zero")
+
+
+class RepairSchema(_Strict):
+    after = fields.Nested(
+        PeriodSchema,
+        load_default=None,
+        metadata={"description": "the minimum disclosure period before a repair, from occurred_on"},
+    )
+    points = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(min=-1000, max=0),
+        metadata={"description": "what a repaired record counts (default: the model's)"},
+    )
+    counts_for = fields.Nested(
+        PeriodSchema,
+        load_default=None,
+        metadata={"description": "how long the repaired value counts, from the repair date"},
+    )
+
+
 class ValidityRuleSchema(_Strict):
     max_abs_points = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
     days = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=36500))
@@ -177,6 +238,8 @@ class ItemSchema(_Strict):
     validity_days = fields.Integer(
         strict=True, load_default=None, validate=validate.Range(min=1, max=36500)
     )
+    valid_for = fields.Nested(PeriodSchema, load_default=None)
+    repair = fields.Nested(RepairSchema, load_default=None)
     yearly_cap = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
     direct_tier = fields.String(load_default=None)
     overlap_group = fields.String(load_default=None, validate=validate.Regexp(CODE_PATTERN))
@@ -397,9 +460,31 @@ def _check_semantics(d: dict[str, Any]) -> list[tuple[Path, str]]:
             out.append((("items", i, "dimension"), f"unknown dimension {item['dimension']!r}"))
         if item["direct_tier"] is not None and item["direct_tier"] not in tier_codes:
             out.append((("items", i, "direct_tier"), f"unknown tier {item['direct_tier']!r}"))
-        if item["validity_days"] is None and abs(item["points"]) > rules[-1]["max_abs_points"]:
+        given = item["validity_days"] is not None or item["valid_for"] is not None
+        if not given and abs(item["points"]) > rules[-1]["max_abs_points"]:
             out.append(
-                (("items", i, "points"), "no validity rule covers these points; set validity_days")
+                (
+                    ("items", i, "points"),
+                    "no validity rule covers these points; set validity_days or valid_for",
+                )
+            )
+        if item["validity_days"] is not None and item["valid_for"] is not None:
+            out.append((("items", i, "valid_for"), "give validity_days or valid_for, not both"))
+        repair = item["repair"]
+        if repair is not None and item["points"] >= 0 and item["direct_tier"] is None:
+            out.append(
+                (("items", i, "repair"), "only a record that counts against someone is repaired")
+            )
+        if (
+            repair is not None
+            and repair["points"] is not None
+            and item["repaired_points"] is not None
+        ):
+            out.append(
+                (
+                    ("items", i, "repair", "points"),
+                    "give repair.points or repaired_points, not both",
+                )
             )
         if item["points"] == 0 and item["direct_tier"] is None:
             out.append((("items", i, "points"), "an item must move the score or set a direct tier"))
@@ -411,6 +496,26 @@ def _validity_days(points: int, rules: list[dict[str, int]]) -> int:
         if abs(points) <= rule["max_abs_points"]:
             return rule["days"]
     raise AssertionError("checked by _check_semantics")
+
+
+def _validity(item: dict[str, Any], rules: list[dict[str, int]]) -> dict[str, Any]:
+    if item["valid_for"] is not None:
+        period = Period.of(item["valid_for"])
+        return {"validity_months": period.months, "validity_days": period.days}
+    return {"validity_days": item["validity_days"] or _validity_days(item["points"], rules)}
+
+
+def _repair(item: dict[str, Any], model_default: int) -> dict[str, Any]:
+    repair = item["repair"]
+    points = item["repaired_points"]
+    if repair is not None and repair["points"] is not None:
+        points = repair["points"]
+    out: dict[str, Any] = {"repaired_points": model_default if points is None else points}
+    if repair is not None:
+        out["repairable"] = True
+        out["repair_after"] = Period.of(repair["after"]) if repair["after"] else None
+        out["repaired_validity"] = Period.of(repair["counts_for"]) if repair["counts_for"] else None
+    return out
 
 
 def _build(d: dict[str, Any], sha256: str) -> ScoringModel:
@@ -446,14 +551,12 @@ def _build(d: dict[str, Any], sha256: str) -> ScoringModel:
             catalogue_category=it["catalogue_category"],
             legal_basis=it["legal_basis"],
             points=it["points"],
-            validity_days=it["validity_days"] or _validity_days(it["points"], d["validity"]),
+            **_validity(it, d["validity"]),
             yearly_cap=it["yearly_cap"],
             direct_tier=it["direct_tier"],
             overlap_group=it["overlap_group"],
             repeat_multiplier=it["repeat_multiplier"],
-            repaired_points=(
-                it["repaired_points"] if it["repaired_points"] is not None else d["repaired_points"]
-            ),
+            **_repair(it, d["repaired_points"]),
         )
         for it in d["items"]
     }

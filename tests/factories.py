@@ -60,7 +60,7 @@ def record(
         # Through the state's owner: "under_objection" is the workflow, "expired" (a legacy status)
         # is only time, so the source's word is active.
         **record_state.new_record_state(
-            status if status in ("active", "repaired", "revoked") else "active"
+            status if status in ("active", "repaired", "revoked") else "active", day
         ),
     )
     try:
@@ -68,7 +68,7 @@ def record(
     except operations.NoPublishedModel:
         model = None
     if model is not None and item in model.items:  # as the ingest does
-        row.expires_on = day + dt.timedelta(days=model.items[item].validity_days)
+        row.expires_on = model.items[item].expires_on(day, row.repaired_on)
     if status == "under_objection":
         row.workflow = record_state.Workflow.UNDER_OBJECTION
         row.status = record_state.derived_status(row.source_status, row.workflow)

@@ -151,6 +151,33 @@ def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(day, **kw)}, '+' || {compiler.process(days, **kw)} || ' days')"
 
 
+class add_period(FunctionElement[dt.date]):
+    """``date + months calendar months + days days`` as a date, a day the target month lacks becoming
+    its last day (PostgreSQL's ``date + interval`` semantics; ``citycredit.core.periods.Period.after``
+    in Python). Arguments: the date, the months, the days (integers, not negative)."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_period, "postgresql")
+def _add_period_pg(element: add_period, compiler: Any, **kw: Any) -> str:
+    day, months, days = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST({day} + make_interval(months => {months}) AS date) + {days})"
+
+
+@compiles(add_period, "sqlite")
+def _add_period_sqlite(element: add_period, compiler: Any, **kw: Any) -> str:
+    day, months, days = (compiler.process(c, **kw) for c in element.clauses)
+    # SQLite's '+N months' overflows into the next month (01-31 + 1 month = 03-02 or 03-03): add
+    # the months to the first of the month, then the day of the month, and keep the earlier of
+    # that and the target month's last day.
+    start = f"date({day}, 'start of month', '+' || ({months}) || ' months')"
+    same_day = f"date({start}, '+' || (CAST(strftime('%d', {day}) AS INTEGER) - 1) || ' days')"
+    month_end = f"date({start}, '+1 month', '-1 day')"
+    return f"date(min({same_day}, {month_end}), '+' || ({days}) || ' days')"
+
+
 class json_object_agg(FunctionElement[Any]):
     """Aggregate key/value pairs into one JSON object per group."""
 

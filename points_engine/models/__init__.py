@@ -144,7 +144,12 @@ class ScoringItem(Base):
     dimension: Mapped[str] = mapped_column(String(64))
     points: Mapped[int] = mapped_column(Integer)
     repaired_points: Mapped[int] = mapped_column(Integer)
+    # Validity: calendar months, then days (citycredit.core.db.add_period).
     validity_days: Mapped[int] = mapped_column(Integer)
+    validity_months: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # How long a repaired record counts from its repair date; NULL: its own validity, from occurred_on.
+    repaired_validity_months: Mapped[int | None] = mapped_column(Integer)
+    repaired_validity_days: Mapped[int | None] = mapped_column(Integer)
     yearly_cap: Mapped[int | None] = mapped_column(Integer)
     direct_tier_rank: Mapped[int | None] = mapped_column(Integer)
     overlap_group: Mapped[str | None] = mapped_column(String(64))
@@ -201,6 +206,7 @@ class Record(Base):
         CheckConstraint(_in("status", RecordStatus), name="status"),
         CheckConstraint("source_status IN ('active', 'repaired', 'revoked')", name="source_status"),
         CheckConstraint("workflow IN ('none', 'under_objection')", name="workflow"),
+        CheckConstraint("outcome IN ('none', 'revoked', 'repaired')", name="outcome"),
         CheckConstraint("reported_on >= occurred_on", name="reported_after_occurred"),
         Index("ix_record_status_expires_on", "status", "expires_on"),
     )
@@ -219,6 +225,12 @@ class Record(Base):
         String(16), default="active", server_default=text("'active'")
     )
     workflow: Mapped[str] = mapped_column(String(16), default="none", server_default=text("'none'"))
+    # What the platform's procedures decided (an objection upheld: revoked; a repair approved:
+    # repaired); a source re-sending the row does not undo it.
+    outcome: Mapped[str] = mapped_column(String(16), default="none", server_default=text("'none'"))
+    # The day the record was repaired (by the source, or by an approved application): a repaired
+    # record counts its item's repaired value, for the item's repaired validity from this day.
+    repaired_on: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default=RecordStatus.ACTIVE)
     # The expiry job has rescored the citizen since this record crossed ``expires_on``.
     expiry_rescored: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

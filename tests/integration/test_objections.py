@@ -101,7 +101,13 @@ def test_upheld_revokes_the_record(session: Session) -> None:
     session.expire_all()
     record = session.get(Record, fine.id)
     assert record is not None
-    assert (record.source_status, record.workflow, record.status) == ("revoked", "none", "revoked")
+    # The decision is the platform's outcome; the source's word is kept as it was.
+    assert (record.source_status, record.workflow, record.outcome, record.status) == (
+        "active",
+        "none",
+        "revoked",
+        "revoked",
+    )
     assert objection.status == "upheld" and objection.decided_at is not None
     assert _score(session, person) == 1000
     assert [s.step for s in steps_of(session, objection)] == [
