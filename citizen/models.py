@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from citycredit.core.db import Base, BigIntPK, utcnow
@@ -120,3 +130,106 @@ class CitizenSession(Base):
     citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
     started_at: Mapped[dt.datetime]
     seen_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+# --- credit repair (信用修复, issue 11 §2) -----------------------------------------------------------
+
+# submitted → proposed (one reviewer's recommendation) → approved | refused (a second person confirms);
+# a second person who disagrees returns it to submitted; the citizen may withdraw before the end.
+REPAIR_STATUSES = ("submitted", "proposed", "approved", "refused", "withdrawn")
+REPAIR_PENDING = ("submitted", "proposed")
+REPAIR_STEPS = ("submitted", "proposed", "returned", "approved", "refused", "withdrawn")
+REPAIR_STATUS_NAMES = {
+    "submitted": ("待初审", "awaiting review"),
+    "proposed": ("初审完成，待复核", "reviewed, awaiting a second review"),
+    "approved": ("修复通过", "approved"),
+    "refused": ("未通过", "refused"),
+    "withdrawn": ("已撤回", "withdrawn"),
+}
+REPAIR_STEP_NAMES = {
+    "submitted": ("提交修复申请", "Application submitted"),
+    "proposed": ("初审意见", "First review"),
+    "returned": ("复核退回重审", "Returned by the second review"),
+    "approved": ("复核通过：记录已修复", "Approved: the record is repaired"),
+    "refused": ("复核确认：不予修复", "Refused"),
+    "withdrawn": ("本人撤回", "Withdrawn by you"),
+}
+
+
+class RepairApplication(Base):
+    """A citizen's application to repair a record (信用修复). Approval with four eyes repairs the
+    record from that day (``points_engine.record_state.change_record_state``) and rescores."""
+
+    __tablename__ = "repair_application"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('submitted', 'proposed', 'approved', 'refused', 'withdrawn')",
+            name="status",
+        ),
+        CheckConstraint("proposal IS NULL OR proposal IN ('approve', 'refuse')", name="proposal"),
+        # One pending application per record at a time.
+        Index(
+            "uq_repair_pending_record",
+            "record_id",
+            unique=True,
+            sqlite_where=text("status IN ('submitted', 'proposed')"),
+            postgresql_where=text("status IN ('submitted', 'proposed')"),
+        ),
+        Index("ix_repair_application_status", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    record_id: Mapped[int] = mapped_column(BigFK, ForeignKey("record.id"))
+    statement: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(16), default="submitted")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The first reviewer's recommendation, by whom, and why.
+    proposal: Mapped[str | None] = mapped_column(String(8))
+    proposed_by: Mapped[str | None] = mapped_column(String(200))
+    proposal_note: Mapped[str | None] = mapped_column(String(1000))
+    decided_at: Mapped[dt.datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    # The reasons the citizen reads (a refusal always gives them).
+    decision_note: Mapped[str | None] = mapped_column(String(1000))
+    repaired_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class RepairStep(Base):
+    """One step of a repair application's history."""
+
+    __tablename__ = "repair_step"
+    __table_args__ = (
+        CheckConstraint(
+            "step IN ('submitted', 'proposed', 'returned', 'approved', 'refused', 'withdrawn')",
+            name="step",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        BigFK, ForeignKey("repair_application.id"), index=True
+    )
+    step: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RepairAttachment(Base):
+    """A document the citizen attached (a payment receipt, a court's release): type checked by its
+    content, size bounded, kept with its SHA-256. Only the citizen and the reviewers read it, audited."""
+
+    __tablename__ = "repair_attachment"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        BigFK, ForeignKey("repair_application.id"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
