@@ -78,6 +78,7 @@ def render_explanation(e: Explanation, lang: str = "zh") -> str:
         lines.append(
             f"      {'文书' if zh else 'document'}: {r.document_no}   "
             f"{'依据' if zh else 'basis'}: {r.legal_basis or '-'}   "
-            f"{'有效期至' if zh else 'valid until'}: {r.expires_on or '-'}"
+            f"{'计分至（含）' if zh else 'counts until (inclusive)'}: {r.last_day or '-'}"
+            + (f"   {'修复于' if zh else 'repaired on'}: {r.repaired_on}" if r.repaired_on else "")
         )
     return "\n".join(lines)

@@ -53,7 +53,9 @@ RETRY_AFTER_SECONDS = 10
 MAX_JSON_DEPTH = 64
 # Form fields and JSON members (by name, wherever they are) that are text areas: tab and line breaks
 # are allowed in them, and in nothing else.
-MULTILINE_FIELDS = frozenset({"benefit_zh", "benefit_en", "reason", "eligibility_json"})
+MULTILINE_FIELDS = frozenset(
+    {"benefit_zh", "benefit_en", "reason", "eligibility_json", "answer", "statement", "note"}
+)
 # Paths answered with RFC 9457 problems; every other path is a page for people.
 API_PREFIXES = ("/api/", "/oauth/", "/.well-known/", "/problems")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -424,7 +424,7 @@ def test_each_record_shows_its_source_date_points_and_reasons(city: CitizenApp) 
     for item in (fine, award, old):
         assert "court 单位" in item
     assert "罚" in fine and "2026-03-01" in fine and ">-5</span>" in fine and "计分中" in fine
-    assert "有效期至 2027-03-01" in fine
+    assert "计分至 2027-02-28（含）" in fine  # the last day it counts
     assert "奖" in award and "2026-06-10" in award and ">+10</span>" in award
     assert "2025-03-01" in old and ">+0</span>" in old and "不计分" in old
     assert "已过有效期，不再计分" in old

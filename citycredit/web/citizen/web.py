@@ -9,6 +9,7 @@ citizen's record or objection id answers 404, exactly like an id that does not e
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import secrets
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
@@ -33,9 +35,15 @@ from sqlalchemy import delete
 from werkzeug.exceptions import BadRequest
 
 from citizen import operations as citizen_ops
-from citizen import queries
+from citizen import queries, repairs
 from citizen.identity import SignInError, provider_for
-from citizen.models import OBJECTION_STATUS_NAMES, OBJECTION_STEP_NAMES, CitizenSession
+from citizen.models import (
+    OBJECTION_STATUS_NAMES,
+    OBJECTION_STEP_NAMES,
+    REPAIR_STATUS_NAMES,
+    REPAIR_STEP_NAMES,
+    CitizenSession,
+)
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.web import forms, security
@@ -132,6 +140,10 @@ def _globals() -> dict[str, Any]:
         "category_name": category_name,
         "objection_status": lambda code: t(*OBJECTION_STATUS_NAMES[code]),
         "objection_step": lambda code: t(*OBJECTION_STEP_NAMES[code]),
+        "repair_status": lambda code: t(*REPAIR_STATUS_NAMES[code]),
+        "repair_step": lambda code: t(*REPAIR_STEP_NAMES[code]),
+        "period_words": lambda period: t(*period.words()) if period else "",
+        "timedelta": dt.timedelta,
     }
 
 
@@ -345,6 +357,10 @@ def records() -> Any:
         e=explanation,
         objections=latest,
         improvements=queries.improvements(session_),
+        repairable={
+            v.record.id: v for v in repairs.repairable_records(session_, citizen, today=today())
+        },
+        today=today(),
     )
 
 
@@ -449,6 +465,119 @@ def withdraw(public_id: str) -> Any:
         citizen_ops.withdraw(db_session(), me(), case.objection, now=now(), today=today())
         return redirect(url_for("citizen.objection", public_id=public_id, withdrawn=1))
     return redirect(url_for("citizen.objection", public_id=public_id))
+
+
+# --- credit repair ---------------------------------------------------------------------------------
+
+
+@bp.get("/repairs")
+def repairs_page() -> Any:
+    citizen = me()
+    session_ = db_session()
+    return render_template(
+        "citizen/repairs.html",
+        cases=repairs.repair_cases(session_, citizen=citizen),
+        records=repairs.repairable_records(session_, citizen, today=today()),
+        names=queries.item_names(session_),
+    )
+
+
+def _repair_form(record: Any, statement: str, error: str | None) -> Any:
+    session_ = db_session()
+    return render_template(
+        "citizen/repair_form.html",
+        verdict=repairs.eligibility(session_, record, today=today()),
+        name=_record_name(record),
+        statement=statement,
+        error=error,
+        max_files=repairs.MAX_ATTACHMENTS,
+    )
+
+
+@bp.get("/records/<int:record_id>/repair")
+def repair_form(record_id: int) -> Any:
+    return _repair_form(_record_or_404(record_id), "", None)
+
+
+@bp.post("/records/<int:record_id>/repair")
+def apply_for_repair(record_id: int) -> Any:
+    record = _record_or_404(record_id)
+    statement = request.form.get("statement", "")
+    uploads = [
+        repairs.Upload(f.filename or "", f.read(repairs.MAX_ATTACHMENT_BYTES + 1))
+        for f in request.files.getlist("attachments")
+        if f.filename
+    ]
+    try:
+        application = repairs.apply(
+            db_session(), me(), record, statement, uploads, today=today(), now=now()
+        )
+    except repairs.RepairRefused as exc:
+        return _repair_form(record, statement, t(exc.zh, exc.en)), 422
+    return redirect(url_for("citizen.repair", public_id=application.public_id, applied=1))
+
+
+def _repair_or_404(public_id: str) -> repairs.RepairCase:
+    found = repairs.repair_cases(db_session(), citizen=me(), public_id=public_id, with_details=True)
+    if not found:
+        abort(404)
+    return found[0]
+
+
+@bp.get("/repairs/<public_id>")
+def repair(public_id: str) -> Any:
+    case = _repair_or_404(public_id)
+    snapshot = (
+        current_snapshot(db_session(), me().id) if case.application.status == "approved" else None
+    )
+    return render_template(
+        "citizen/repair_case.html",
+        case=case,
+        snapshot=snapshot,
+        applied=request.args.get("applied") == "1",
+        withdrawn=request.args.get("withdrawn") == "1",
+    )
+
+
+@bp.get("/repairs/<public_id>/attachments/<int:attachment_id>")
+def repair_attachment(public_id: str, attachment_id: int) -> Any:
+    case = _repair_or_404(public_id)
+    found = next((a for a in case.attachments if a.id == attachment_id), None)
+    if found is None:
+        abort(404)
+    audit(
+        db_session(),
+        actor=queries.actor_of(me()),
+        action="repair.attachment.read",
+        citizen_id=me().id,
+        application=public_id,
+        attachment=found.id,
+    )
+    # Always a download (never shown inline in the page's origin), its type as the content says.
+    return send_file(
+        io.BytesIO(found.data),
+        mimetype=found.content_type,
+        as_attachment=True,
+        download_name=found.filename,
+        max_age=0,
+    )
+
+
+@bp.get("/repairs/<public_id>/withdraw")
+def repair_withdraw_form(public_id: str) -> Any:
+    case = _repair_or_404(public_id)
+    if not case.pending:
+        return redirect(url_for("citizen.repair", public_id=public_id))
+    return render_template("citizen/repair_withdraw.html", case=case)
+
+
+@bp.post("/repairs/<public_id>/withdraw")
+def repair_withdraw(public_id: str) -> Any:
+    case = _repair_or_404(public_id)
+    if not case.pending:
+        return redirect(url_for("citizen.repair", public_id=public_id))
+    repairs.withdraw(db_session(), me(), case.application, now=now())
+    return redirect(url_for("citizen.repair", public_id=public_id, withdrawn=1))
 
 
 # --- the credit code -------------------------------------------------------------------------------
