@@ -14,5 +14,5 @@ DOMAIN = Domain(
         ),
     },
     api=("citycredit.web.api.objections:blueprint",),
-    admin_pages=("citycredit.web.admin.objections",),
+    admin_pages=("citycredit.web.admin.objections", "citycredit.web.admin.repairs"),
 )
