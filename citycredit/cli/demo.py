@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from admin import operations as admin_operations
 from citizen import operations as citizen_ops
-from citizen.models import Objection
+from citizen import repairs
+from citizen.models import Objection, RepairApplication
 from citizen.operations import ObjectionTerms
 from citycredit.core.actors import Actor
 from citycredit.core.clients import find_client, register_client
@@ -305,4 +306,75 @@ def simulate_objections(session: Session, settings: Settings, *, seed: int = 11)
     # Filing rescored each citizen as of the filing day; bring them all to today.
     operations.mark_dirty(session, chosen)
     operations.drain_dirty(session, as_of=today)
+    return len(chosen)
+
+
+def simulate_repairs(session: Session, settings: Settings, *, seed: int = 13) -> int:
+    """Eight credit-repair applications at every stage (awaiting a first review, awaiting the
+    second, approved, refused), through the real workflow: the reviewers' queue has work and some
+    citizens have a repaired record. Returns the applications made."""
+    if session.scalar(select(func.count()).select_from(RepairApplication)):
+        return 0
+    today = dt.datetime.now(settings.tz).date()
+    _, model = operations.published_model(session)
+    codes = sorted(code for code, item in model.items.items() if item.repairable)
+    candidates = session.execute(
+        select(Record, Citizen)
+        .join(Citizen, Citizen.id == Record.citizen_id)
+        .where(
+            Record.item_code.in_(codes),
+            Record.status == "active",
+            Citizen.consent_given.is_(True),
+        )
+        .order_by(Record.id)
+        .limit(600)
+    ).all()
+    rng = random.Random(seed)
+    chosen: dict[int, tuple[Record, Citizen]] = {}
+    for record, citizen in rng.sample(candidates, len(candidates)):
+        if citizen.id in chosen or not repairs.eligibility(session, record, today=today).allowed:
+            continue
+        chosen[citizen.id] = (record, citizen)
+        if len(chosen) == 8:
+            break
+    first, second = Actor("admin:objections"), Actor("admin:admin")
+    statements = (
+        "欠缴款项已于上月全部结清，附缴款凭证。",
+        "已履行法院判决确定的全部义务，附结案通知书。",
+        "已按要求改正违法行为并参加信用修复培训。",
+    )
+    for number, (record, citizen) in enumerate(chosen.values()):
+        moment = dt.datetime.combine(
+            today - dt.timedelta(days=8 - number), dt.time(10), tzinfo=settings.tz
+        )
+        application = repairs.apply(
+            session,
+            citizen,
+            record,
+            statements[number % len(statements)],
+            [],
+            today=today,
+            now=moment,
+        )
+        stage = number % 4
+        if stage >= 1:
+            refuse = stage == 3
+            repairs.propose(
+                session,
+                application,
+                first,
+                not refuse,
+                "未提供履行义务的证明材料。" if refuse else "材料齐全，义务已履行。",
+                now=moment + dt.timedelta(hours=3),
+            )
+        if stage >= 2:
+            repairs.confirm(
+                session,
+                application,
+                second,
+                True,
+                "",
+                now=moment + dt.timedelta(days=1),
+                today=today,
+            )
     return len(chosen)
