@@ -68,6 +68,12 @@ class Settings:
     # An optional JSON file of official holidays / swapped working days that overrides the library's
     # year table (a new year's arrangement without a release); empty: the library's alone.
     workdays_file: str = ""
+    # --- next-day publication (issue 11 §4) ---
+    # Where each day's signed governance bulletin is pushed (the provincial / national platform's
+    # endpoint); empty: pull only (GET /api/v1/governance/bulletins).
+    bulletin_push_url: str = ""
+    # A bearer token the receiving endpoint asks for (sent as Authorization), if any.
+    bulletin_push_token: str = ""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -222,6 +228,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
             env, "CITYCREDIT_OBJECTION_DAYS", 20, 1, 90, " of working days", "1 to 90 working days"
         ),
         workdays_file=env.get("CITYCREDIT_WORKDAYS_FILE", "").strip(),
+        bulletin_push_url=env.get("CITYCREDIT_BULLETIN_PUSH_URL", "").strip(),
+        bulletin_push_token=env.get("CITYCREDIT_BULLETIN_PUSH_TOKEN", "").strip(),
     )
     return settings.with_overrides(**overrides)
 

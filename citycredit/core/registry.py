@@ -25,6 +25,7 @@ INSTALLED_DOMAINS = (
     "credit_codes",
     "federation",
     "citizen",
+    "governance",
     "admin",
 )
 

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN_PACKAGES = ("points_engine", "scenarios", "credit_codes", "citizen", "admin")
+DOMAIN_PACKAGES = (
+    "points_engine",
+    "scenarios",
+    "credit_codes",
+    "federation",
+    "citizen",
+    "governance",
+    "admin",
+)
 WEB = ("flask", "werkzeug", "jinja2", "flask_smorest")
 
 

@@ -1,0 +1,20 @@
+"""Governance outcomes published the next day (issue 11 §4): a signed, sequence-numbered bulletin of
+each day's objection outcomes, repair outcomes and list changes, for the provincial / national
+platform to pull or to receive by push before 08:00 city time. Wire format: docs/GOVERNANCE.md."""
+
+from citycredit.core.registry import Domain
+
+DOMAIN = Domain(
+    name="governance",
+    models=("governance.models",),
+    jobs="governance.jobs:JOBS",
+    scopes={
+        "governance:read": (
+            "read the city's signed daily governance bulletins (the provincial or national "
+            "credit platform)"
+        ),
+    },
+    client_kinds=(),  # the provincial platform's client is of kind "city"
+    api=("citycredit.web.api.governance:blueprint",),
+    admin_pages=("citycredit.web.admin.bulletins",),
+)
