@@ -54,7 +54,7 @@ PAGE_BUDGET = 300 * 1024
 SCENARIO = "library-deposit-free"
 REASON = "该罚款已于当日全额缴纳，处罚决定书已撤销，请核实。"
 PAGES = ("/me/consent", "/me/", "/me/records", "/me/code", "/me/benefits", "/me/checks",
-         "/me/data", "/me/report")  # fmt: skip
+         "/me/data", "/me/report", "/me/objections", "/me/repairs")  # fmt: skip
 DOUBLE_TEXT = """() => {
     const html = document.documentElement;
     html.style.fontSize = 2 * parseFloat(getComputedStyle(html).fontSize) + 'px';
@@ -412,7 +412,7 @@ def test_every_page_is_legible_on_a_phone(browser: Any, demo_city: DemoCity) -> 
     page.goto(f"{demo_city.url}/me/records/{demo_city.fine_id}/objection")
     page.get_by_label("异议理由").fill(REASON)
     page.get_by_role("button", name="提交异议").click()
-    page.wait_for_url(re.compile(r".*/me/objections/obj_[0-9a-f]+$"))
+    page.wait_for_url(re.compile(r".*/me/objections/obj_[0-9a-f]+\?filed=1$"))
     too_wide = {}
     for path in (*PAGES, page.url.removeprefix(demo_city.url)):
         page.goto(demo_city.url + path)

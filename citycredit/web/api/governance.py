@@ -32,7 +32,7 @@ blueprint = Blueprint(
 class AfterQuery(Schema):
     after = fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=2**31 - 1),
         metadata={"description": "the last sequence number held; 0 for the first page"},
     )
 
