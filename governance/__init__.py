@@ -17,4 +17,5 @@ DOMAIN = Domain(
     client_kinds=(),  # the provincial platform's client is of kind "city"
     api=("citycredit.web.api.governance:blueprint",),
     admin_pages=("citycredit.web.admin.bulletins",),
+    cli=("citycredit.cli.governance:COMMANDS",),
 )

@@ -163,3 +163,26 @@ def test_id_numbers_stay_out_of_the_logs_even_with_sql_echo(
     # The SQL really was logged (on PostgreSQL new records go in by COPY, logged as such).
     assert "INSERT INTO record" in logged or "COPY record" in logged
     assert number not in logged and number[6:14] + number[14:17] not in logged
+
+
+def test_bulletins_are_published_by_hand_and_missed_days_caught_up(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    """What the scheduler does after midnight, from the command line: yesterday's bulletin, then,
+    after a gap, every missed day in order; nothing twice."""
+    db = fresh_database
+    first = run(db, tmp_path, "bulletins", "publish", "--today", "2026-06-30")
+    assert first.returncode == 0, first.stderr
+    assert "#1 2026-06-29: 0 objections, 0 repairs, 0 list changes (pull_only)" in first.stdout
+    again = run(db, tmp_path, "bulletins", "publish", "--today", "2026-06-30")
+    assert "nothing to publish" in again.stdout
+    later = run(db, tmp_path, "bulletins", "publish", "--today", "2026-07-03")
+    assert [line.split(":")[0] for line in later.stdout.splitlines()] == [
+        "#2 2026-06-30",
+        "#3 2026-07-01",
+        "#4 2026-07-02",
+    ]
+    listed = run(db, tmp_path, "bulletins", "list")
+    assert listed.stdout.splitlines()[0].startswith("#4 2026-07-02 pull_only")
+    refused = run(db, tmp_path, "bulletins", "deliver")
+    assert refused.returncode == 1 and "CITYCREDIT_BULLETIN_PUSH_URL" in refused.stderr
