@@ -70,7 +70,7 @@ from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# `python bench/federation.py` puts bench/, not the repo root, on the path: `tests` must be importable.
+# `python bench/partner_cities.py` puts bench/, not the repo root, on the path: `tests` must be importable.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -1165,7 +1165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out: dict[str, Any] = {
         "command": shlex.join(
-            [sys.executable, *sys.argv] if argv is None else ["federation.py", *argv]
+            [sys.executable, *sys.argv] if argv is None else ["partner_cities.py", *argv]
         ),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "backend": backend,
