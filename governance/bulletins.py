@@ -29,6 +29,7 @@ from citycredit.core.audit import audit
 from citycredit.core.config import Settings
 from federation import jws
 from federation import keys as fed_keys
+from governance import lists
 from governance.models import GovernanceBulletin
 from points_engine.models import DataSource, Record
 
@@ -102,7 +103,11 @@ def outcomes_of_day(session: Session, settings: Settings, day: dt.date) -> dict[
             .order_by(RepairApplication.decided_at, RepairApplication.id)
         )
     ]
-    return {"objections": objections, "repairs": repairs, "list_changes": []}
+    return {
+        "objections": objections,
+        "repairs": repairs,
+        "list_changes": lists.changes_between(session, start, end),
+    }
 
 
 def batch_id(settings: Settings, day: dt.date) -> str:

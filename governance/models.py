@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, Date, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from citycredit.core.db import Base, utcnow
+from citycredit.core.db import Base, BigIntPK, utcnow
+
+BigFK = BigInteger().with_variant(Integer(), "sqlite")
 
 DELIVERY_STATES = ("pending", "delivered", "failed", "pull_only")
 
@@ -39,3 +51,54 @@ class GovernanceBulletin(Base):
     last_attempt_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[dt.datetime | None]
+
+
+LIST_KINDS = ("red", "black")
+LIST_STATUSES = ("listed", "lifted")
+
+
+class ListEntry(Base):
+    """One person on a red or black list (红黑名单), imported from the deciding department with the
+    decision document. Its scoring effect is an ordinary record (``record_id``) of the list type's
+    item, whose state the points engine owns; lifting (移出) revokes it at once. Only the masked name
+    is kept: the public list never shows more."""
+
+    __tablename__ = "list_entry"
+    __table_args__ = (
+        CheckConstraint("kind IN ('red', 'black')", name="kind"),
+        CheckConstraint("status IN ('listed', 'lifted')", name="status"),
+        UniqueConstraint("list_code", "source_id", "decision_no"),
+        Index("ix_list_entry_public", "status", "publish_until"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    list_code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    source_id: Mapped[int] = mapped_column(ForeignKey("data_source.id"))
+    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), index=True)
+    record_id: Mapped[int] = mapped_column(BigFK, ForeignKey("record.id"))
+    masked_name: Mapped[str] = mapped_column(String(64))
+    decision_no: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(String(500))
+    start_on: Mapped[dt.date] = mapped_column(Date)
+    # The last day it is shown on the public list (the publication period, NDRC order 58).
+    publish_until: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(8), default="listed")
+    lifted_on: Mapped[dt.date | None] = mapped_column(Date)
+    lift_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ListChange(Base):
+    """A list entry's history: listed, lifted — what the daily bulletin reports."""
+
+    __tablename__ = "list_change"
+    __table_args__ = (CheckConstraint("change IN ('listed', 'lifted')", name="change"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(BigFK, ForeignKey("list_entry.id"), index=True)
+    change: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

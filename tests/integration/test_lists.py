@@ -1,0 +1,155 @@
+"""Issue 11 §3: red and black lists — imported with per-row errors, feeding scores through an
+ordinary record, published within NDRC order 58's periods with masked names only, lifted at once,
+ended early by a repair, and reported in the next day's bulletin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlalchemy.orm import Session
+
+from citycredit.core.config import load_settings
+from governance import bulletins, lists
+from governance.models import ListEntry
+from points_engine.models import DataSource, Record
+from points_engine.queries import current_snapshot
+from points_engine.record_state import Outcome, change_record_state
+from tests import factories
+from tests.conftest import KEY
+
+TODAY = dt.date(2026, 6, 30)
+NOW = dt.datetime(2026, 6, 30, 2, tzinfo=dt.UTC)
+REFERENCE = "points_engine/models/reference/itemised-base1000.yaml"
+
+
+def _setup(session: Session) -> DataSource:
+    with open(REFERENCE, encoding="utf-8") as f:
+        factories.published(session, f.read(), "itemised-base1000.yaml")
+    return factories.source(session, "court")
+
+
+def _row(number: str, **overrides: str) -> dict[str, str]:
+    return {
+        "list": "dishonest_debtor",
+        "id_number": number,
+        "name": "张三丰",
+        "decision_no": "（2026）鄂02执118号",
+        "start_on": "2026-03-01",
+        "publish_months": "24",
+        **overrides,
+    }
+
+
+def test_a_black_list_import_sets_tier_d_and_lifting_takes_it_back_at_once(
+    session: Session,
+) -> None:
+    court = _setup(session)
+    person = factories.citizen(session, number=(number := factories.id_number()))
+    bad_number = _row(factories.id_number(), id_number="11010119900307001X")
+    result = lists.import_entries(
+        session,
+        [
+            (2, _row(number)),
+            (3, bad_number),
+            (4, _row(factories.id_number(), list="no_such_list")),
+            (5, _row(factories.id_number(), publish_months="99", decision_no="X-2")),
+            (6, _row(factories.id_number(), start_on="2027-01-01", decision_no="X-3")),
+        ],
+        source=court,
+        key=KEY,
+        today=TODAY,
+        now=NOW,
+        actor="admin:boss",
+    )
+    assert [(r, f) for r, f, _ in result.errors] == [
+        (3, "id_number"),
+        (4, "list"),
+        (5, "publish_months"),
+        (6, "start_on"),
+    ]
+    assert "24 to 60 months" in result.errors[2][2]
+    [entry] = result.listed
+    assert (entry.masked_name, entry.kind, entry.publish_until) == (
+        "张*丰",
+        "black",
+        dt.date(2028, 2, 29),
+    )
+    snap = current_snapshot(session, person.id)
+    assert snap is not None and snap.tier_code == "D"  # the listing sets the tier directly
+    record = session.get(Record, entry.record_id)
+    assert record is not None and record.item_code == "COURT_DISHONEST"
+    # Sent again, nothing changes.
+    again = lists.import_entries(
+        session, [(2, _row(number))], source=court, key=KEY, today=TODAY, now=NOW, actor="x"
+    )
+    assert (again.listed, again.unchanged, again.errors) == ([], 1, [])
+
+    public = lists.public_entries(session, today=TODAY)
+    assert [(p.masked_name, p.list_name_zh, p.decision_no) for p in public] == [
+        ("张*丰", "失信被执行人名单", "（2026）鄂02执118号")
+    ]
+    shown = json.dumps([p.__dict__ for p in public], default=str, ensure_ascii=False)
+    assert number not in shown and "张三丰" not in shown
+
+    lists.lift(session, entry, actor="admin:boss", reason="已履行全部义务", today=TODAY, now=NOW)
+    snap = current_snapshot(session, person.id)
+    assert snap is not None and snap.tier_code != "D"  # within the day: at once
+    assert lists.public_entries(session, today=TODAY) == []
+    assert session.get(Record, entry.record_id).status == "revoked"  # type: ignore[union-attr]
+
+
+def test_publication_ends_on_its_last_day_and_early_after_a_repair(session: Session) -> None:
+    court = _setup(session)
+    number = factories.id_number()
+    factories.citizen(session, number=number)
+    result = lists.import_entries(
+        session,
+        [(2, _row(number, list="honesty_model", name="李四", publish_months="12"))],
+        source=court,
+        key=KEY,
+        today=TODAY,
+        now=NOW,
+        actor="x",
+    )
+    [red] = result.listed
+    assert (red.kind, red.masked_name, red.publish_until) == ("red", "李*", dt.date(2027, 2, 28))
+    assert len(lists.public_entries(session, today=dt.date(2027, 2, 28), kind="red")) == 1
+    assert lists.public_entries(session, today=dt.date(2027, 3, 1)) == []
+
+    black = lists.import_entries(
+        session,
+        [(2, _row(number, decision_no="（2026）鄂02执9号"))],
+        source=court,
+        key=KEY,
+        today=TODAY,
+        now=NOW,
+        actor="x",
+    ).listed[0]
+    assert len(lists.public_entries(session, today=TODAY, kind="black")) == 1
+    record = session.get(Record, black.record_id)
+    assert record is not None
+    change_record_state(session, record, outcome=Outcome.REPAIRED, repaired_on=TODAY, as_of=TODAY)
+    assert lists.public_entries(session, today=TODAY, kind="black") == []  # ended early
+    assert session.get(ListEntry, black.id).status == "listed"  # type: ignore[union-attr]
+
+
+def test_list_changes_are_in_the_next_day_s_bulletin(session: Session) -> None:
+    court = _setup(session)
+    number = factories.id_number()
+    factories.citizen(session, number=number)
+    listed_at = dt.datetime(2026, 6, 29, 15, 59, tzinfo=dt.UTC)  # 23:59 in the city
+    entry = lists.import_entries(
+        session, [(2, _row(number))], source=court, key=KEY, today=TODAY, now=listed_at, actor="x"
+    ).listed[0]
+    lists.lift(session, entry, actor="x", reason="撤销", today=TODAY, now=NOW)
+    city = load_settings(env={"CITYCREDIT_ENV": "development"}, key_secret=b"s" * 32)
+    made = bulletins.publish_due(session, city, today=dt.date(2026, 7, 1), now=NOW)
+    assert [(b.day, b.list_changes) for b in made] == [(dt.date(2026, 6, 30), 1)]
+    earlier = bulletins.outcomes_of_day(session, city, dt.date(2026, 6, 29))
+    assert [c["change"] for c in earlier["list_changes"]] == ["listed"]
+    payload = bulletins.jws.unverified_payload(made[0].document)
+    assert [(c["change"], c["decision_no"]) for c in payload["list_changes"]] == [
+        ("lifted", "（2026）鄂02执118号")
+    ]
+    assert number not in made[0].document
