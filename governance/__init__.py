@@ -16,6 +16,7 @@ DOMAIN = Domain(
     },
     client_kinds=(),  # the provincial platform's client is of kind "city"
     api=("citycredit.web.api.governance:blueprint",),
+    web=("citycredit.web.public_lists:init_lists",),
     admin_pages=("citycredit.web.admin.bulletins",),
     cli=("citycredit.cli.governance:COMMANDS",),
 )

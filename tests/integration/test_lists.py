@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,8 @@ from points_engine.queries import current_snapshot
 from points_engine.record_state import Outcome, change_record_state
 from tests import factories
 from tests.conftest import KEY
+from tests.databases import ScratchDatabase
+from tests.integration.citizen_support import citizen_app
 
 TODAY = dt.date(2026, 6, 30)
 NOW = dt.datetime(2026, 6, 30, 2, tzinfo=dt.UTC)
@@ -153,3 +156,33 @@ def test_list_changes_are_in_the_next_day_s_bulletin(session: Session) -> None:
         ("lifted", "（2026）鄂02执118号")
     ]
     assert number not in made[0].document
+
+
+def test_the_public_page_and_feed_show_masked_names_only(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    with citizen_app(fresh_database, tmp_path) as city:
+        number = factories.id_number()
+        with city.session() as session:
+            court = _setup(session)
+            factories.citizen(session, number=number)
+            lists.import_entries(
+                session,
+                [(2, _row(number, start_on="2026-06-01"))],
+                source=court,
+                key=KEY,
+                today=city.app.extensions["citycredit"].today(),
+                now=NOW,
+                actor="x",
+            )
+        client = city.client()
+        page = client.get("/lists").get_data(as_text=True)
+        assert "红黑名单公示" in page and "张*丰" in page and "（2026）鄂02执118号" in page
+        assert "失信被执行人名单" in page and "court 单位" in page
+        assert number not in page and "张三丰" not in page
+        english = client.get("/lists?lang=en&kind=black").get_data(as_text=True)
+        assert "Dishonest judgment debtors" in english and "Red lists" not in english
+        feed = client.get("/lists.json").get_json()
+        assert [e["masked_name"] for e in feed["entries"]] == ["张*丰"]
+        assert number not in json.dumps(feed, ensure_ascii=False)
+        assert client.get("/lists?kind=red").get_data(as_text=True).count("张*丰") == 0
