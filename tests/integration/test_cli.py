@@ -186,3 +186,37 @@ def test_bulletins_are_published_by_hand_and_missed_days_caught_up(
     assert listed.stdout.splitlines()[0].startswith("#4 2026-07-02 pull_only")
     refused = run(db, tmp_path, "bulletins", "deliver")
     assert refused.returncode == 1 and "CITYCREDIT_BULLETIN_PUSH_URL" in refused.stderr
+
+
+def test_a_department_imports_its_black_list_and_lifts_an_entry(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    db = fresh_database
+    model = tmp_path / "model.yaml"
+    model.write_text(reference_model_text("itemised-base1000.yaml"), encoding="utf-8")
+    assert run(db, tmp_path, "sources", "add", "court", "市中级人民法院", "Court").returncode == 0
+    assert run(db, tmp_path, "model", "load", str(model)).returncode == 0
+    assert run(db, tmp_path, "model", "publish", "itemised-base1000@v1").returncode == 0
+    listed, wrong = factories.id_number(), factories.id_number()
+    decisions = tmp_path / "court-lists.csv"
+    with decisions.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["list", "id_number", "name", "decision_no", "start_on", "publish_months"])
+        out.writerow(["dishonest_debtor", listed, "王五", "（2026）鄂02执7号", "2026-01-05", "24"])
+        out.writerow(["dishonest_debtor", wrong, "赵六", "（2026）鄂02执8号", "2026-01-05", "6"])
+    imported = run(db, tmp_path, "lists", "import", str(decisions), "--source", "court")
+    assert imported.returncode == 3, imported.stderr
+    assert "1 listed, 0 unchanged, 1 rejected" in imported.stdout
+    assert (
+        f"{decisions}:3: publish_months:" in imported.stderr
+        and "24 to 60 months" in imported.stderr
+    )
+    entry = imported.stdout.split()[1]
+    assert entry.startswith("lst_") and "王*" in imported.stdout
+    shown = run(db, tmp_path, "lists", "show")
+    assert "失信被执行人名单 王* （2026）鄂02执7号" in shown.stdout and listed not in shown.stdout
+    lifted = run(db, tmp_path, "lists", "lift", entry, "--reason", "已履行")
+    assert lifted.returncode == 0 and f"lifted {entry}" in lifted.stdout
+    assert "王*" not in run(db, tmp_path, "lists", "show").stdout
+    again = run(db, tmp_path, "lists", "lift", entry, "--reason", "再次")
+    assert again.returncode == 1 and "already lifted" in again.stderr
