@@ -13,9 +13,13 @@ DOMAIN = Domain(
             "read the city's signed daily governance bulletins (the provincial or national "
             "credit platform)"
         ),
+        "lists:write": "file a department's red and black list decisions (a data source's system)",
     },
     client_kinds=(),  # the provincial platform's client is of kind "city"
-    api=("citycredit.web.api.governance:blueprint",),
+    api=(
+        "citycredit.web.api.governance:blueprint",
+        "citycredit.web.api.governance:lists_blueprint",
+    ),
     web=("citycredit.web.public_lists:init_lists",),
     admin_pages=("citycredit.web.admin.bulletins",),
     cli=("citycredit.cli.governance:COMMANDS",),

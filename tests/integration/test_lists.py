@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from citycredit.core.clients import register_client
 from citycredit.core.config import load_settings
 from governance import bulletins, lists
 from governance.models import ListEntry
@@ -186,3 +187,60 @@ def test_the_public_page_and_feed_show_masked_names_only(
         assert [e["masked_name"] for e in feed["entries"]] == ["张*丰"]
         assert number not in json.dumps(feed, ensure_ascii=False)
         assert client.get("/lists?kind=red").get_data(as_text=True).count("张*丰") == 0
+
+
+def test_a_department_files_its_list_through_the_api(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    with citizen_app(fresh_database, tmp_path) as city:
+        settings = city.app.extensions["citycredit"].settings
+        with city.session() as session:
+            court = _setup(session)
+            bound = register_client(
+                session,
+                name="court system",
+                kind="source",
+                scopes=["lists:write"],
+                source_id=court.id,
+                key_secret=settings.key_secret,
+            )
+            unbound = register_client(
+                session,
+                name="city",
+                kind="source",
+                scopes=["lists:write"],
+                key_secret=settings.key_secret,
+            )
+        client = city.client()
+
+        def token(issued: object) -> dict[str, str]:
+            answer = client.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(issued.client.client_id, issued.secret),  # type: ignore[attr-defined]
+            )
+            return {"Authorization": "Bearer " + answer.get_json()["access_token"]}
+
+        number = factories.id_number()
+        body = {
+            "entries": [
+                _row(number, start_on="2026-06-01"),
+                _row(factories.id_number(), list="nope", decision_no="B-1"),
+                _row(factories.id_number(), name="", decision_no="B-2"),
+            ]
+        }
+        answer = client.post("/api/v1/lists", json=body, headers=token(bound))
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        result = answer.get_json()
+        assert [(e["masked_name"], e["list"]) for e in result["listed"]] == [
+            ("张*丰", "dishonest_debtor")
+        ]
+        assert [(e["row"], e["field"]) for e in result["errors"]] == [(2, "list"), (3, "name")]
+        again = client.post(
+            "/api/v1/lists", json={"entries": body["entries"][:1]}, headers=token(bound)
+        )
+        assert again.get_json()["unchanged"] == 1 and again.get_json()["listed"] == []
+        refused = client.post("/api/v1/lists", json=body, headers=token(unbound))
+        assert refused.status_code == 403
+        assert refused.get_json()["type"] == "/problems/not-permitted"
+        assert number not in answer.get_data(as_text=True)

@@ -213,8 +213,9 @@ _TYPES = [
     ProblemType(
         "not-permitted",
         403,
-        "This client may not do this to this scenario",
-        "Operators manage only their own scenarios; publishing is the city's review step, done in the admin.",
+        "This client may not do this",
+        "Operators manage only their own scenarios; publishing is the city's review step, done in the admin. "
+        "A list is filed only by a client bound to its department (source).",
     ),
     ProblemType(
         "not-eligible",
