@@ -21,6 +21,6 @@ DOMAIN = Domain(
         "citycredit.web.api.governance:lists_blueprint",
     ),
     web=("citycredit.web.public_lists:init_lists",),
-    admin_pages=("citycredit.web.admin.bulletins",),
+    admin_pages=("citycredit.web.admin.bulletins", "citycredit.web.admin.lists"),
     cli=("citycredit.cli.governance:COMMANDS",),
 )

@@ -5,7 +5,9 @@ ended early by a repair, and reported in the next day's bulletin."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import re
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from points_engine.record_state import Outcome, change_record_state
 from tests import factories
 from tests.conftest import KEY
 from tests.databases import ScratchDatabase
+from tests.integration.admin_support import admin_app, csrf, post, signed_in
 from tests.integration.citizen_support import citizen_app
 
 TODAY = dt.date(2026, 6, 30)
@@ -244,3 +247,44 @@ def test_a_department_files_its_list_through_the_api(
         assert refused.status_code == 403
         assert refused.get_json()["type"] == "/problems/not-permitted"
         assert number not in answer.get_data(as_text=True)
+
+
+def test_the_admin_imports_a_csv_and_lifts_an_entry(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    with admin_app(fresh_database, tmp_path) as site:
+        with site.session() as session:
+            _setup(session)
+            factories.source(session, "tax")
+        site.add_user("court-clerk", "clerk", source_code="court")
+        site.add_user("aud", "auditor")
+        number = factories.id_number()
+        csv_text = (
+            "list,id_number,name,decision_no,start_on,publish_months\n"
+            f"dishonest_debtor,{number},欧阳娜娜,（2026）鄂02执5号,2026-05-01,24\n"
+            f"dishonest_debtor,{factories.id_number()},李四,（2026）鄂02执6号,2026-05-01,3\n"
+        )
+        clerk = signed_in(site, "court-clerk")
+        page = clerk.get("/admin/lists").get_data(as_text=True)
+        assert '<option value="court">' in page and '<option value="tax">' not in page
+        response = clerk.post(
+            "/admin/lists/import",
+            data={
+                "csrf_token": csrf(clerk, "/admin/lists"),
+                "source": "court",
+                "file": (io.BytesIO(csv_text.encode()), "court.csv"),
+            },
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 422
+        text = response.get_data(as_text=True)
+        assert "已列入 1 条" in text and "第 3 行" in text and "publish_months" in text
+        assert "欧**娜" in text and number not in text and "欧阳娜娜" not in text
+        entry = re.search(r'id="entry-(lst_[0-9a-f]+)"', text)
+        assert entry
+        auditor = signed_in(site, "aud")
+        assert post(auditor, f"/admin/lists/{entry.group(1)}/lift", reason="x").status_code == 403
+        post(clerk, f"/admin/lists/{entry.group(1)}/lift", reason="已履行")
+        assert "已移出" in clerk.get("/admin/lists").get_data(as_text=True)
+        actions = [e.action for e in site.events() if e.action.startswith("list.")]
+        assert actions == ["list.entry.listed", "list.entry.lifted"]
