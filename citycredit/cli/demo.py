@@ -25,6 +25,8 @@ from citycredit.core.db import utcnow
 from citycredit.core.idnumber import id_hash
 from citycredit.core.keys import current_signing_key
 from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
+from governance import lists
+from governance.models import ListEntry
 from points_engine import operations
 from points_engine.models import Citizen, DataSource, Record, ScoreSnapshot
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
@@ -378,3 +380,66 @@ def simulate_repairs(session: Session, settings: Settings, *, seed: int = 13) ->
                 today=today,
             )
     return len(chosen)
+
+
+DEMO_NAMES = ("张三丰", "李小龙", "王建国", "赵丽华", "欧阳娜娜", "陈志强", "刘晓燕", "周杰")
+
+
+def simulate_lists(session: Session, settings: Settings, plan: CityPlan) -> int:
+    """A few red and black list decisions of the court and the civil-affairs bureau, filed through
+    the real import, one of them lifted: the public list and the admin's page have something to show.
+    Returns the entries listed."""
+    if session.scalar(select(func.count()).select_from(ListEntry)):
+        return 0
+    today = dt.datetime.now(settings.tz).date()
+    sources = {s.code: s for s in session.scalars(select(DataSource))}
+    numbers = citizen_ids(plan)[:8]
+
+    def filer(item: str) -> DataSource | None:
+        # The department that may report the list type's item.
+        return next((s for s in sources.values() if s.items is None or item in s.items), None)
+
+    court = filer(lists.LIST_TYPES["dishonest_debtor"].item_code)
+    honours = filer(lists.LIST_TYPES["honesty_model"].item_code)
+    if len(numbers) < 8 or court is None or honours is None:
+        return 0
+    batches = (
+        (court, "dishonest_debtor", "（{year}）鄂02执{n}号", "24", numbers[:4]),
+        (honours, "honesty_model", "黄诚信〔{year}〕{n}号", "12", numbers[4:]),
+    )
+    made: list[ListEntry] = []
+    for source, list_code, decision, months, chosen in batches:
+        rows = [
+            (
+                line,
+                {
+                    "list": list_code,
+                    "id_number": number,
+                    "name": DEMO_NAMES[(line + len(made)) % len(DEMO_NAMES)],
+                    "decision_no": decision.format(year=today.year, n=100 + line),
+                    "start_on": (today - dt.timedelta(days=20 * line)).isoformat(),
+                    "publish_months": months,
+                },
+            )
+            for line, number in enumerate(chosen, start=2)
+        ]
+        result = lists.import_entries(
+            session,
+            rows,
+            source=source,
+            key=settings.id_hash_key,
+            today=today,
+            now=utcnow(),
+            actor="demo",
+        )
+        made.extend(result.listed)
+    if made:
+        lists.lift(
+            session,
+            made[0],
+            actor="admin:admin",
+            reason="已履行法院判决确定的全部义务，法院决定移出。",
+            today=today,
+            now=utcnow(),
+        )
+    return len(made)

@@ -292,6 +292,9 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
         made = demo_city.simulate_repairs(session, ctx.platform.settings)
         if made:
             click.echo(f"simulated {made} credit-repair applications at every stage")
+        made = demo_city.simulate_lists(session, ctx.platform.settings, plan)
+        if made:
+            click.echo(f"listed {made} citizens on red and black lists (one lifted)")
     with ctx.session() as session:
         accounts_file, accounts = demo_city.ensure_demo_accounts(session, ctx.platform.settings)
     click.echo(f"admin accounts (passwords also in {accounts_file}):")
