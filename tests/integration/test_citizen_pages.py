@@ -213,7 +213,7 @@ def test_the_id_number_is_never_stored_logged_or_shown(
     assert filed.status_code == 302
     assert alice.get(filed.location).status_code == 200
     bob = consented(city, seeded.bob)
-    post(bob, "/me/consent", token_from="/me/consent", action="withdraw")
+    post(bob, "/me/consent", token_from="/me/consent", action="withdraw", confirm="yes")
     post(bob, "/me/logout", token_from="/me/consent")
     other = city.client()
     sign_in(other, newcomer)
@@ -354,7 +354,18 @@ def test_consent_comes_before_any_score_and_withdrawing_removes_it(city: Citizen
     assert current_score(city, alice.citizen_id) == 1005
     assert client.get("/me/code.json").status_code == 200
 
-    response = post(client, "/me/consent", token_from="/me/consent", action="withdraw")
+    # Withdrawing asks first: the button leads to a page that says what is lost; a bare POST
+    # (one tap, or a forged form without the confirmation) deletes nothing.
+    consent_page = text(client.get("/me/consent"))
+    assert 'href="/me/consent/withdraw"' in consent_page
+    unconfirmed = post(client, "/me/consent", token_from="/me/consent", action="withdraw")
+    assert unconfirmed.location.endswith("/me/consent/withdraw")
+    assert current_score(city, alice.citizen_id) == 1005
+    confirm = text(client.get("/me/consent/withdraw"))
+    assert "删除为您计算过的全部信用分和等级" in confirm and "确认撤回并删除" in confirm
+    response = post(
+        client, "/me/consent", token_from="/me/consent/withdraw", action="withdraw", confirm="yes"
+    )
     assert response.status_code == 302 and response.location.endswith("/me/consent?withdrawn=1")
     assert "已撤回授权，您的信用分已删除。" in text(client.get(response.location))
     assert snapshots(city, alice.citizen_id) == 0

@@ -303,11 +303,28 @@ def change_consent() -> Any:
         )
         return redirect(url_for("citizen.home"))
     if request.form.get("action") == "withdraw":
+        if request.form.get("confirm") != "yes" or not citizen.consent_given:
+            # Deleting the score is never one tap away: the confirm page says what is lost.
+            return redirect(url_for("citizen.withdraw_consent_form"))
         engine.withdraw_consent(
             session_, citizen, channel="citizen-page", actor=queries.actor_of(citizen)
         )
         return redirect(url_for("citizen.consent", withdrawn=1))
     abort(400)
+
+
+@bp.get("/consent/withdraw")
+def withdraw_consent_form() -> Any:
+    citizen = me()
+    if not citizen.consent_given:
+        return redirect(url_for("citizen.consent"))
+    pending = [
+        c
+        for c in queries.objection_cases(
+            db_session(), today=today(), calendar=_terms().calendar, citizen=citizen, pending=True
+        )
+    ]
+    return render_template("citizen/consent_withdraw.html", pending_objections=len(pending))
 
 
 # --- home ------------------------------------------------------------------------------------------
