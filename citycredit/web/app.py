@@ -59,7 +59,11 @@ def _register_pages(app: Flask) -> None:
         return render_template(
             "overview.html",
             lang=lang,
-            city=platform_of(app).settings.city_name,
+            city=(
+                platform_of(app).settings.city_name_en
+                if lang == "en"
+                else platform_of(app).settings.city_name
+            ),
             stats=stats,
             tiers=tiers,
             max_count=max((t.citizens for t in tiers), default=0) or 1,

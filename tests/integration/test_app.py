@@ -23,5 +23,12 @@ def test_overview_page_in_both_languages(fresh_database: ScratchDatabase, tmp_pa
     assert "当前评分模型" in zh and "itemised-base1000@v1" in zh and "AAA级（诚信模范）" in zh
     en = client.get("/?lang=en").get_data(as_text=True)
     assert "Published scoring model" in en and "AAA (exemplary)" in en
+    settings = platform.settings
+    assert f"<h1>{settings.city_name_en}: personal credit points</h1>" in en
+    assert settings.city_name not in en.split("<nav")[1]  # no Chinese city name in English
+    # Every page names the favicon, and it is served.
+    assert 'rel="icon" href="/static/favicon.svg"' in zh
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
     assert client.get("/healthz").get_json() == {"status": "ok"}
     platform.engine.dispose()

@@ -270,7 +270,8 @@ def test_sign_out_ends_the_session(city: CitizenApp) -> None:
         copied.set_cookie(cookie.key, cookie.value, domain=cookie.domain)
     assert copied.get("/me/").status_code == 200
     response = post(client, "/me/logout", token_from="/me/")
-    assert response.status_code == 302 and response.location.endswith("/me/login")
+    assert response.status_code == 302 and response.location.endswith("/me/login?signed_out=1")
+    assert "您已退出登录" in text(client.get(response.location))  # says so, not just a login form
     assert client.get("/me/").location.endswith("/me/login")
     assert client.get("/me/records").location.endswith("/me/login")
     assert client.get("/me/code.json").status_code == 401

@@ -212,7 +212,11 @@ def login() -> Any:
     if g.get("citizen") is not None:
         return redirect(url_for("citizen.home"))
     return render_template(
-        "citizen/login.html", challenge=None, error=None, expired=bool(request.args.get("expired"))
+        "citizen/login.html",
+        challenge=None,
+        error=None,
+        expired=bool(request.args.get("expired")),
+        signed_out=request.args.get("signed_out") == "1",
     )
 
 
@@ -273,7 +277,7 @@ def logout() -> Any:
     if sid is not None:
         db_session().execute(delete(CitizenSession).where(CitizenSession.id == sid))
     _clear()
-    return redirect(url_for("citizen.login"))
+    return redirect(url_for("citizen.login", signed_out=1))
 
 
 # --- consent ---------------------------------------------------------------------------------------
