@@ -28,9 +28,9 @@ from citycredit.web.admin.web import (
     NavItem,
     admin_audit,
     can,
-    current_user,
     now,
     require_permission,
+    source_actor,
     source_scope,
     t,
     today,
@@ -55,12 +55,7 @@ def _terms() -> objections.ObjectionTerms:
 
 
 def _actor() -> Actor:
-    user = current_user()
-    assert user is not None
-    name = f"admin:{user.username}"
-    if user.role == "clerk":
-        return Actor.for_source(name, source_id=user.source_id)
-    return Actor(name, read_only=not can("objections.answer"))
+    return source_actor("objections.answer")
 
 
 def _names() -> dict[str, Any]:

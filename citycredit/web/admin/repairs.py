@@ -26,9 +26,9 @@ from citycredit.web.admin.web import (
     NavItem,
     admin_audit,
     can,
-    current_user,
     now,
     require_permission,
+    source_actor,
     source_scope,
     t,
     today,
@@ -46,12 +46,7 @@ NAV.insert(
 
 
 def _actor() -> Actor:
-    user = current_user()
-    assert user is not None
-    name = f"admin:{user.username}"
-    if user.role == "clerk":
-        return Actor.for_source(name, source_id=user.source_id)
-    return Actor(name, read_only=not can("repairs.review"))
+    return source_actor("repairs.review")
 
 
 def _names() -> dict[str, Any]:

@@ -9,7 +9,8 @@ Interfaces for the admin's page modules (the scenario, venue and API-client page
 - ``require_role(*roles)``: view decorator. Signed out → redirect to the login page with ``next``;
   signed in without one of ``roles`` → 403 page. No roles: any signed-in user.
   ``require_permission(name)``: the same through ``PERMISSIONS`` (name → roles); ``can(name) -> bool``.
-- ``current_user() -> AdminUser | None``; ``operator_scope() -> int | None`` (the operator an operator
+- ``source_actor(acts) -> Actor``: the user as a domain actor for sources' records (a clerk for their
+  source). ``current_user() -> AdminUser | None``; ``operator_scope() -> int | None`` (the operator an operator
   account is limited to) and ``source_scope() -> int | None`` (the source a clerk is limited to).
 - ``NAV.append(NavItem(endpoint, zh, en, roles))``: nav entries; one whose endpoint does not exist, or
   whose roles exclude the user, is not shown.
@@ -55,6 +56,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, InternalServerError
 
 from admin.models import ROLES, AdminUser
+from citycredit.core.actors import Actor
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.core.registry import installed_domains
@@ -240,6 +242,17 @@ def source_scope() -> int | None:
     """The data source a clerk is limited to; None when the user sees every source."""
     user = current_user()
     return user.source_id if user is not None and user.role == "clerk" else None
+
+
+def source_actor(acts: str) -> Actor:
+    """The signed-in user as the domain's ``Actor`` for a source's records (objections, repairs): a
+    clerk speaks for their own source; anyone else acts with ``acts`` and only reads without it."""
+    user = current_user()
+    assert user is not None
+    name = f"admin:{user.username}"
+    if user.role == "clerk":
+        return Actor.for_source(name, source_id=user.source_id)
+    return Actor(name, read_only=not can(acts))
 
 
 def can(permission: str) -> bool:

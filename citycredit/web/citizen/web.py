@@ -322,12 +322,9 @@ def withdraw_consent_form() -> Any:
     citizen = me()
     if not citizen.consent_given:
         return redirect(url_for("citizen.consent"))
-    pending = [
-        c
-        for c in queries.objection_cases(
-            db_session(), today=today(), calendar=_terms().calendar, citizen=citizen, pending=True
-        )
-    ]
+    pending = queries.objection_cases(
+        db_session(), today=today(), calendar=_terms().calendar, citizen=citizen, pending=True
+    )
     return render_template("citizen/consent_withdraw.html", pending_objections=len(pending))
 
 
