@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-import secrets
 import time
 from typing import Any
 
@@ -34,6 +33,7 @@ from tests.browser.test_citizen import (
     sign_in,
 )
 from tests.browser.test_pages import screenshot
+from tests.unit.test_qr import token
 
 WAIT = (LIFETIME + 10) * 1000  # ms: past a code's life, with room for a busy machine
 # Every text the polite live region takes, in order (the countdown itself is never spoken).
@@ -56,13 +56,13 @@ def decoded(page: Any) -> list[str]:
 def test_the_compact_svg_reads_back_as_chromium_draws_it(browser: Any, length: int) -> None:
     """A short code, a credit code's 337 characters and one near version 15's limit, drawn at the
     SVG's own size and as wide as the phone page draws it."""
-    token = secrets.token_urlsafe(length)[:length]
+    code = token(length)
     context = browser.new_context(**PHONE)
     page = context.new_page()
-    svg = qr.render_svg(token)
+    svg = qr.render_svg(code)
     for style in ("", "svg { width: 300px; height: 300px; }"):
         page.set_content(f"<!doctype html><style>{style}</style><body>{svg}</body>")
-        assert decoded(page) == [token], style or "the SVG's own size"
+        assert decoded(page) == [code], style or "the SVG's own size"
     context.close()
 
 
