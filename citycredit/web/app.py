@@ -11,6 +11,7 @@ from citycredit.core.config import Settings, load_settings
 from citycredit.core.platform import Platform
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.web.api import init_api
+from citycredit.web.compression import init_compression
 from citycredit.web.context import db_session, platform_of
 from citycredit.web.pipeline import PipelineFlask, init_pipeline
 from citycredit.web.security import init_security
@@ -33,7 +34,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     for domain in installed_domains():
         for init in resolve_all(domain.web):
             init(app)
-    init_security(app)  # last: it wraps the views every shell registered
+    init_security(app)  # it wraps the views every shell registered
+    init_compression(app)  # last: its hook then runs first, on the body the view made
     if settings.trusted_proxies:
         # Behind a load balancer the peer is the balancer: take the caller's address (which the
         # rate limits count) and scheme from the headers of that many proxies, and no more.

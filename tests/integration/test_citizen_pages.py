@@ -8,6 +8,7 @@ Each test builds the app on a fresh migrated database with a movable clock that 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import logging
 import re
@@ -839,3 +840,20 @@ def test_every_read_of_my_data_is_audited_as_mine(city: CitizenApp) -> None:
         assert action in [e.action for e in added], (path, [e.action for e in added])
         assert all(e.citizen_id == alice.citizen_id for e in added)
     assert "citizen.sign_in" in [e.action for e in city.events(actor=actor)]
+
+
+def test_a_code_renewal_travels_gzipped_under_8_kb_and_plain_to_a_client_without_gzip(
+    city: CitizenApp,
+) -> None:
+    client = consented(city, city.seed().alice)
+    zipped = client.get("/me/code.json", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert zipped.status_code == 200 and zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert len(zipped.data) < 8 * 1024, len(zipped.data)  # was 63 KB of plain SVG
+    renewed = json.loads(gzip.decompress(zipped.data))
+    assert renewed["svg"].startswith("<svg") and renewed["svg"].count("<path") == 2
+    plain = client.get("/me/code.json")
+    assert "Content-Encoding" not in plain.headers and plain.get_json()["svg"].startswith("<svg")
+    page = client.get("/me/code", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["Content-Encoding"] == "gzip"
+    assert '<div class="qr" id="qr"' in gzip.decompress(page.data).decode()
