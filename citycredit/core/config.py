@@ -39,6 +39,9 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     sql_echo: bool = False
     public_url: str = "http://127.0.0.1:5000"
+    # Whether CITYCREDIT_PUBLIC_URL (or `citycredit serve`) named it; if not, the discovery document
+    # names the address the request came to rather than a port nobody may be serving.
+    public_url_configured: bool = False
     # How citizens sign in (citizen.identity.PROVIDERS); "demo" sends one-time codes to the log.
     citizen_identity: str = "demo"
     # Demo mode shows the demo provider's one-time code on screen too. Never on in production.
@@ -224,7 +227,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         # Signs the admin's session cookies: every worker and restart must share it.
         secret_key=secret_key,
         sql_echo=env.get("CITYCREDIT_SQL_ECHO", "") == "1",
-        public_url=env.get("CITYCREDIT_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
+        public_url=(env.get("CITYCREDIT_PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        public_url_configured=bool(env.get("CITYCREDIT_PUBLIC_URL")) or "public_url" in overrides,
         citizen_identity=env.get("CITYCREDIT_CITIZEN_IDENTITY", "demo"),
         demo_mode=demo_mode,
         environment=environment,
