@@ -29,10 +29,10 @@ from points_engine.scoring_model import ModelFileError
 
 ACTOR = "cli:" + (os.environ.get("USER") or "operator")
 EXIT_ROWS_REJECTED = 3
-C = TypeVar("C", bound=click.Command)
+CommandT = TypeVar("CommandT", bound=click.Command)
 
 
-def creates_city(command: C) -> C:
+def creates_city(command: CommandT) -> CommandT:
     """Mark a command that may make a new city (``db upgrade``, ``demo seed``) where none is found."""
     command.creates_city = True  # type: ignore[attr-defined]
     return command
