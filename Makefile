@@ -20,7 +20,9 @@ $(STAMP): setup.cfg pyproject.toml partner_sdk/pyproject.toml
 
 install: $(STAMP)
 
+# `make demo PORT=5001` serves on another port; the port is checked before anything is seeded.
 demo: $(STAMP)
+	@$(BIN)/citycredit serve --check --host $(HOST) --port $(PORT)
 	CITYCREDIT_ENV=development $(BIN)/citycredit db upgrade
 	CITYCREDIT_ENV=development $(BIN)/citycredit demo seed --citizens $(DEMO_CITIZENS)
 	@echo
@@ -31,6 +33,9 @@ demo: $(STAMP)
 	@echo "  Admin (中文; English link on every page): http://$(HOST):$(PORT)/admin   (accounts printed above)"
 	@echo "  Citizen's phone page:     http://$(HOST):$(PORT)/me   (sign in with an ID number printed above;"
 	@echo "                            the demo shows the one-time code on screen and in this log)"
+	@echo
+	@echo "  In another terminal, for the tour, the examples and citycredit-verify:"
+	@echo "    export CITYCREDIT_BASE_URL=http://$(HOST):$(PORT)"
 	@echo
 	CITYCREDIT_ENV=development CITYCREDIT_DEMO_MODE=1 $(BIN)/citycredit serve --host $(HOST) --port $(PORT)
 

@@ -1,7 +1,8 @@
 """Shared by the examples: the demo city's credentials and a way to get a citizen's code as a phone would.
 
-`make demo` writes the demo clients' credentials to instance/demo/clients.json. A real venue gets its
-client id and secret from the city's admin and reads the code with its scanner instead.
+`make demo` writes the demo clients' credentials to instance/demo/clients.json and prints the city's
+address as ``export CITYCREDIT_BASE_URL=…`` (http://127.0.0.1:5000 unless PORT was given). A real venue
+gets its client id and secret from the city's admin and reads the code with its scanner instead.
 """
 
 from __future__ import annotations
@@ -9,15 +10,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from citycredit_partner import PartnerClient
+from citycredit_partner import APIConnectionError, PartnerClient
 from citycredit_partner.cli import decode_image
 
-BASE_URL = os.environ.get("CITYCREDIT_BASE_URL", "http://127.0.0.1:5000")
-CREDENTIALS = Path(os.environ.get("CITYCREDIT_INSTANCE_DIR", "instance")) / "demo" / "clients.json"
+BASE_URL = (os.environ.get("CITYCREDIT_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+# The demo's files: CITYCREDIT_INSTANCE_DIR, else the instance/ of the project these examples are in.
+INSTANCE = Path(
+    os.environ.get("CITYCREDIT_INSTANCE_DIR") or Path(__file__).resolve().parents[1] / "instance"
+)
+CREDENTIALS = INSTANCE / "demo" / "clients.json"
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run an example; a city that does not answer is one line, not a traceback."""
+    try:
+        main()
+    except (httpx.TransportError, APIConnectionError):
+        raise SystemExit(
+            f"cannot reach the city at {BASE_URL} — is `make demo` running? "
+            "Set CITYCREDIT_BASE_URL to the address it printed."
+        ) from None
 
 
 def credentials(role: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ it can: the redemption enforces the daily quota exactly, across all gates of the
 
 from __future__ import annotations
 
-from _demo import scanned_code, venue_client
+from _demo import run, scanned_code, venue_client
 
 from citycredit_partner import CodeRejectedError, PartnerError
 
@@ -38,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,7 +5,7 @@ python examples/library_desk.py --id 420202197201247944
 
 from __future__ import annotations
 
-from _demo import scanned_code, venue_client
+from _demo import run, scanned_code, venue_client
 
 from citycredit_partner import CodeRejectedError, NotEligibleError, QuotaExhaustedError
 
@@ -34,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

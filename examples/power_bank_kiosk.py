@@ -5,7 +5,7 @@ python examples/power_bank_kiosk.py --id 420202197201247944
 
 from __future__ import annotations
 
-from _demo import scanned_code, venue_client
+from _demo import run, scanned_code, venue_client
 
 from citycredit_partner import (
     AlreadyRedeemedError,
@@ -38,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from citycredit.cli import demo as demo_city
-from citycredit.cli.base import ACTOR, Context, pass_ctx
+from citycredit.cli.base import ACTOR, Context, creates_city, pass_ctx
 from citycredit.cli.engine import _ingest_file, _recompute
+from citycredit.cli.serving import address_problem, served_url
 from citycredit.core import keys as signing
 from citycredit.core.audit import audit
 from citycredit.core.clients import (
@@ -57,6 +58,7 @@ def db() -> None:
     """Database schema."""
 
 
+@creates_city
 @db.command("upgrade")
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
@@ -81,10 +83,21 @@ def scheduler(ctx: Context) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True)
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the web app with gunicorn."""
+@click.option(
+    "--check", is_flag=True, help="Only check that the port is free (exit 1, saying so, if not)."
+)
+def serve(host: str, port: int, workers: int, check: bool) -> None:
+    """Serve the web app with gunicorn (the city's address is http://HOST:PORT unless
+    CITYCREDIT_PUBLIC_URL says otherwise)."""
+    problem = address_problem(host, port)
+    if problem:
+        raise click.ClickException(problem)
+    if check:
+        return
+    # The discovery document and token audience name the address actually served, not 5000.
+    os.environ.setdefault("CITYCREDIT_PUBLIC_URL", served_url(host, port))
     os.execvp(
         sys.executable,
         [
@@ -255,6 +268,7 @@ def demo() -> None:
     """The demo city."""
 
 
+@creates_city
 @demo.command("seed")
 @click.option("--citizens", default=3000, show_default=True)
 @click.option("--seed", default=20261123, show_default=True)

@@ -10,6 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 DEFAULT_INSTANCE_DIR = Path("instance")
+# The city's database (SQLite, when no CITYCREDIT_DATABASE_URL is set) and the first secret it makes:
+# an ``instance/`` holding either is a city's, not some other project's folder of the same name.
+INSTANCE_DATABASE = "citycredit.sqlite3"
+INSTANCE_MARKERS = (INSTANCE_DATABASE, "id_hash.key")
+# The project the code runs from (an editable install or a clone on PYTHONPATH).
+SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
 class ConfigError(RuntimeError):
@@ -33,6 +39,9 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     sql_echo: bool = False
     public_url: str = "http://127.0.0.1:5000"
+    # Whether CITYCREDIT_PUBLIC_URL (or `citycredit serve`) named it; if not, the discovery document
+    # names the address the request came to rather than a port nobody may be serving.
+    public_url_configured: bool = False
     # How citizens sign in (citizen.identity.PROVIDERS); "demo" sends one-time codes to the log.
     citizen_identity: str = "demo"
     # Demo mode shows the demo provider's one-time code on screen too. Never on in production.
@@ -107,6 +116,28 @@ class MissingSecret(ConfigError):
         self.variable = variable
 
 
+def is_city_instance(directory: Path) -> bool:
+    """Whether ``directory`` holds a city's files (its database or its secrets)."""
+    return any((directory / marker).exists() for marker in INSTANCE_MARKERS)
+
+
+def find_instance_dir(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """The city's instance folder, found the way a user expects.
+
+    ``CITYCREDIT_INSTANCE_DIR`` when set; else the nearest ``instance/`` holding a city's files in the
+    working directory or a folder above it (the CLI run from ``docs/`` finds the project's); else
+    the source tree's; else ``instance`` here, for the commands that create a city.
+    """
+    env = dict(os.environ if env is None else env)
+    if env.get("CITYCREDIT_INSTANCE_DIR"):
+        return Path(env["CITYCREDIT_INSTANCE_DIR"])
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents, SOURCE_TREE):
+        if is_city_instance(folder / DEFAULT_INSTANCE_DIR):
+            return DEFAULT_INSTANCE_DIR if folder == here else folder / DEFAULT_INSTANCE_DIR
+    return DEFAULT_INSTANCE_DIR
+
+
 def _instance_key(instance_dir: Path, name: str, *, create: bool = True) -> bytes | None:
     """Read a per-instance secret; in development, create it on first use so a fresh demo needs no setup.
 
@@ -166,13 +197,11 @@ def _secret(
 def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from the environment, then apply ``overrides`` (tests and callers win)."""
     env = dict(os.environ if env is None else env)
-    instance_dir = Path(
-        overrides.pop("instance_dir", env.get("CITYCREDIT_INSTANCE_DIR", DEFAULT_INSTANCE_DIR))
-    )
+    instance_dir = Path(overrides.pop("instance_dir", None) or find_instance_dir(env))
     database_url = overrides.pop("database_url", None) or env.get("CITYCREDIT_DATABASE_URL")
     if not database_url:
         instance_dir.mkdir(parents=True, exist_ok=True)
-        database_url = f"sqlite:///{(instance_dir / 'citycredit.sqlite3').resolve()}"
+        database_url = f"sqlite:///{(instance_dir / INSTANCE_DATABASE).resolve()}"
     environment = overrides.pop("environment", None) or env.get("CITYCREDIT_ENV", "production")
     if environment not in ENVIRONMENTS:
         raise ConfigError(f"CITYCREDIT_ENV must be one of {', '.join(ENVIRONMENTS)}")
@@ -198,7 +227,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         # Signs the admin's session cookies: every worker and restart must share it.
         secret_key=secret_key,
         sql_echo=env.get("CITYCREDIT_SQL_ECHO", "") == "1",
-        public_url=env.get("CITYCREDIT_PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
+        public_url=(env.get("CITYCREDIT_PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        public_url_configured=bool(env.get("CITYCREDIT_PUBLIC_URL")) or "public_url" in overrides,
         citizen_identity=env.get("CITYCREDIT_CITIZEN_IDENTITY", "demo"),
         demo_mode=demo_mode,
         environment=environment,

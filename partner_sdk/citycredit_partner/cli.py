@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from ._client import PartnerClient
-from ._errors import CodeRejectedError, PartnerError
+from ._errors import APIConnectionError, CodeRejectedError, PartnerError
 from ._models import OfflineVerification
 
 
@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
         help="the federation's trust anchor fingerprint, pinned (else read from the city)",
     )
     parser.add_argument(
-        "--base-url", default=os.environ.get("CITYCREDIT_BASE_URL", "http://127.0.0.1:5000")
+        "--base-url",
+        default=os.environ.get("CITYCREDIT_BASE_URL") or "http://127.0.0.1:5000",
+        help="the city's address (default: $CITYCREDIT_BASE_URL, else http://127.0.0.1:5000)",
     )
     parser.add_argument("--client-id", default=os.environ.get("CITYCREDIT_CLIENT_ID"))
     parser.add_argument("--client-secret", default=os.environ.get("CITYCREDIT_CLIENT_SECRET"))
@@ -117,6 +119,13 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
     except CodeRejectedError as exc:
         print(f"REJECTED 拒绝: {exc.reason}: {exc.detail}", file=sys.stderr)
         return 2
+    except APIConnectionError:
+        print(
+            f"error: cannot reach the city at {args.base_url.rstrip('/')} — is it running? "
+            "Set CITYCREDIT_BASE_URL (or --base-url) to its address.",
+            file=sys.stderr,
+        )
+        return 3
     except PartnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -189,16 +189,19 @@ def configuration() -> Any:
     """Where partners find the city: its issuer code, token endpoint and keys (like OIDC discovery)."""
 
     settings = platform_of(current_app).settings
+    # The configured address; else the one this request reached (behind trusted proxies, as they
+    # forwarded it), so a city served on another port never sends partners to port 5000.
+    base = settings.public_url if settings.public_url_configured else request.host_url.rstrip("/")
     response = jsonify(
         issuer=settings.city_code,
         city_name=settings.city_name,
-        token_endpoint=settings.public_url + "/oauth/token",
-        jwks_uri=settings.public_url + "/.well-known/jwks.json",
-        api_base=settings.public_url + "/api/v1",
+        token_endpoint=base + "/oauth/token",
+        jwks_uri=base + "/.well-known/jwks.json",
+        api_base=base + "/api/v1",
         credit_code_algorithms=["EdDSA"],
         credit_code_lifetime_seconds=120,
         trust_anchor=settings.trust_anchor or None,
-        trust_list_uri=settings.public_url + "/api/v1/federation/trust-list",
+        trust_list_uri=base + "/api/v1/federation/trust-list",
     )
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
