@@ -7,26 +7,52 @@ clean, fits 390 px (also at 200 % text size), and nothing leaves loopback.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
+from citycredit.core.config import load_settings
 from citycredit.core.db import make_session_factory, unit_of_work
 from scenarios import catalogue
 from scenarios.demo import load_catalogue
-from tests.browser.test_citizen import (  # noqa: F401 - demo_city is a fixture
-    DOUBLE_TEXT,
-    DemoCity,
-    demo_city,
-    horizontal_overflow,
-    phone,
-    sign_in,
-)
+from tests.browser.test_citizen import DOUBLE_TEXT, horizontal_overflow, phone, sign_in
 from tests.browser.test_citizen_federation import axe_violations
 from tests.browser.test_pages import screenshot
+from tests.conftest import BACKENDS, _require
+from tests.databases import ScratchDatabase
+from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
 
 OFFERED = list(catalogue.scenarios())
+
+
+@pytest.fixture(params=BACKENDS)
+def catalogue_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveCity]:
+    """A live city in demo mode (the one-time code shows on screen) with the demo catalogue."""
+    _require(request.param)
+    db = ScratchDatabase(request.param, tmp_path)
+    port = free_port()
+    env = {
+        **os.environ,
+        **SECRETS,
+        "CITYCREDIT_DATABASE_URL": db.url,
+        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
+        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CITYCREDIT_DEMO_MODE": "1",
+    }
+    settings = load_settings(env=env)
+    seeded = _seed(db, settings)  # the three demo scenarios; citizens of tier AA, A and D
+    with unit_of_work(make_session_factory(db.engine)) as session:
+        load_catalogue(session)
+    try:
+        with gunicorn(env, port, tmp_path / "server.log") as (url, _command, _process):
+            yield LiveCity(url=url, db=db, settings=settings, **seeded)  # type: ignore[arg-type]
+    finally:
+        db.drop()
 
 
 def fits_a_phone(page: Any) -> list[str]:
@@ -52,11 +78,9 @@ def listed(page: Any, within: str = "main") -> list[str]:
 
 
 def test_a_citizen_searches_picks_a_category_and_opens_the_rest_on_a_phone(
-    browser: Any, demo_city: DemoCity
+    browser: Any, catalogue_city: LiveCity
 ) -> None:
-    city = demo_city
-    with unit_of_work(make_session_factory(city.db.engine)) as session:
-        load_catalogue(session)
+    city = catalogue_city
     total = len(OFFERED) + 3  # and the three scenarios every demo city has
     context, page, outside, errors = phone(browser)
     sign_in(page, city, city.good)
