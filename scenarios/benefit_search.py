@@ -119,12 +119,13 @@ def _haystack(benefit: BenefitView) -> str:
 
 
 def matches(benefit: BenefitView, query: BenefitQuery, *, facet: str | None = None) -> bool:
-    """Whether ``benefit`` answers ``query`` (leaving out the ``facet`` being counted, if any)."""
+    """Whether ``benefit`` answers ``query``; counting a ``facet`` leaves out that facet and the
+    condition, as the facet's links do."""
     if facet != "category" and query.category and benefit.category != query.category:
         return False
     if facet != "district" and query.district and query.district not in districts_of(benefit):
         return False
-    if query.condition and condition_key(benefit) != query.condition:
+    if facet is None and query.condition and condition_key(benefit) != query.condition:
         return False
     words = query.words
     if words:

@@ -75,6 +75,10 @@ def test_what_i_qualify_for_comes_first_and_the_rest_keeps_why() -> None:
     assert [g.shown[0].code for g in found.eligible] == ["easy"]
     assert [(g.shown[0].code, g.unmet[0].zh) for g in found.others] == [("hard", "需优秀")]
     assert (found.eligible_count, found.other_count) == (1, 1)
+    # Within one condition, the category chips count as their links lead: without the condition.
+    hard = found.others[0].key
+    within = find_benefits(listed, BenefitQuery(condition=hard))
+    assert within.matching == 1 and within.categories == [("library", 2)]
 
 
 @pytest.mark.parametrize(
