@@ -96,7 +96,11 @@ def found(page: str) -> int:
 
 def chips(page: str, label: str) -> dict[str, tuple[str, int | None, bool]]:
     """The chips of the navigation labelled ``label``: text -> (link, count, current)."""
-    nav = re.search(rf'<nav aria-label="{label}"><ul class="chips">(.*?)</ul></nav>', page, re.S)
+    nav = re.search(
+        rf'<nav aria-labelledby="[^"]+"><p class="chips-label" id="[^"]+">{label}</p><ul class="chips">(.*?)</ul></nav>',
+        page,
+        re.S,
+    )
     assert nav, f"no {label} chips"
     out = {}
     for href, current, inner in re.findall(
