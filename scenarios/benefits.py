@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from citycredit.core.audit import audit
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
+from scenarios.catalogue import DISTRICTS
 from scenarios.eligibility import (
     Any_,
     CitizenFacts,
@@ -51,12 +52,23 @@ def citizen_facts(session: Session, citizen: Citizen, *, today: dt.date) -> Citi
     )
 
 
+def district_of(*texts: str) -> str | None:
+    """The city district a venue is in, read from its address, else its name: venues carry no
+    district of their own, and their addresses and names name it (黄石市下陆区…, 下陆区图书馆)."""
+    for text in texts:
+        for code, name_zh, _ in DISTRICTS:
+            if name_zh in text:
+                return code
+    return None
+
+
 @dataclass(frozen=True)
 class VenueView:
     code: str
     name_zh: str
     name_en: str
     address_zh: str
+    district: str | None = None  # a code of ``DISTRICTS``
 
 
 @dataclass
@@ -179,7 +191,9 @@ def _load_catalogue(session: Session, today: dt.date) -> list[CatalogueEntry]:
             .where(Venue.status == "active", ScenarioVenue.scenario_id.in_(ids))
             .order_by(Venue.code)
         ):
-            venues.setdefault(scenario_id, []).append(VenueView(code, name_zh, name_en, address))
+            venues.setdefault(scenario_id, []).append(
+                VenueView(code, name_zh, name_en, address, district_of(address, name_zh))
+            )
     return [
         CatalogueEntry(
             ScenarioRef(scenario.id, scenario.code, scenario.category),

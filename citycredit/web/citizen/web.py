@@ -61,6 +61,7 @@ from points_engine.explain_text import reason_text
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
 from points_engine.tiers import common_tier
+from scenarios import benefit_search
 from scenarios.benefits import my_benefits
 from scenarios.models import CATEGORIES
 
@@ -638,19 +639,57 @@ def code_json() -> Any:
 
 @bp.get("/benefits")
 def benefits() -> Any:
-
+    """Search, a category, a district ("near me"): all in the query string, so links keep them."""
     citizen = me()
     listed = my_benefits(db_session(), citizen, today=today(), actor=queries.actor_of(citizen))
-    groups: dict[str, list[Any]] = {}
-    # Within each category, what the citizen can use now comes first.
-    for item in sorted(listed, key=lambda b: not b.eligible):
-        groups.setdefault(t(item.category_zh, item.category_en), []).append(item)
+    args = request.args
+    page = {
+        "benefits_url": benefits_url,
+        "district_name": district_name,
+        "eligible": sum(1 for b in listed if b.eligible),
+        "total": len(listed),
+    }
+    try:
+        query = benefit_search.parse_query(
+            args.get("q", ""),
+            args.get("category", ""),
+            args.get("district", ""),
+            args.get("condition", ""),
+            listed,
+        )
+    except benefit_search.QueryError as error:
+        # What was typed stays in the box to be corrected, less what cannot be shown.
+        typed = "".join(c for c in args.get("q", "")[:500] if c.isprintable())
+        return render_template(
+            "citizen/benefits.html",
+            error=t(error.zh, error.en),
+            query=benefit_search.BenefitQuery(typed),
+            results=None,
+            **page,
+        ), 400
     return render_template(
         "citizen/benefits.html",
-        groups=groups,
-        eligible=sum(1 for b in listed if b.eligible),
-        total=len(listed),
+        error=None,
+        query=query,
+        results=benefit_search.find_benefits(listed, query),
+        **page,
     )
+
+
+def benefits_url(query: Any, **changes: str | None) -> str:
+    """The benefits page with ``query``'s filters, some changed (None drops one)."""
+    values = {
+        "q": query.text,
+        "category": query.category,
+        "district": query.district,
+        "condition": query.condition,
+        **changes,
+    }
+    return url_for("citizen.benefits", **{k: v for k, v in values.items() if v})
+
+
+def district_name(code: str) -> str:
+    return t(*benefit_search.DISTRICT_NAMES[code])
 
 
 @bp.get("/checks")
