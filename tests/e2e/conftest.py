@@ -63,7 +63,7 @@ def gunicorn(
     with log_path.open("w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90  # a loaded 2-core runner can take a while
             while True:
                 try:
                     if httpx.get(url + "/healthz", timeout=1).status_code == 200:
