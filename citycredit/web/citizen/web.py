@@ -126,6 +126,31 @@ def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return moment.astimezone(settings().tz).strftime(fmt) if moment else "—"
 
 
+_BADGES = {
+    queries.Standing.COUNTING: "yes",
+    queries.Standing.UNDER_OBJECTION: "wait",
+    queries.Standing.NOT_COUNTING: "no",
+    queries.Standing.NOT_SCORED: "",
+}
+
+
+def standing_badge(status: str, counted: bool | None) -> Markup:
+    """A record's standing (``queries.standing``) as a badge, the same on every page."""
+    found = queries.standing(status, counted)
+    classes = " ".join(c for c in ("badge", _BADGES[found], "rec-status") if c)
+    return Markup('<span class="{}">{}</span>').format(classes, t(*queries.STANDING_NAMES[found]))
+
+
+def model_name(e: Any) -> str:
+    """The scoring model as people call it (its title and version), never the engine's identifier."""
+    if not e.model_title_zh:
+        return t("现行评分规则", "the current scoring rules")
+    return t(
+        f"{e.model_title_zh}（第 {e.model_version} 版）",
+        f"{e.model_title_en} (version {e.model_version})",
+    )
+
+
 @bp.context_processor
 def _globals() -> dict[str, Any]:
     return {
@@ -134,6 +159,8 @@ def _globals() -> dict[str, Any]:
         "lang_url": lang_url,
         "csrf_field": csrf_field,
         "local_time": local_time,
+        "standing_badge": standing_badge,
+        "model_name": model_name,
         "reason_text": reason_text,
         "tier_of": common_tier,
         "demo_mode": settings().demo_mode,
@@ -373,6 +400,7 @@ def records() -> Any:
     return render_template(
         "citizen/records.html",
         e=explanation,
+        groups=queries.record_groups(explanation.records),
         objections=latest,
         improvements=queries.improvements(session_),
         repairable={
@@ -866,11 +894,18 @@ def data_json() -> Any:
 
 @bp.get("/report")
 def report() -> Any:
+    """What the records page says, record by record, in a form to print or hand over; city time."""
     citizen = me()
     session_ = db_session()
     held = queries.everything_held(session_, citizen, today=today(), now=now(), settings=settings())
     explanation = queries.explain_for_page(session_, citizen, today=today())
-    names = {r.item_code: (r.item_name_zh, r.item_name_en) for r in explanation.records}
     return render_template(
-        "citizen/report.html", held=held, e=explanation, today=today(), names=names
+        "citizen/report.html",
+        held=held,
+        e=explanation,
+        groups=queries.record_groups(explanation.records),
+        names=queries.item_names(session_),
+        produced_at=now(),
+        # The export keeps ISO instants in UTC; the report shows them as every page does.
+        at=lambda iso: local_time(dt.datetime.fromisoformat(iso)) if iso else "—",
     )
