@@ -369,11 +369,13 @@ def home() -> Any:
         [(p.month[2:], p.score) for p in view.trend],
         title=t("近12个月信用分走势", "Score over the last 12 months"),
         desc=t("按现行评分规则，以每月月底的记录计算", "Each month's end, under today's rules"),
+        y_label=t("信用分", "Score"),
     )
     dimension_chart = charts.signed_bars(
         [(t(d.name_zh, d.name_en), d.value) for d in e.dimensions],
         title=t("各维度得分", "Points by dimension"),
         desc=t("每个维度对信用分的贡献", "What each dimension adds to the score"),
+        value_label=t("加减分", "Points added or taken away"),
     )
     return render_template(
         "citizen/home.html",
