@@ -137,7 +137,7 @@ def test_without_consent_the_report_lists_the_records_as_not_scored(city: Citize
     report = text(client.get("/me/report?lang=zh"))
     assert "未授权评分，无信用分。" in report and "记录 (3)" in report
     rows = re.findall(
-        r'<tr id="report-record-(\d+)"><td class="rec-date">([\d-]+)</td>.*?'
+        r'<tr id="report-record-(\d+)">.*?<span class="rec-date">([\d-]+)</span>.*?'
         r'<span class="badge rec-status">(.*?)</span>',
         report,
         re.DOTALL,
