@@ -147,6 +147,7 @@ def test_the_report_agrees_with_the_records_page_record_by_record(
         page.goto(f"{city.url}/me/records?lang={lang}")
         listed = page.evaluate(READ_RECORDS, "#records li[id^=record-]")
         violations += axe_violations(page)
+        screenshot(page, f"citizen-records-{lang}")
         too_wide.update(overflow(page, f"/me/records ({lang})"))
         page.goto(f"{city.url}/me/report?lang={lang}")
         reported = page.evaluate(READ_RECORDS, "tr[id^=report-record-]")
@@ -183,6 +184,7 @@ def test_the_report_agrees_with_the_records_page_record_by_record(
     page.goto(city.url + "/me/?lang=en")
     expect(page.locator("figcaption.chart-title")).to_have_count(2)
     violations += axe_violations(page)
+    screenshot(page, "citizen-home-en")
     context.close()
 
     assert not violations, "\n".join(violations)
