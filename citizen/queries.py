@@ -6,6 +6,7 @@ Every function here reads one citizen's personal data and is audited as the citi
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,16 @@ from citycredit.core.workdays import WorkCalendar
 from credit_codes import consent as cross_city
 from credit_codes.queries import checks_of_citizen
 from federation.queries import partner_checks_of_citizen, partner_offers
-from points_engine.models import Citizen, ConsentEvent, DataSource, Record, ScoreSnapshot
+from points_engine.models import (
+    Citizen,
+    ConsentEvent,
+    DataSource,
+    Record,
+    RecordStatus,
+    ScoreSnapshot,
+)
 from points_engine.operations import NoPublishedModel, published_model
-from points_engine.queries import Explanation, current_snapshot, explain
+from points_engine.queries import ExplainedRecord, Explanation, current_snapshot, explain
 from points_engine.rules import RecordFact, evaluate
 from points_engine.tiers import COMMON_LEVELS
 
@@ -82,6 +90,48 @@ def home(session: Session, citizen: Citizen, *, today: dt.date) -> Home:
 def explain_for_page(session: Session, citizen: Citizen, *, today: dt.date) -> Explanation:
     """The engine's explanation of every record, read by the citizen (audited by ``explain``)."""
     return explain(session, citizen, as_of=today, actor=actor_of(citizen), purpose="citizen page")
+
+
+class Standing(enum.StrEnum):
+    """How a record stands for the citizen's score, as the records page and the report both say it."""
+
+    COUNTING = "counting"
+    UNDER_OBJECTION = "under_objection"
+    NOT_COUNTING = "not_counting"
+    NOT_SCORED = "not_scored"  # no consent to scoring: nothing is scored at all
+
+
+STANDING_NAMES: dict[Standing, tuple[str, str]] = {
+    Standing.COUNTING: ("计分中", "counting"),
+    Standing.UNDER_OBJECTION: ("异议处理中", "under objection"),
+    Standing.NOT_COUNTING: ("不计分", "not counting"),
+    Standing.NOT_SCORED: ("未评分", "not scored"),
+}
+
+
+def standing(status: str, counted: bool | None) -> Standing:
+    """A record's standing from its state and whether the engine counted it (None: not scored).
+
+    A record under objection says so whatever it counts (an award keeps counting, a deduction is
+    suspended); the engine's reasons say which."""
+    if status == RecordStatus.UNDER_OBJECTION:
+        return Standing.UNDER_OBJECTION
+    if counted is None:
+        return Standing.NOT_SCORED
+    return Standing.COUNTING if counted else Standing.NOT_COUNTING
+
+
+def record_groups(
+    records: list[ExplainedRecord],
+) -> list[tuple[bool, list[ExplainedRecord]]]:
+    """(counts, records): those that count, then those that do not, each newest first; empty
+    groups left out. The records page and the printable report list records in this order."""
+    ordered = sorted(records, key=lambda r: (-r.occurred_on.toordinal(), r.record_id))
+    groups = [
+        (True, [r for r in ordered if r.counted]),
+        (False, [r for r in ordered if not r.counted]),
+    ]
+    return [(counts, group) for counts, group in groups if group]
 
 
 @dataclass(frozen=True)

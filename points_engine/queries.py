@@ -83,7 +83,10 @@ class ExplainedDimension:
 @dataclass
 class Explanation:
     consent_given: bool
-    model_label: str | None = None
+    model_label: str | None = None  # the engine's identifier (CLI, admin), never shown to citizens
+    model_title_zh: str | None = None  # the model's own name, for people
+    model_title_en: str | None = None
+    model_version: int | None = None
     model_kind: str | None = None
     score: int | None = None
     tier_code: str | None = None
@@ -150,6 +153,9 @@ def explain(
     return Explanation(
         consent_given=True,
         model_label=version.label,
+        model_title_zh=model.title_zh,
+        model_title_en=model.title_en,
+        model_version=version.version,
         model_kind=model.kind,
         score=evaluation.score,
         tier_code=evaluation.tier.code,

@@ -127,6 +127,31 @@ def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return moment.astimezone(settings().tz).strftime(fmt) if moment else "—"
 
 
+_BADGES = {
+    queries.Standing.COUNTING: "yes",
+    queries.Standing.UNDER_OBJECTION: "wait",
+    queries.Standing.NOT_COUNTING: "no",
+    queries.Standing.NOT_SCORED: "",
+}
+
+
+def standing_badge(status: str, counted: bool | None) -> Markup:
+    """A record's standing (``queries.standing``) as a badge, the same on every page."""
+    found = queries.standing(status, counted)
+    classes = " ".join(c for c in ("badge", _BADGES[found], "rec-status") if c)
+    return Markup('<span class="{}">{}</span>').format(classes, t(*queries.STANDING_NAMES[found]))
+
+
+def model_name(e: Any) -> str:
+    """The scoring model as people call it (its title and version), never the engine's identifier."""
+    if not e.model_title_zh:
+        return t("现行评分规则", "the current scoring rules")
+    return t(
+        f"{e.model_title_zh}（第 {e.model_version} 版）",
+        f"{e.model_title_en} (version {e.model_version})",
+    )
+
+
 @bp.context_processor
 def _globals() -> dict[str, Any]:
     return {
@@ -135,6 +160,8 @@ def _globals() -> dict[str, Any]:
         "lang_url": lang_url,
         "csrf_field": csrf_field,
         "local_time": local_time,
+        "standing_badge": standing_badge,
+        "model_name": model_name,
         "reason_text": reason_text,
         "tier_of": common_tier,
         "demo_mode": settings().demo_mode,
@@ -343,11 +370,13 @@ def home() -> Any:
         [(p.month[2:], p.score) for p in view.trend],
         title=t("近12个月信用分走势", "Score over the last 12 months"),
         desc=t("按现行评分规则，以每月月底的记录计算", "Each month's end, under today's rules"),
+        y_label=t("信用分", "Score"),
     )
     dimension_chart = charts.signed_bars(
         [(t(d.name_zh, d.name_en), d.value) for d in e.dimensions],
         title=t("各维度得分", "Points by dimension"),
         desc=t("每个维度对信用分的贡献", "What each dimension adds to the score"),
+        value_label=t("加减分", "Points added or taken away"),
     )
     return render_template(
         "citizen/home.html",
@@ -374,6 +403,7 @@ def records() -> Any:
     return render_template(
         "citizen/records.html",
         e=explanation,
+        groups=queries.record_groups(explanation.records),
         objections=latest,
         improvements=queries.improvements(session_),
         repairable={
@@ -905,11 +935,18 @@ def data_json() -> Any:
 
 @bp.get("/report")
 def report() -> Any:
+    """What the records page says, record by record, in a form to print or hand over; city time."""
     citizen = me()
     session_ = db_session()
     held = queries.everything_held(session_, citizen, today=today(), now=now(), settings=settings())
     explanation = queries.explain_for_page(session_, citizen, today=today())
-    names = {r.item_code: (r.item_name_zh, r.item_name_en) for r in explanation.records}
     return render_template(
-        "citizen/report.html", held=held, e=explanation, today=today(), names=names
+        "citizen/report.html",
+        held=held,
+        e=explanation,
+        groups=queries.record_groups(explanation.records),
+        names=queries.item_names(session_),
+        produced_at=now(),
+        # The export keeps ISO instants in UTC; the report shows them as every page does.
+        at=lambda iso: local_time(dt.datetime.fromisoformat(iso)) if iso else "—",
     )
