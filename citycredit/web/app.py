@@ -25,12 +25,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the web app for one city. ``config`` is a Settings, or overrides of the environment's."""
     settings = config if isinstance(config, Settings) else load_settings(**(config or {}))
     app = PipelineFlask(__name__)
-    _keep_compiled_templates(app, settings)
     app.config["SECRET_KEY"] = settings.secret_key
     # 10,000 records are about 3 MB of JSON; anything far larger is refused before it is parsed.
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     platform = Platform.start(settings)
     app.extensions["citycredit"] = platform
+    _keep_compiled_templates(app, settings)  # before anything makes the template environment
     init_pipeline(app)  # first: its commit must run after every other after_request hook
     _register_pages(app)
     init_api(app)
@@ -58,6 +58,8 @@ class _TemplateCache(FileSystemBytecodeCache):
 
 
 def _keep_compiled_templates(app: Flask, settings: Settings) -> None:
+    if not settings.instance_dir.is_dir():
+        return  # no instance folder is ever made just for this
     folder = settings.instance_dir / "cache" / "templates"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
