@@ -36,10 +36,11 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(24))
 class AdminInputError(ValueError):
     """Input the admin refuses, with the reason in both languages (``str()`` is the English one)."""
 
-    def __init__(self, zh: str, en: str):
+    def __init__(self, zh: str, en: str, field: str | None = None):
         super().__init__(en)
         self.zh = zh
         self.en = en
+        self.field = field  # the form field at fault, when there is one (the admin marks it)
 
 
 def actor_of(username: str) -> str:
@@ -51,14 +52,18 @@ def check_password_policy(password: str, *, username: str = "") -> None:
         raise AdminInputError(
             f"密码至少需要 {MIN_PASSWORD_LENGTH} 个字符",
             f"the password must have at least {MIN_PASSWORD_LENGTH} characters",
+            field="password",
         )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise AdminInputError(
             f"密码不能超过 {MAX_PASSWORD_LENGTH} 个字符",
             f"the password must have at most {MAX_PASSWORD_LENGTH} characters",
+            field="password",
         )
     if username and password.strip().lower() == username.lower():
-        raise AdminInputError("密码不能与用户名相同", "the password must not be the username")
+        raise AdminInputError(
+            "密码不能与用户名相同", "the password must not be the username", field="password"
+        )
 
 
 def normalise_username(raw: str) -> str:
@@ -87,43 +92,56 @@ def create_user(
         raise AdminInputError(
             "用户名须为 2–64 个小写字母、数字或 . _ -，并以字母或数字开头",
             "the username must be 2-64 lowercase letters, digits or . _ -, starting with a letter or digit",
+            field="username",
         )
     if role not in ROLES:
         raise AdminInputError(
             f"未知角色 {role!r}，可选：{', '.join(ROLES)}",
             f"unknown role {role!r}; choose one of: {', '.join(ROLES)}",
+            field="role",
         )
     operator_id = source_id = None
     if role == "operator":
         if not operator_code:
             raise AdminInputError(
-                "场景运营方账户必须指定所属运营方", "an operator account needs its operator"
+                "场景运营方账户必须指定所属运营方",
+                "an operator account needs its operator",
+                field="operator",
             )
         operator = session.scalar(select(Operator).where(Operator.code == operator_code))
         if operator is None:
             raise AdminInputError(
-                f"没有代码为 {operator_code!r} 的运营方", f"no operator with code {operator_code!r}"
+                f"没有代码为 {operator_code!r} 的运营方",
+                f"no operator with code {operator_code!r}",
+                field="operator",
             )
         operator_id = operator.id
     elif operator_code:
         raise AdminInputError(
-            "只有场景运营方账户可以指定运营方", "only operator accounts belong to an operator"
+            "只有场景运营方账户可以指定运营方",
+            "only operator accounts belong to an operator",
+            field="operator",
         )
     if source_code:
         if role != "clerk":
             raise AdminInputError(
-                "只有数据源专员账户可以限定数据来源", "only clerk accounts are limited to a source"
+                "只有数据源专员账户可以限定数据来源",
+                "only clerk accounts are limited to a source",
+                field="source",
             )
         source = session.scalar(select(DataSource).where(DataSource.code == source_code))
         if source is None:
             raise AdminInputError(
                 f"没有代码为 {source_code!r} 的数据来源",
                 f"no data source with code {source_code!r}",
+                field="source",
             )
         source_id = source.id
     check_password_policy(password, username=username)
     if find_user(session, username) is not None:
-        raise AdminInputError(f"用户名 {username!r} 已被使用", f"username {username!r} is taken")
+        raise AdminInputError(
+            f"用户名 {username!r} 已被使用", f"username {username!r} is taken", field="username"
+        )
     user = AdminUser(
         username=username,
         display_name=display_name.strip()[:200] or username,

@@ -64,8 +64,10 @@ CATEGORIES = (
         "tourism",
         "信易游",
         "Tourism",
-        "市文化和旅游局",
-        "Culture and Tourism Bureau",
+        # Scenic areas are run by the city's tourism group; the bureau runs the libraries. (One body
+        # under two operator codes read as one operator listed twice in the admin's choices.)
+        "市文旅集团",
+        "City Tourism Group",
         "{d}景区",
         "{d} Scenic Area",
     ),

@@ -92,7 +92,7 @@ def logout() -> Any:
 @bp.get("/account")
 @require_role()
 def account() -> Any:
-    return render_template("admin/account.html", errors=[])
+    return render_template("admin/account.html", errors={})
 
 
 @bp.post("/account/password")
@@ -103,19 +103,22 @@ def change_own_password() -> Any:
     db = db_session()
     form = request.form
     actor = operations.actor_of(user.username)
-    errors: list[str] = []
+    # field -> message: each message is shown beside (and tied to) its input.
+    errors: dict[str, str] = {}
     # Wrong current passwords are throttled like sign-ins (citycredit.web.security), never locked.
     if not operations.check_current_password(user, form.get("current_password", "")):
         security.mark_failed()
         admin_audit("admin.password_change_refused", reason="wrong current password")
-        errors.append(t("当前密码不正确。", "The current password is wrong."))
+        errors["current_password"] = t("当前密码不正确。", "The current password is wrong.")
     elif form.get("new_password", "") != form.get("new_password_again", ""):
-        errors.append(t("两次输入的新密码不一致。", "The two new passwords differ."))
+        errors["new_password_again"] = t(
+            "两次输入的新密码不一致。", "The two new passwords differ."
+        )
     else:
         try:
             operations.set_password(db, user, form["new_password"], actor=actor, now=now())
         except operations.AdminInputError as exc:
-            errors.append(t(exc.zh, exc.en))
+            errors["new_password"] = t(exc.zh, exc.en)
     if errors:
         g.admin_audited = True
         return render_template("admin/account.html", errors=errors), 400

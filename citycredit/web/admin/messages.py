@@ -24,6 +24,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "valid_until": ("截止日期", "Valid until"),
     "venues": ("适用场所", "Venues"),
     "name": ("名称", "Name"),
+    "address_zh": ("地址", "Address"),
 }
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [

@@ -139,25 +139,25 @@ def _top_chart(
 # --- audit log ------------------------------------------------------------------------------------
 
 
-def _date_arg(name: str, errors: list[str]) -> dt.date | None:
+def _date_arg(name: str, errors: dict[str, str]) -> dt.date | None:
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:
-        errors.append(
-            t(f"日期“{raw}”无效（格式：2026-01-31）", f"bad date “{raw}” (use 2026-01-31)")
+        errors[name] = t(
+            f"日期“{raw}”无效（格式：2026-01-31）", f"bad date “{raw}” (use 2026-01-31)"
         )
         return None
 
 
-def _int_arg(name: str, errors: list[str], label: tuple[str, str]) -> int | None:
+def _int_arg(name: str, errors: dict[str, str], label: tuple[str, str]) -> int | None:
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
     if not raw.isdigit() or len(raw) > 18:
-        errors.append(t(f"{label[0]}“{raw}”无效", f"bad {label[1]} “{raw}”"))
+        errors[name] = t(f"{label[0]}“{raw}”无效", f"bad {label[1]} “{raw}”")
         return None
     return int(raw)
 
@@ -165,7 +165,7 @@ def _int_arg(name: str, errors: list[str], label: tuple[str, str]) -> int | None
 @bp.get("/audit")
 @require_permission("audit.view")
 def audit_log() -> Any:
-    errors: list[str] = []
+    errors: dict[str, str] = {}  # the filter field -> its message, shown beside the field
     filters = queries.AuditFilters(
         actor=request.args.get("actor", "").strip()[:200],
         action=request.args.get("action", "").strip()[:64],

@@ -71,11 +71,23 @@ def category_name(code: str) -> str:
     return t(f"{brand}·{zh}" if brand else zh, en)
 
 
+def operator_labels(operators: list[Operator]) -> dict[int, str]:
+    """Each operator's name as a choice shows it: two operators of one name (two registrations of
+    one body, say) would read as one operator listed twice, so those carry their code as well."""
+    names = {o.id: t(o.name_zh, o.name_en) for o in operators}
+    shared = {n for n in names.values() if list(names.values()).count(n) > 1}
+    return {
+        o.id: f"{names[o.id]} ({o.code})" if names[o.id] in shared else names[o.id]
+        for o in operators
+    }
+
+
 @bp.context_processor
 def _helpers() -> dict[str, Any]:
     return {
         "status_name": status_name,
         "category_name": category_name,
+        "operator_labels": operator_labels,
         "tier_of": common_tier,
         "field_label": field_label,
         "message": message,

@@ -51,16 +51,16 @@ def users() -> Any:
 @bp.get("/users/new")
 @require_permission("users.manage")
 def new_user() -> Any:
-    return render_template("admin/user_new.html", form={}, errors=[], **_choices())
+    return render_template("admin/user_new.html", form={}, errors={}, **_choices())
 
 
 @bp.post("/users/new")
 @require_permission("users.manage")
 def create_user() -> Any:
     form = request.form
-    errors: list[str] = []
+    errors: dict[str, str] = {}  # field -> message, shown beside its input
     if form.get("password", "") != form.get("password_again", ""):
-        errors.append(t("两次输入的密码不一致。", "The two passwords differ."))
+        errors["password_again"] = t("两次输入的密码不一致。", "The two passwords differ.")
     else:
         role = form.get("role", "")
         try:
@@ -76,7 +76,7 @@ def create_user() -> Any:
                 now=now(),
             )
         except operations.AdminInputError as exc:
-            errors.append(t(exc.zh, exc.en))
+            errors[exc.field or "username"] = t(exc.zh, exc.en)
         else:
             g.admin_audited = True  # create_user audits admin.user_create
             flash(t(f"已创建用户 {user.username}。", f"User {user.username} created."), "success")
@@ -99,7 +99,7 @@ def user_detail(user_id: int) -> Any:
         user=user,
         operator=operator,
         source=source,
-        errors=[],
+        errors={},
         moment=now(),
     )
 
@@ -141,9 +141,9 @@ def reset_password(user_id: int) -> Any:
     me = current_user()
     assert me is not None
     form = request.form
-    errors: list[str] = []
+    errors: dict[str, str] = {}  # field -> message, shown beside its input
     if form.get("password", "") != form.get("password_again", ""):
-        errors.append(t("两次输入的密码不一致。", "The two passwords differ."))
+        errors["password_again"] = t("两次输入的密码不一致。", "The two passwords differ.")
     else:
         try:
             operations.set_password(
@@ -154,7 +154,7 @@ def reset_password(user_id: int) -> Any:
                 now=now(),
             )
         except operations.AdminInputError as exc:
-            errors.append(t(exc.zh, exc.en))
+            errors[exc.field or "password"] = t(exc.zh, exc.en)
     if errors:
         admin_audit("admin.password_reset_refused", username=user.username)
         session = db_session()

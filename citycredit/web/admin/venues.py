@@ -106,7 +106,9 @@ def add_venue() -> Any:
     if operator is None:
         errors["operator"] = [t("请选择运营方", "choose an operator")]
     elif not form.get("name_zh", "").strip() or not form.get("name_en", "").strip():
-        errors["name"] = [t("请填写中英文名称", "give the name in Chinese and English")]
+        for name in ("name_zh", "name_en"):
+            if not form.get(name, "").strip():
+                errors[name] = [t("请填写中英文名称", "give the name in Chinese and English")]
     else:
         try:
             venue = registry.add_venue(

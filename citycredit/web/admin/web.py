@@ -22,7 +22,7 @@ Interfaces for the admin's page modules (the scenario, venue and API-client page
 - ``now() -> datetime`` (aware, UTC) and ``today() -> date`` (the city's date): tests replace
   ``app.extensions["admin"].now`` to move the clock.
 - Jinja globals besides: ``can``, ``current_user``, ``lang``, ``lang_url(code)``, ``local_time(dt)``,
-  ``role_name(role)``.
+  ``role_name(role)``, ``validity(first, last)`` (a period in words, open ends said as such).
 - Errors inside the blueprint are HTML pages, not the API's JSON problems: ``abort(403)`` (audited as
   ``admin.denied``, the request's changes dropped), ``abort(404)``, and a 500 page that rolls back.
 - Tests: ``tests/integration/admin_support.py`` (app on a fresh database, clock, users, sign-in, POST).
@@ -76,8 +76,11 @@ bp = Blueprint(
 
 PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static"})
 # Ending one's own session is not a change to anything an auditor must not touch; nor is a what-if,
-# a POST only because it does heavy work (scratch rows it deletes again) that no link may trigger.
-READ_ONLY_ALLOWED = frozenset({"admin.login", "admin.logout", "admin.what_if"})
+# a POST only because it does heavy work (scratch rows it deletes again) that no link may trigger;
+# nor is changing one's own password (a read-only account still keeps its own key safe).
+READ_ONLY_ALLOWED = frozenset(
+    {"admin.login", "admin.logout", "admin.what_if", "admin.change_own_password"}
+)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_ONLY_ROLES = frozenset({"auditor"})
 
@@ -174,6 +177,7 @@ def init_admin(app: Flask) -> None:
         can=can,
         local_time=local_time,
         role_name=role_name,
+        validity=validity,
         admin_nav=nav_entries,
     )
     app.register_blueprint(bp)
@@ -198,6 +202,17 @@ def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if moment is None:
         return "—"
     return moment.astimezone(platform_of(current_app).settings.tz).strftime(fmt)
+
+
+def validity(first: dt.date | None, last: dt.date | None) -> str:
+    """A validity period in words; a missing end is open, never "… – …"."""
+    if first is None and last is None:
+        return t("长期有效", "open-ended")
+    if last is None:
+        return t(f"自 {first} 起", f"from {first} on")
+    if first is None:
+        return t(f"至 {last} 止", f"until {last}")
+    return t(f"{first} 至 {last}", f"{first} to {last}")
 
 
 def lang() -> str:
