@@ -30,7 +30,7 @@ from citycredit.core.config import (
     secrets_as_environment,
     write_new_secrets,
 )
-from citycredit.core.jobs import run_scheduler
+from citycredit.core.jobs import CityTimeFormatter, run_scheduler
 from citycredit.core.keys import SigningKey
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.migrate import current_revision, upgrade
@@ -70,13 +70,28 @@ def db_upgrade(ctx: Context) -> None:
 
 
 @main.command()
+@click.option(
+    "--debug", is_flag=True, help="Also log every routine run (by default only what a job did)."
+)
 @pass_ctx
-def scheduler(ctx: Context) -> None:
-    """Run the job scheduler (daily expiry and the rest) in this process, until stopped."""
+def scheduler(ctx: Context, debug: bool) -> None:
+    """Run the job scheduler (daily expiry and the rest) in this process, until Ctrl-C or SIGTERM.
 
-    logging.getLogger().setLevel(logging.INFO)
-    click.echo("scheduler running; Ctrl-C to stop")
-    run_scheduler(ctx.platform.settings, ctx.platform.sessions)
+    Logs what the jobs did, timed in the city's timezone; exit status 0 when stopped.
+    """
+    settings = ctx.platform.settings
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for handler in root.handlers:
+        handler.setFormatter(CityTimeFormatter(settings.tz))
+    click.echo(f"scheduler running in {settings.timezone} time; Ctrl-C to stop")
+    try:
+        run_scheduler(settings, ctx.platform.sessions)
+    except KeyboardInterrupt:
+        # A second Ctrl-C while a job was finishing: that job's unit of work is rolled back.
+        click.echo("scheduler stopped before a running job finished; its work was rolled back")
+        sys.exit(130)
+    click.echo("scheduler stopped")
 
 
 @main.command()

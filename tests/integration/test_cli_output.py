@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
+
+from citycredit.core.config import load_settings
 from citycredit.core.db import make_session_factory, unit_of_work
+from citycredit.core.jobs import JobContext, registered_jobs, run_job
 from points_engine import operations
 from tests import factories
 from tests.databases import ScratchDatabase
-from tests.integration.test_cli import run
+from tests.integration.test_cli import CLI, run
 from tests.rule_cases import AS_OF, ITEMISED
 
 
@@ -48,3 +57,62 @@ def test_whatif_names_its_movers_as_explain_takes_them(
     unknown = run(db, tmp_path, "explain", "C999999")
     assert unknown.returncode == 1 and "no citizen C999999" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_scheduler_logs_in_city_time_and_stops_cleanly(
+    stop: signal.Signals, tmp_path: Path
+) -> None:
+    db = ScratchDatabase("sqlite", tmp_path)
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    env = {
+        **os.environ,
+        "CITYCREDIT_DATABASE_URL": db.url,
+        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
+        "CITYCREDIT_TIMEZONE": "Asia/Shanghai",
+        "TZ": "UTC",  # the host's clock in another zone than the city's
+    }
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen([*CLI, "scheduler"], env=env, stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 60
+            while "scheduled governance.deliver" not in err.read_text():
+                assert process.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.2)
+            time.sleep(0.5)  # into the scheduler's wait
+            process.send_signal(stop)
+            status = process.wait(timeout=60)
+        finally:
+            process.kill()
+    said, logged = out.read_text(), err.read_text()
+    assert status == 0, logged
+    assert said.splitlines() == [
+        "scheduler running in Asia/Shanghai time; Ctrl-C to stop",
+        "scheduler stopped",
+    ]
+    assert "Aborted" not in said + logged and "Traceback" not in logged
+    lines = logged.splitlines()
+    # Only what the scheduler set up: no APScheduler chatter, every time in city time with its offset.
+    assert len(lines) == len(registered_jobs()) and "apscheduler" not in logged
+    for line in lines:
+        assert re.match(
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+08:00 INFO citycredit\.core\.jobs: ", line
+        )
+
+
+def test_a_routine_job_run_with_nothing_to_do_logs_below_info(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = ScratchDatabase("sqlite", tmp_path)
+    factory = make_session_factory(db.engine)
+    with unit_of_work(factory) as session:
+        factories.published(session, ITEMISED)
+    settings = load_settings(
+        env={}, environment="development", database_url=db.url, instance_dir=tmp_path
+    )
+    caplog.set_level(logging.DEBUG)
+    for job in registered_jobs():
+        if job.id in ("points.drain_dirty_scores", "points.expire_records", "governance.deliver"):
+            run_job(job, factory, JobContext(settings))
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+    assert "job points.drain_dirty_scores ran in" in caplog.text
