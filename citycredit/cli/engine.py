@@ -144,6 +144,20 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
+def _why_no_rows(path: Path, fmt: str) -> str | None:
+    """None when the file holds a row after its header, else what it holds; reads up to that row."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            lines = (line for line in stream if line.strip())
+            if next(lines, None) is None:
+                return "empty"
+            if fmt == "csv" and next(lines, None) is None:
+                return "a header only"
+            return None
+    except UnicodeDecodeError:
+        return None  # the ingest says what is wrong with it
+
+
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -157,19 +171,25 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> No
     """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land.
 
     A rerun of a file whose earlier run was interrupted completes it (stored rows change nothing).
-    Exit status: 0 when every row landed, 3 when some rows were rejected (see the report), 1 on failure.
+    The report is written only when a row is rejected. Exit status: 0 when every row landed (or the
+    file has no rows: empty, or a header only), 3 when some rows were rejected (see the report),
+    1 on failure.
     """
     try:
         fmt = ingestion.detect_format(file)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    holds = _why_no_rows(file, fmt)
+    if holds is not None:
+        click.echo(f"{file}: no rows to ingest (the file is {holds}); nothing recorded")
+        return
     report_path = report or file.with_name(file.name + ".report.csv")
     result = _ingest_file(ctx, file, fmt, report_path, chunk_size)
     summary = result.report
     if result.completes is not None:
         click.echo(f"batch #{summary.batch_id} {result.completes}")
     click.echo(
-        f"{summary.rows} rows: {summary.inserted} new, {summary.updated} updated, "
+        f"{summary.rows} row{'' if summary.rows == 1 else 's'}: {summary.inserted} new, {summary.updated} updated, "
         f"{summary.unchanged} unchanged, {summary.rejected} rejected"
     )
     for error in summary.errors[:20]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from citycredit.core.config import load_settings
 from citycredit.core.db import make_session_factory, unit_of_work
@@ -19,6 +20,7 @@ from points_engine import operations
 from tests import factories
 from tests.databases import ScratchDatabase
 from tests.integration.test_cli import CLI, run
+from tests.integration.test_ingest_cli import prepare, row, write_csv
 from tests.rule_cases import AS_OF, ITEMISED
 
 
@@ -116,3 +118,33 @@ def test_a_routine_job_run_with_nothing_to_do_logs_below_info(
             run_job(job, factory, JobContext(settings))
     assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
     assert "job points.drain_dirty_scores ran in" in caplog.text
+
+
+def test_an_empty_file_is_no_rows_and_a_clean_run_leaves_no_report(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    db = fresh_database
+    prepare(db)
+    empty, header_only = tmp_path / "empty.csv", tmp_path / "header.csv"
+    empty.write_text("\n", encoding="utf-8")
+    write_csv(header_only, [])
+    for file, holds in ((empty, "empty"), (header_only, "a header only")):
+        done = run(db, tmp_path, "ingest", str(file))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"{file}: no rows to ingest (the file is {holds}); nothing recorded\n"
+        assert not file.with_name(file.name + ".report.csv").exists()
+    with db.engine.connect() as c:
+        assert c.execute(sa.text("select count(*) from ingest_batch")).scalar_one() == 0
+
+    # A rejected row gets a report; once the file is fixed, the rerun removes the stale report.
+    records, number = tmp_path / "records.csv", factories.id_number()
+    write_csv(records, [row("a1", number), row("a2", "not-a-number")])
+    report = tmp_path / "records.csv.report.csv"
+    first = run(db, tmp_path, "ingest", str(records))
+    assert first.returncode == 3 and report.exists()
+    assert "2 rows: 1 new, 0 updated, 0 unchanged, 1 rejected" in first.stdout
+    write_csv(records, [row("a1", number)])
+    fixed = run(db, tmp_path, "ingest", str(records))
+    assert fixed.returncode == 0, fixed.stderr
+    assert "1 row: 0 new, 0 updated, 1 unchanged, 0 rejected" in fixed.stdout
+    assert not report.exists()
