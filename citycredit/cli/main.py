@@ -35,7 +35,7 @@ from citycredit.core.keys import SigningKey
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.migrate import current_revision, upgrade
 from credit_codes.models import Redemption
-from points_engine.models import DataSource
+from points_engine.models import Citizen, DataSource
 from scenarios.models import Operator, Venue
 
 
@@ -285,12 +285,18 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     click.echo(f"generated {files.rows} record rows in {files.records_csv}")
     ctx_report = files.records_csv.with_name(files.records_csv.name + ".report.csv")
     summary = _ingest_file(ctx, files.records_csv, "csv", ctx_report, 5000).report
+    see = f" (see {ctx_report})" if summary.rejected else ""  # a report only when rows are rejected
     click.echo(
         f"ingested: {summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged, "
-        f"{summary.rejected} rejected (see {ctx_report})"
+        f"{summary.rejected} rejected{see}"
     )
     with ctx.session() as session:
+        on_record = session.scalar(select(func.count()).select_from(Citizen)) or 0
         consented = demo_city.consent_most(session)
+    # The platform knows a person only through a record: residents without one are not counted.
+    click.echo(
+        f"{on_record:,} of the city's {citizens:,} residents have a record: the citizens on record"
+    )
     click.echo(f"{consented} citizens consented to scoring")
     _recompute(ctx, 50_000)
     with ctx.session() as session:
