@@ -13,10 +13,13 @@ FEDERATION_PORT ?= 5100
 
 $(STAMP): setup.cfg pyproject.toml partner_sdk/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e 'partner_sdk[scan]' -e '.[dev]'
-	touch $(STAMP)
+	@echo "installing into $(VENV) (a few minutes the first time; pip's output goes to $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --upgrade pip \
+	   && $(BIN)/python -m pip install -e 'partner_sdk[scan]' -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+	 || { tail -n 30 $(VENV)/install.log; echo "install failed; pip's whole output: $(VENV)/install.log"; exit 1; }
+	@touch $(STAMP)
+	@echo "installed into $(VENV)"
 
 install: $(STAMP)
 

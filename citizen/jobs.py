@@ -22,11 +22,13 @@ def purge_sign_in_challenges(session: Session, ctx: JobContext) -> None:
     result = session.execute(
         delete(SignInChallenge).where(SignInChallenge.expires_at < utcnow() - RETENTION)
     )
-    log.info("sign-in challenges purged: %d", result.rowcount)  # type: ignore[attr-defined]
+    purged: int = result.rowcount  # type: ignore[attr-defined]
+    log.log(logging.INFO if purged else logging.DEBUG, "sign-in challenges purged: %d", purged)
     ended = session.execute(
         delete(CitizenSession).where(CitizenSession.started_at < utcnow() - dt.timedelta(hours=13))
     )
-    log.info("ended citizen sessions purged: %d", ended.rowcount)  # type: ignore[attr-defined]
+    gone: int = ended.rowcount  # type: ignore[attr-defined]
+    log.log(logging.INFO if gone else logging.DEBUG, "ended citizen sessions purged: %d", gone)
 
 
 JOBS = (JobSpec("citizen.purge_sign_in_challenges", purge_sign_in_challenges, "cron", {"hour": 3}),)

@@ -1,10 +1,12 @@
 """The citizen's QR credit code (信用码): a compact JWS, EdDSA-signed by the city, valid ≤ 120 s.
 
 Claims: ``iss`` (the city), ``mv`` (the tier mapping's version), ``xc`` (partner cities the citizen
-lets recognise the code, only with that consent; docs/FEDERATION.md), ``sub`` (a per-token pseudonym of the citizen: the citizen's row id sealed
-with AES-GCM under a random nonce, so two codes of one person share nothing a venue could link), ``ct``
-(tier on the common scale), ``lt`` (local tier code), ``iat``, ``exp``, ``jti``. No score, no name, no
-ID number, no record. Only the city can open ``sub``; venues verify the signature offline via the JWKS.
+lets recognise the code, only with that consent; docs/FEDERATION.md), ``sub`` (sealed with AES-GCM
+under a random nonce, so two codes of one person share nothing a venue could link: the citizen's row
+id, their local score and whether a record sets their tier directly, see :func:`seal_citizen`), ``ct``
+(tier on the common scale), ``lt`` (local tier code), ``iat``, ``exp``, ``jti``. No name, no ID
+number, no record, no score in the clear. Only the city can open ``sub``; venues verify the signature
+offline via the JWKS.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def sync(session: Session, ctx: JobContext) -> None:
 
 def publish_bulletins(session: Session, ctx: JobContext) -> None:
     published = bulletins.publish_due(session, ctx.settings, today=ctx.today())
-    log.info("bulletins published: %d", len(published))
+    log.log(logging.INFO if published else logging.DEBUG, "bulletins published: %d", len(published))
 
 
 JOBS = (

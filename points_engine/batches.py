@@ -91,7 +91,8 @@ def ingest(
     ``commit_chunks``: this function owns the session's transactions (a commit per chunk; on failure a
     rollback, the batch marked ``failed``, and the error raised again). Without it, it only flushes and
     the caller commits once, or rolls everything back. ``progress`` gets the running report after each
-    chunk; ``report_path`` receives the per-row error report (CSV).
+    chunk; ``report_path`` receives the per-row error report (CSV) when a row is rejected, and is
+    removed otherwise (a report left from an earlier run would contradict this one).
     Raises :class:`~points_engine.operations.NoPublishedModel` before any batch exists.
     """
     published_model(session)
@@ -119,8 +120,10 @@ def ingest(
             if progress is not None:
                 progress(report)
         assert report is not None  # ingest_rows yields at least once
-        if report_path is not None:
+        if report_path is not None and report.errors:
             write_report_file(report_path, report.errors)
+        elif report_path is not None:
+            report_path.unlink(missing_ok=True)
         finish_batch(batch, report, str(report_path) if report_path and report.errors else None)
         if commit_chunks:
             session.commit()

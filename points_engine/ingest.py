@@ -148,7 +148,9 @@ def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, 
     """Yield (row number, fields) or (row number, error). CSV rows count from 2, after the header."""
     if fmt == "csv":
         reader = csv.DictReader(stream)
-        missing = [f for f in REQUIRED if f not in (reader.fieldnames or [])]
+        if reader.fieldnames is None:
+            return  # an empty file: no rows, rather than one row with a bad header
+        missing = [f for f in REQUIRED if f not in reader.fieldnames]
         if missing:
             yield 1, RowError(1, ",".join(missing), "missing column(s) in the header")
             return

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 def expire_due_records(session: Session, ctx: JobContext) -> None:
     """Records past their validity become archive and the affected scores are recomputed."""
     expired, result = operations.expire_records(session, today=ctx.today())
-    log.info(
+    log.log(
+        logging.INFO if expired else logging.DEBUG,
         "expiry: %d record(s) expired, %d score(s) changed",
         expired,
         result.changed if result else 0,

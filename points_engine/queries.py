@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
@@ -31,6 +31,24 @@ from points_engine.scoring_model import ScoringModel
 
 def find_citizen(session: Session, key: bytes, citizen_id: CitizenId) -> Citizen | None:
     return session.scalar(select(Citizen).where(Citizen.id_hash == id_hash(key, citizen_id)))
+
+
+def citizen_reference(citizen_pk: int) -> str:
+    """How operators' lists (what-if movers) name a citizen without an ID number: ``C934``."""
+    return f"C{citizen_pk}"
+
+
+def find_citizen_by_reference(session: Session, reference: str) -> Citizen | None:
+    """The citizen a :func:`citizen_reference` names; None for anything else."""
+    text = reference.strip().upper()
+    digits = text[1:]
+    if (
+        text[:1] not in ("C", "#")
+        or not (digits.isascii() and digits.isdigit())
+        or len(digits) > 18
+    ):
+        return None
+    return session.get(Citizen, int(digits))
 
 
 def current_snapshot(session: Session, citizen_pk: int) -> ScoreSnapshot | None:
@@ -240,6 +258,16 @@ class Mover:
     new_score: int
     old_tier: str | None
     new_tier: str
+    # Tiers gained (negative: lost), on the what-if's basis (tiers, or common levels when the tables
+    # differ); None when the citizen has no score now.
+    tier_steps: int | None = None
+    # The move as a share of each model's own scale (score_min..score_max): 0.05 is 5 % of the
+    # range up, whatever the two models' scales are; None when the citizen has no score now.
+    scale_change: float | None = None
+
+    @property
+    def reference(self) -> str:
+        return citizen_reference(self.citizen_id)
 
 
 @dataclass
@@ -286,13 +314,30 @@ def what_if(
         transitions[(old_code, model.tiers[new_rank].code)] += count
         common[(old_level, model.tiers[new_rank].common_tier)] += count
     same_table = [t.code for t in current.tiers] == [t.code for t in model.tiers]
-    delta = func.abs(w.score - func.coalesce(s.score, 0))
+    # Biggest movers: tiers (or common levels) moved first, then the move measured on each model's
+    # own scale, so a draft on another scale (0-100 against base 1000) is not ranked by raw points.
+    # Citizens without a score now come last: they are the table's "(unscored)" row, not movers.
+    if same_table:
+        steps = s.tier_rank - w.tier_rank  # rank 0 is the best tier
+    else:
+        new_level = case(*[(w.tier_rank == t.rank, t.common_tier) for t in model.tiers])
+        steps = new_level - s.common_tier
+    old_position = (s.score - current.score_min) * (
+        1.0 / max(current.score_max - current.score_min, 1)
+    )
+    new_position = (w.score - model.score_min) * (1.0 / max(model.score_max - model.score_min, 1))
+    change = new_position - old_position
     top = session.execute(
-        select(w.citizen_id, s.score, w.score, s.tier_code, w.tier_rank)
+        select(w.citizen_id, s.score, w.score, s.tier_code, w.tier_rank, steps, change)
         .select_from(w)
         .outerjoin(s, (s.citizen_id == w.citizen_id) & s.is_current.is_(True))
         .where(w.run_id == run_id)
-        .order_by(delta.desc(), w.citizen_id)
+        .order_by(
+            case((s.score.is_(None), 1), else_=0),
+            func.abs(steps).desc(),
+            func.abs(change).desc(),
+            w.citizen_id,
+        )
         .limit(movers)
     ).all()
     session.execute(delete(w).where(w.run_id == run_id))
@@ -309,7 +354,15 @@ def what_if(
         transitions=dict(transitions),
         common_transitions=dict(common),
         biggest_movers=[
-            Mover(cid, old, new, old_tier, model.tiers[rank].code)
-            for cid, old, new, old_tier, rank in top
+            Mover(
+                cid,
+                old,
+                new,
+                old_tier,
+                model.tiers[rank].code,
+                None if step is None else int(step),
+                None if moved is None else float(moved),
+            )
+            for cid, old, new, old_tier, rank, step, moved in top
         ],
     )

@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session
 
 from tests.databases import ScratchDatabase, postgresql_unavailable
 
+# Skipped tests end the run as one line per reason (tests/skip_summary.py), not one per test.
+pytest_plugins = ["tests.skip_summary"]
+
 # Tests make their secrets on the fly in scratch instance folders, as a developer's machine does;
 # production refuses to start without them (tests/unit/test_config.py). Inherited by the servers
 # and commands the tests start.

@@ -108,10 +108,18 @@ def model_whatif(ctx: Context, label: str, movers: int) -> None:
     _table(("now", "draft"), report.transitions)
     if report.basis != "tier":
         _table(("now level", "draft level"), report.common_transitions)
-    click.echo("\nbiggest movers (citizen #, score now -> draft):")
+    unit = "tier" if report.basis == "tier" else "level"
+    click.echo(
+        f"\nbiggest movers: {unit}s moved first, then the move as a share of each model's scale"
+        f"\n(`citycredit explain C…` explains one citizen's score now)"
+    )
+    click.echo(f"  {'citizen':<10} {'now':>10}    {'draft':>10} {unit + 's':>7} {'scale':>7}")
     for m in report.biggest_movers:
+        now = f"{m.old_score} {m.old_tier}" if m.old_score is not None else "(unscored)"
+        steps = "" if m.tier_steps is None else f"{m.tier_steps:+d}"
+        share = "" if m.scale_change is None else f"{m.scale_change:+.1%}"
         click.echo(
-            f"  #{m.citizen_id:<8} {m.old_score!s:>5} {m.old_tier or '-':>4} -> {m.new_score:>5} {m.new_tier}"
+            f"  {m.reference:<10} {now:>10} -> {f'{m.new_score} {m.new_tier}':>10} {steps:>7} {share:>7}"
         )
 
 
@@ -136,6 +144,20 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
+def _why_no_rows(path: Path, fmt: str) -> str | None:
+    """None when the file holds a row after its header, else what it holds; reads up to that row."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            lines = (line for line in stream if line.strip())
+            if next(lines, None) is None:
+                return "empty"
+            if fmt == "csv" and next(lines, None) is None:
+                return "a header only"
+            return None
+    except UnicodeDecodeError:
+        return None  # the ingest says what is wrong with it
+
+
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -149,19 +171,25 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> No
     """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land.
 
     A rerun of a file whose earlier run was interrupted completes it (stored rows change nothing).
-    Exit status: 0 when every row landed, 3 when some rows were rejected (see the report), 1 on failure.
+    The report is written only when a row is rejected. Exit status: 0 when every row landed (or the
+    file has no rows: empty, or a header only), 3 when some rows were rejected (see the report),
+    1 on failure.
     """
     try:
         fmt = ingestion.detect_format(file)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    holds = _why_no_rows(file, fmt)
+    if holds is not None:
+        click.echo(f"{file}: no rows to ingest (the file is {holds}); nothing recorded")
+        return
     report_path = report or file.with_name(file.name + ".report.csv")
     result = _ingest_file(ctx, file, fmt, report_path, chunk_size)
     summary = result.report
     if result.completes is not None:
         click.echo(f"batch #{summary.batch_id} {result.completes}")
     click.echo(
-        f"{summary.rows} rows: {summary.inserted} new, {summary.updated} updated, "
+        f"{summary.rows} row{'' if summary.rows == 1 else 's'}: {summary.inserted} new, {summary.updated} updated, "
         f"{summary.unchanged} unchanged, {summary.rejected} rejected"
     )
     for error in summary.errors[:20]:
@@ -273,6 +301,14 @@ def _read_id(raw: str) -> CitizenId:
 
 
 def _citizen(ctx: Context, session: Session, raw: str) -> Any:
+    """The citizen an ID number names, or a reference such as ``C934`` from an operator's list."""
+    if raw.strip()[:1] in ("C", "c", "#"):
+        citizen = queries.find_citizen_by_reference(session, raw)
+        if citizen is None:
+            raise click.ClickException(
+                f"no citizen {raw.strip()} here (a reference is C and a number, as `model whatif` lists them)"
+            )
+        return citizen
     citizen = queries.find_citizen(session, ctx.platform.settings.id_hash_key, _read_id(raw))
     if citizen is None:
         raise click.ClickException("no citizen with this ID number has any record here")
@@ -284,7 +320,11 @@ def _citizen(ctx: Context, session: Session, raw: str) -> Any:
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @pass_ctx
 def explain(ctx: Context, id_number: str, lang: str) -> None:
-    """Explain a citizen's score: every record, the points it gave, and why. ID_NUMBER may be '-'."""
+    """Explain a citizen's score: every record, the points it gave, and why.
+
+    ID_NUMBER is an ID number, '-' to type it without echo, or a citizen reference such as C934 (as
+    `citycredit model whatif` lists the biggest movers).
+    """
 
     with ctx.session() as session:
         citizen = _citizen(ctx, session, id_number)

@@ -31,12 +31,12 @@ from citycredit.core.config import (
     secrets_as_environment,
     write_new_secrets,
 )
-from citycredit.core.jobs import run_scheduler
+from citycredit.core.jobs import CityTimeFormatter, run_scheduler
 from citycredit.core.keys import SigningKey
 from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.migrate import current_revision, upgrade
 from credit_codes.models import Redemption
-from points_engine.models import DataSource
+from points_engine.models import Citizen, DataSource
 from scenarios.models import Operator, Venue
 
 
@@ -72,13 +72,28 @@ def db_upgrade(ctx: Context) -> None:
 
 
 @main.command()
+@click.option(
+    "--debug", is_flag=True, help="Also log every routine run (by default only what a job did)."
+)
 @pass_ctx
-def scheduler(ctx: Context) -> None:
-    """Run the job scheduler (daily expiry and the rest) in this process, until stopped."""
+def scheduler(ctx: Context, debug: bool) -> None:
+    """Run the job scheduler (daily expiry and the rest) in this process, until Ctrl-C or SIGTERM.
 
-    logging.getLogger().setLevel(logging.INFO)
-    click.echo("scheduler running; Ctrl-C to stop")
-    run_scheduler(ctx.platform.settings, ctx.platform.sessions)
+    Logs what the jobs did, timed in the city's timezone; exit status 0 when stopped.
+    """
+    settings = ctx.platform.settings
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for handler in root.handlers:
+        handler.setFormatter(CityTimeFormatter(settings.tz))
+    click.echo(f"scheduler running in {settings.timezone} time; Ctrl-C to stop")
+    try:
+        run_scheduler(settings, ctx.platform.sessions)
+    except KeyboardInterrupt:
+        # A second Ctrl-C while a job was finishing: that job's unit of work is rolled back.
+        click.echo("scheduler stopped before a running job finished; its work was rolled back")
+        sys.exit(130)
+    click.echo("scheduler stopped")
 
 
 @main.command()
@@ -284,12 +299,18 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     click.echo(f"generated {files.rows} record rows in {files.records_csv}")
     ctx_report = files.records_csv.with_name(files.records_csv.name + ".report.csv")
     summary = _ingest_file(ctx, files.records_csv, "csv", ctx_report, 5000).report
+    see = f" (see {ctx_report})" if summary.rejected else ""  # a report only when rows are rejected
     click.echo(
         f"ingested: {summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged, "
-        f"{summary.rejected} rejected (see {ctx_report})"
+        f"{summary.rejected} rejected{see}"
     )
     with ctx.session() as session:
+        on_record = session.scalar(select(func.count()).select_from(Citizen)) or 0
         consented = demo_city.consent_most(session)
+    # The platform knows a person only through a record: residents without one are not counted.
+    click.echo(
+        f"{on_record:,} of the city's {citizens:,} residents have a record: the citizens on record"
+    )
     click.echo(f"{consented} citizens consented to scoring")
     _recompute(ctx, 50_000)
     with ctx.session() as session:

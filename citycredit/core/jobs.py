@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,8 @@ from citycredit.core.db import unit_of_work
 from citycredit.core.registry import installed_domains, resolve
 
 log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass(frozen=True)
@@ -48,18 +52,40 @@ def registered_jobs() -> list[JobSpec]:
 
 
 def run_job(spec: JobSpec, factory: sessionmaker[Session], ctx: JobContext) -> None:
+    # A routine run is DEBUG: the jobs themselves log at INFO when they did something, so a quiet
+    # city's scheduler log stays quiet (two jobs run every minute).
+    started = time.monotonic()
     try:
         with unit_of_work(factory) as session:
             spec.func(session, ctx)
     except Exception:
         log.exception("job %s failed; it will run again at its next time", spec.id)
+    else:
+        log.debug("job %s ran in %.2f s", spec.id, time.monotonic() - started)
+
+
+class CityTimeFormatter(logging.Formatter):
+    """Log times in the city's timezone with its offset (``2026-12-07 06:05:00+08:00``), the one
+    zone the scheduler's jobs are timed in, whatever the host's clock is set to."""
+
+    def __init__(self, tz: dt.tzinfo, fmt: str = LOG_FORMAT) -> None:
+        super().__init__(fmt)
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return dt.datetime.fromtimestamp(record.created, self.tz).isoformat(" ", "seconds")
 
 
 def run_scheduler(settings: Settings, factory: sessionmaker[Session]) -> None:
-    """Block, running every registered job on its trigger in the city's timezone."""
+    """Block, running every registered job on its trigger in the city's timezone, until Ctrl-C or
+    SIGTERM; a job running then finishes its unit of work first."""
     # Lazy: only the scheduler process needs APScheduler; the app and the CLI never load it.
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    # APScheduler says "Running job …" and "… executed successfully" at INFO for every run: routine,
+    # so shown only when debugging. Its warnings (a missed run) and errors still show.
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BlockingScheduler(timezone=settings.tz)
     ctx = JobContext(settings)
     for spec in registered_jobs():
@@ -68,10 +94,19 @@ def run_scheduler(settings: Settings, factory: sessionmaker[Session]) -> None:
             spec.trigger,
             args=(spec, factory, ctx),
             id=spec.id,
+            name=spec.id,
             coalesce=True,
             max_instances=1,
             misfire_grace_time=3600,
             **spec.options,
         )
         log.info("scheduled %s (%s %s)", spec.id, spec.trigger, spec.options)
-    scheduler.start()
+    # SIGTERM (a service manager's stop) ends the scheduler as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        scheduler.start()
+    except KeyboardInterrupt:
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

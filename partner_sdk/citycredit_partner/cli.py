@@ -7,7 +7,8 @@
 Credentials come from CITYCREDIT_CLIENT_ID / CITYCREDIT_CLIENT_SECRET / CITYCREDIT_BASE_URL or flags;
 the federation's anchor fingerprint from CITYCREDIT_TRUST_ANCHOR or --trust-anchor (without it, the
 city's discovery document names it).
-Exit status: 0 eligible (or valid offline), 1 not eligible, 2 code rejected, 3 other error.
+Exit status: 0 eligible (or valid offline), 1 not eligible, 2 code rejected, 3 other error (an
+image that cannot be read or holds no QR code, an unreachable city, …).
 """
 
 from __future__ import annotations
@@ -24,22 +25,38 @@ from ._errors import APIConnectionError, CodeRejectedError, PartnerError
 from ._models import OfflineVerification
 
 
+class ImageError(Exception):
+    """The image gives no code: missing, unreadable, not an image, or without a QR code."""
+
+
 def decode_image(path: Path) -> str:
     """The text of the first QR code in an image (zxing-cpp reads photos and screenshots alike)."""
     try:
         # Lazy: the image readers are the optional [scan] extra; a desk without it still verifies.
         import zxingcpp
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
     except ImportError:
-        raise SystemExit(
+        raise ImageError(
             "reading images needs the scan extra: pip install 'citycredit-partner[scan]'"
         ) from None
-    with Image.open(path) as image:
-        results = zxingcpp.read_barcodes(
-            image.convert("RGB"), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
-        )
+    try:
+        with Image.open(path) as image:
+            results = zxingcpp.read_barcodes(
+                image.convert("RGB"),
+                formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
+            )
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image this tool can read (PNG, JPEG, …)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # A truncated or damaged file: PIL raises these while decoding.
+        reason = getattr(exc, "strerror", None) or exc
+        raise ImageError(f"{path}: the image cannot be read ({reason})") from None
     if not results:
-        raise SystemExit(f"no QR code found in {path}")
+        raise ImageError(f"no QR code found in {path}")
     return str(results[0].text)
 
 
@@ -86,7 +103,11 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
     args = parser.parse_args(argv)
     if bool(args.token) == bool(args.image):
         parser.error("give the code as text or --image, one of the two")
-    token = args.token or decode_image(args.image)
+    try:
+        token = args.token or decode_image(args.image)
+    except ImageError as exc:
+        print(f"citycredit-verify: {exc}", file=sys.stderr)
+        return 3
     if not args.offline and not args.scenario:
         parser.error("--scenario is needed online (or use --offline)")
     if not args.offline and not (args.client_id and args.client_secret):

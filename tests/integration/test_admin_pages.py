@@ -545,7 +545,7 @@ def test_what_if_shows_internal_ids_only_and_publishing_rescores(site: AdminApp)
     page = post(auditor, f"/admin/models/{draft_id}/whatif").get_data(as_text=True)
     assert "3 人中有" in page
     for cid in citizen_ids:
-        assert f"#{cid}</td>" in page
+        assert f">C{cid}</td>" in page  # the reference `citycredit explain` takes
     assert not any(n in page for n in numbers)
     assert "发布 weighted-dimensions@v1" not in page  # only a platform admin sees the button
     viewed = site.events("admin.what_if_view")

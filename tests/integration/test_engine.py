@@ -233,6 +233,39 @@ def test_what_if_compares_a_draft_without_publishing_it(session: Session) -> Non
     assert queries.current_snapshot(session, people[0].id).score == 980  # type: ignore[union-attr]
 
 
+def test_what_if_ranks_tier_changes_first_then_the_share_of_each_scale(session: Session) -> None:
+    setup(session)
+    fined, awarded = factories.citizen(session), factories.citizen(session)
+    factories.record(session, fined, "PENALTY", "2026-03-01")  # 970, tier B
+    factories.record(session, awarded, "AWARD", "2026-03-01")  # 1010, tier AA
+    operations.recompute_all(session, as_of=AS_OF)
+    # The fine costs 15 more points but stays in B; the award gives 5 fewer and drops AA to A.
+    # Raw points would list the fine first; the tier a citizen lands in is what changes benefits.
+    draft_text = (
+        ITEMISED.replace("points: -30, repeat_multiplier: 3", "points: -45, repeat_multiplier: 3")
+        .replace("points: 10, yearly_cap: 15", "points: 5, yearly_cap: 15")
+        .replace("score_range: {min: 0, max: 1200}", "score_range: {min: 0, max: 2400}")
+    )
+    draft = operations.load_model_version(session, draft_text, "draft.yaml")
+    movers = queries.what_if(session, draft, as_of=AS_OF, actor="t").biggest_movers
+    first, second = movers[0], movers[1]
+    assert (first.citizen_id, first.tier_steps, first.old_tier, first.new_tier) == (
+        awarded.id,
+        -1,
+        "AA",
+        "A",
+    )
+    assert (second.citizen_id, second.tier_steps) == (fined.id, 0)
+    # Each score is placed on its own model's range: 0-1200 now, 0-2400 in the draft.
+    assert first.scale_change == pytest.approx(1005 / 2400 - 1010 / 1200)
+    assert second.scale_change == pytest.approx(955 / 2400 - 970 / 1200)
+    assert first.reference == f"C{awarded.id}"
+    assert queries.find_citizen_by_reference(session, first.reference) == awarded
+    assert queries.find_citizen_by_reference(session, f"#{awarded.id}") == awarded
+    for not_a_reference in (str(awarded.id), "C", "Cx1", "C１", factories.id_number()):
+        assert queries.find_citizen_by_reference(session, not_a_reference) is None
+
+
 def test_publishing_a_model_rederives_expiry_dates(session: Session) -> None:
     setup(session)
     person = factories.citizen(session)
