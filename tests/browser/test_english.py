@@ -2,9 +2,9 @@
 and PostgreSQL.
 
 A citizen switches to English with the page's link: the navigation fits in two rows, so "Refresh now"
-on the code page is on screen without scrolling; no full-width colon is left in what the pages show;
-departments go by their English names; the tier is the pair "City tier … · common level …" with the
-sentence that relates the two. Every page is axe-core clean in both languages.
+on the code page is on screen without scrolling; no full-width colon (nor ；、（）。，) is left in what
+the pages show; departments go by their English names; the tier is the pair "City tier … · common
+level …" with the sentence that relates the two. Every page is axe-core clean in both languages.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def test_english_pages_fit_a_phone_and_speak_english(
     expect(page.locator("#tier-relation")).to_contain_text(
         "the common level is the five-step scale that partner cities recognise"
     )
+    # The full-width colon above all, and its kin: none is left in what an English page shows.
     colons: dict[str, list[str]] = {}
     for path in PAGES:
         page.goto(city.url + path)
@@ -65,11 +66,11 @@ def test_english_pages_fit_a_phone_and_speak_english(
         rows = nav_rows(page)
         assert rows <= 2, f"{path}: the English navigation wraps to {rows} rows at 390 px"
         shown = page.locator("body").inner_text()
-        found = [line for line in shown.splitlines() if "：" in line]
+        found = [line for line in shown.splitlines() if any(c in line for c in "：；、（）。，")]
         if found:
             colons[path] = found
         violations += axe_violations(page)
-    assert not colons, f"full-width colons in English: {colons}"
+    assert not colons, f"full-width punctuation in English: {colons}"
 
     # 3. Departments by their English names (the test city's court: "court dept").
     page.goto(city.url + "/me/records")
