@@ -80,6 +80,18 @@ def common_level_words(level: int, lang: str, *, or_above: bool = False) -> str:
     return f"通用等级 {name}" + ("及以上" if or_above else "")
 
 
+def tier_parts(
+    code: str | None,
+    name_zh: str | None,
+    name_en: str | None,
+    level: int | None,
+    lang: str,
+) -> tuple[str, str | None]:
+    """The two halves of ``tier_pair`` (a page sets each on its own line when the pair must wrap)."""
+    local = f"{_pick(LOCAL_TIER, lang)} {local_tier_name(code, name_zh, name_en, lang)}"
+    return local, (common_level_words(level, lang) if level is not None else None)
+
+
 def tier_pair(
     code: str | None,
     name_zh: str | None,
@@ -89,10 +101,8 @@ def tier_pair(
 ) -> str:
     """The citizen's tier as every surface says it: "本市等级 A级（诚信） · 通用等级 良好" /
     "City tier A (trustworthy) · common level Good". Without a common level, the local tier alone."""
-    local = f"{_pick(LOCAL_TIER, lang)} {local_tier_name(code, name_zh, name_en, lang)}"
-    if level is None:
-        return local
-    return f"{local} · {common_level_words(level, lang)}"
+    local, common = tier_parts(code, name_zh, name_en, level, lang)
+    return local if common is None else f"{local} · {common}"
 
 
 class LocalTier(Protocol):

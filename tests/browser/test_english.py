@@ -58,6 +58,7 @@ def test_english_pages_fit_a_phone_and_speak_english(
     expect(page.locator("#tier-relation")).to_contain_text(
         "the common level is the five-step scale that partner cities recognise"
     )
+    screenshot(page, "citizen-home-en")
     # The full-width colon above all, and its kin: none is left in what an English page shows.
     colons: dict[str, list[str]] = {}
     for path in PAGES:

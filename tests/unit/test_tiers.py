@@ -12,6 +12,7 @@ from points_engine.tiers import (
     condition_words,
     local_tier_name,
     tier_pair,
+    tier_parts,
 )
 from tests.rule_cases import ITEMISED
 
@@ -38,6 +39,11 @@ def test_the_code_is_said_once_and_added_only_where_the_name_lacks_it() -> None:
     # No English name: the Chinese one rather than a blank; no name at all: the code.
     assert local_tier_name("A", "A级", "", "en") == "A级"
     assert local_tier_name("A", None, None, "zh") == "A"
+
+
+def test_the_halves_are_the_pair_split_at_its_dot() -> None:
+    assert tier_parts("AA", "AA", "AA", 4, "en") == ("City tier AA", "common level Very good")
+    assert tier_parts("AA", "AA", "AA", None, "zh") == ("本市等级 AA", None)
 
 
 def test_without_a_common_level_the_pair_is_the_city_tier_alone() -> None:

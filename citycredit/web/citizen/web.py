@@ -60,7 +60,13 @@ from points_engine import operations as engine
 from points_engine.explain_text import reason_text
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
-from points_engine.tiers import TIER_RELATION, common_level_words, common_tier, tier_pair
+from points_engine.tiers import (
+    TIER_RELATION,
+    common_level_words,
+    common_tier,
+    tier_pair,
+    tier_parts,
+)
 from scenarios.benefits import my_benefits
 from scenarios.models import CATEGORIES
 
@@ -141,6 +147,7 @@ def _globals() -> dict[str, Any]:
         "tier_pair": lambda code, zh=None, en=None, level=None: tier_pair(
             code, zh, en, level, lang()
         ),
+        "tier_parts": lambda code, zh, en, level: tier_parts(code, zh, en, level, lang()),
         "common_level": lambda level, or_above=False: common_level_words(
             level, lang(), or_above=or_above
         ),
