@@ -1,4 +1,4 @@
-"""A bus gate (信易行): 20% off the fare for tier 优秀 and above, up to six rides a day.
+"""A bus gate (信易行): 20% off the fare for common level 优秀 (Very good) and above, up to six rides a day.
 
 The gate decides offline first (no network needed to open the gate) and reports the ride online when
 it can: the redemption enforces the daily quota exactly, across all gates of the city.
@@ -26,7 +26,7 @@ def main() -> None:
             print(f"✗ 请刷新信用码 / refresh the code ({exc.reason})")
             return
         fare = FARE_CENTS * 8 // 10 if offline.qualifies(MIN_TIER_LEVEL) else FARE_CENTS
-        print(f"票价 fare: ¥{fare / 100:.2f}  (信用等级 level {offline.tier_level})")
+        print(f"票价 fare: ¥{fare / 100:.2f}  (通用等级 common level {offline.tier_level})")
         if fare == FARE_CENTS:
             return
         try:

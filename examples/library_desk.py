@@ -1,4 +1,4 @@
-"""A library desk (信易阅): deposit-free borrowing for tier 良好 and above.
+"""A library desk (信易阅): deposit-free borrowing for common level 良好 (Good) and above.
 
 python examples/library_desk.py --id 420202197201247944
 """
@@ -17,7 +17,7 @@ def main() -> None:
     with venue_client() as city:
         try:
             check = city.verify(code, SCENARIO)
-            print(f"读者信用等级：{check.tier.name_zh}（{check.tier.name_en}）")
+            print(f"通用等级 common level: {check.tier.name_zh} ({check.tier.name_en})")
             if not check.eligible:
                 print(
                     "不符合免押金借阅条件，请按常规办理押金。 / Not eligible: the usual deposit applies."

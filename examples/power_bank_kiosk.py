@@ -1,4 +1,4 @@
-"""A power-bank kiosk (信易租): three hours free, no deposit, for tier 良好 and above, twice a day.
+"""A power-bank kiosk (信易租): three hours free, no deposit, for common level 良好 (Good) and above, twice a day.
 
 python examples/power_bank_kiosk.py --id 420202197201247944
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from points_engine.queries import Explanation
+from points_engine.tiers import TIER_RELATION
 
 REASONS = {
     "unknown_item": ("该项目不在当前评分模型中", "item not in the published model"),
@@ -44,11 +45,11 @@ def render_explanation(e: Explanation, lang: str = "zh") -> str:
             else "This citizen has not consented to scoring, so there is no score."
         )
     lines = [
-        f"{'信用分' if zh else 'Score'}: {e.score}    "
-        f"{'等级' if zh else 'Tier'}: {e.tier_name_zh if zh else e.tier_name_en} ({e.tier_code})"
+        f"{'信用分' if zh else 'Score'}: {e.score}    {e.tier_words(lang)}"
         f"{'（严重失信记录直接定级）' if zh and e.direct_tier else ''}"
         f"{' (set directly by a severe record)' if not zh and e.direct_tier else ''}",
         f"{'评分模型' if zh else 'Model'}: {e.model_label}    {'计算日期' if zh else 'As of'}: {e.as_of}",
+        TIER_RELATION[0] if zh else TIER_RELATION[1],
     ]
     if e.base_score is not None:
         lines.append(f"{'基础分' if zh else 'Base score'}: {e.base_score}")
@@ -72,7 +73,7 @@ def render_explanation(e: Explanation, lang: str = "zh") -> str:
             else "; ".join(reason_text(x, lang) for x in r.reasons)
         )
         lines.append(
-            f"  {r.occurred_on} {r.item_name_zh if zh else r.item_name_en} [{r.source_name_zh}] "
+            f"  {r.occurred_on} {r.item_name_zh if zh else r.item_name_en} [{r.source_name_zh if zh else r.source_name_en}] "
             f"{counted}" + (f"（{why}）" if zh and why else f" ({why})" if why else "")
         )
         lines.append(

@@ -27,6 +27,7 @@ from points_engine.models import (
 from points_engine.operations import EngineError, model_of, published_model
 from points_engine.rules import RecordFact, dimension_values, evaluate
 from points_engine.scoring_model import ScoringModel
+from points_engine.tiers import tier_pair
 
 
 def find_citizen(session: Session, key: bytes, citizen_id: CitizenId) -> Citizen | None:
@@ -67,6 +68,7 @@ class ExplainedRecord:
     record_id: int
     source_code: str
     source_name_zh: str
+    source_name_en: str
     item_code: str
     item_name_zh: str
     item_name_en: str
@@ -118,6 +120,12 @@ class Explanation:
     dimensions: list[ExplainedDimension] = field(default_factory=list)
     records: list[ExplainedRecord] = field(default_factory=list)
 
+    def tier_words(self, lang: str) -> str:
+        """The local tier and the common level, worded as everywhere else (``tiers.tier_pair``)."""
+        return tier_pair(
+            self.tier_code, self.tier_name_zh, self.tier_name_en, self.common_tier, lang
+        )
+
 
 def explain(
     session: Session, citizen: Citizen, *, as_of: dt.date, actor: str, purpose: str
@@ -128,25 +136,27 @@ def explain(
         return Explanation(consent_given=False)
     version, model = published_model(session)
     rows = session.execute(
-        select(Record, DataSource.code, DataSource.name_zh)
+        select(Record, DataSource.code, DataSource.name_zh, DataSource.name_en)
         .join(DataSource, DataSource.id == Record.source_id)
         .where(Record.citizen_id == citizen.id)
     ).all()
     facts = [
-        RecordFact(r.id, r.item_code, r.status, r.occurred_on, r.repaired_on) for r, _, _ in rows
+        RecordFact(r.id, r.item_code, r.status, r.occurred_on, r.repaired_on) for r, *_ in rows
     ]
     evaluation = evaluate(model, facts, as_of)
-    by_id = {r.id: (r, code, name) for r, code, name in rows}
+    by_id = {r.id: (r, code, name_zh, name_en) for r, code, name_zh, name_en in rows}
     snapshot = current_snapshot(session, citizen.id)
     explained = []
     for con in evaluation.contributions:
-        record, source_code, source_name = by_id[con.record_id]
+        record, source_code, source_name_zh, source_name_en = by_id[con.record_id]
         item = model.items.get(con.item_code)
         explained.append(
             ExplainedRecord(
                 record_id=record.id,
                 source_code=source_code,
-                source_name_zh=source_name,
+                source_name_zh=source_name_zh,
+                # A department without an English name reads in Chinese rather than blank.
+                source_name_en=source_name_en or source_name_zh,
                 item_code=con.item_code,
                 item_name_zh=item.name_zh if item else con.item_code,
                 item_name_en=item.name_en if item else con.item_code,

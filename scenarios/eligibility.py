@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from points_engine.tiers import COMMON_LEVELS, common_tier
+from points_engine.tiers import COMMON_LEVELS, common_level_words
 
 
 @dataclass(frozen=True)
@@ -151,14 +151,13 @@ class MinCommonTier(Condition):
             )
         if facts.common_tier >= self.level:
             return Outcome(True)
-        need = common_tier(self.level)
         return Outcome(
             False,
             [
                 Reason(
                     self.kind,
-                    f"信用等级需达到{need.name_zh}",
-                    f"needs tier {need.name_en} or better",
+                    f"需达到{common_level_words(self.level, 'zh', or_above=True)}",
+                    f"needs {common_level_words(self.level, 'en', or_above=True)}",
                 )
             ],
         )
@@ -167,8 +166,7 @@ class MinCommonTier(Condition):
         return {self.kind: self.level}
 
     def describe(self, lang: str) -> str:
-        tier = common_tier(self.level)
-        return f"信用等级{tier.name_zh}及以上" if lang == "zh" else f"tier {tier.name_en} or better"
+        return common_level_words(self.level, lang, or_above=True)
 
 
 @register

@@ -20,6 +20,7 @@ from citycredit.web.pipeline import PipelineFlask, init_pipeline
 from citycredit.web.security import init_security
 from points_engine import queries
 from points_engine.operations import NoPublishedModel
+from points_engine.tiers import TIER_RELATION, common_level_name
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -94,5 +95,7 @@ def _register_pages(app: Flask) -> None:
             ),
             stats=stats,
             tiers=tiers,
+            common_level_name=common_level_name,
+            tier_relation=TIER_RELATION,
             max_count=max((t.citizens for t in tiers), default=0) or 1,
         )

@@ -449,7 +449,7 @@ class MockCity:
                 "state": "published",
                 "name": name,
                 "benefit": name,
-                "requirement": {"zh": f"信用等级{zh}及以上", "en": f"tier {en} or better"},
+                "requirement": {"zh": f"通用等级 {zh}及以上", "en": f"common level {en} or above"},
                 "eligibility": {"min_common_tier": level},
                 "quota_per_day": self.daily_quota,
                 "open_to_visitors": code not in self.closed_to_visitors,

@@ -238,7 +238,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     page.get_by_role("button", name="同意授权并计算信用分").click()
     page.wait_for_url(re.compile(r".*/me/$"))
     assert page.locator("#score").inner_text().strip() == "1005"  # 1000 + award 10 − fine 5
-    assert page.locator("#tier").inner_text().startswith("A")
+    assert page.locator("#tier").inner_text() == "本市等级 A · 通用等级 良好"
     charts = page.locator("svg.chart")
     assert charts.count() == 2 and all(chart.is_visible() for chart in charts.all())
     screenshot(page, "citizen-home")
@@ -365,7 +365,7 @@ def test_a_citizen_signs_in_consents_shows_the_code_and_objects(
     page.get_by_role("link", name="English").click()
     page.wait_for_url("**/me/?lang=en")
     assert page.locator("h1").inner_text() == "My credit"
-    expect(page.get_by_role("link", name="Who checked me")).to_be_visible()
+    expect(page.get_by_role("link", name="Checks", exact=True)).to_be_visible()
 
     # 11. Nothing left loopback; no script failed.
     assert outside == [] and errors == []

@@ -298,7 +298,7 @@ def test_a_listing_is_repaired_from_a_phone_through_two_reviews_and_another_with
     screenshot(page, "citizen-repair-outcome")
     page.goto(city.url + "/me/")
     expect(page.locator("#score")).to_have_text("930")
-    expect(page.locator("#tier")).to_have_text(re.compile(r"^C\b"))  # 900–949, no longer D
+    expect(page.locator("#tier")).to_have_text(re.compile(r"^本市等级 C\b"))  # 900–949, no longer D
 
     # 5. A second application, for the older arrears, from the repair page; no document.
     page.goto(city.url + "/me/repairs")

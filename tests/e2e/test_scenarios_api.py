@@ -87,7 +87,7 @@ def test_an_operator_manages_only_its_own_scenarios(city: LiveCity) -> None:
     created = library("POST", "", json=_draft())
     assert created.status_code == 201, created.text
     assert created.json()["status"] == "draft"
-    assert created.json()["pending"]["requirement"]["zh"] == "信用等级良好及以上且年满18周岁"
+    assert created.json()["pending"]["requirement"]["zh"] == "通用等级 良好及以上且年满18周岁"
 
     # The other operator cannot see, edit, submit or suspend it: for it, the scenario does not exist.
     assert buses("GET", "/library-forty-books").status_code == 404

@@ -302,13 +302,19 @@ def test_the_dashboard_draws_three_charts_from_the_data(site: AdminApp) -> None:
 
     tiers = _figure(page, "tiers")
     assert _titles(tiers) == [
-        "AAA级（诚信模范）: 3",
-        "AA级（诚信优秀）: 0",
-        "A级（诚信）: 5",
-        "B级（较诚信）: 0",
-        "C级（诚信警示）: 1",
-        "D级（待提升）: 0",
+        "本市等级 AAA级（诚信模范） · 通用等级 极好: 3",
+        "本市等级 AA级（诚信优秀） · 通用等级 优秀: 0",
+        "本市等级 A级（诚信） · 通用等级 良好: 5",
+        "本市等级 B级（较诚信） · 通用等级 一般: 0",
+        "本市等级 C级（诚信警示） · 通用等级 待提升: 1",
+        "本市等级 D级（待提升） · 通用等级 待提升: 0",
     ]
+    # Under the chart, which city tiers (the bars' labels) map to which common level.
+    legend = re.search(r'<p class="hint" id="tier-legend">(.*?)</p>', page)
+    assert legend and legend.group(1) == (
+        "通用等级 极好：AAA；通用等级 优秀：AA；通用等级 良好：A；通用等级 一般：B；"
+        "通用等级 待提升：C、D"
+    )
     assert "<title" in tiers and "<desc" in tiers and ">人数</text>" in tiers
 
     per_day = _figure(page, "redemptions")
@@ -329,17 +335,18 @@ def test_the_dashboard_draws_three_charts_from_the_data(site: AdminApp) -> None:
     assert "旧名称" not in top
 
     english = client.get("/admin/?lang=en").get_data(as_text=True)
-    assert "AAA (exemplary): 3" in _figure(english, "tiers")
+    assert "City tier AAA (exemplary) · common level Excellent: 3" in _figure(english, "tiers")
+    assert "common level Needs improvement: C, D</p>" in english
     assert "06-29 Libraries: 4" in _figure(english, "redemptions")
     assert "Deposit-free books: 6" in _figure(english, "top-scenarios")
-    assert "Current tier distribution" in english
+    assert "Current distribution by city tier" in english
 
 
 def test_the_dashboard_says_when_there_is_nothing_to_draw(site: AdminApp) -> None:
     page = signed_in(site, "boss").get("/admin/").get_data(as_text=True)
     assert page.count('<svg class="chart"') == 3
     assert page.count(">暂无数据</text>") == 2
-    assert "AAA级（诚信模范）: 0" in _figure(page, "tiers")
+    assert "本市等级 AAA级（诚信模范） · 通用等级 极好: 0" in _figure(page, "tiers")
 
 
 def test_an_operator_sees_its_own_scenarios_usage_and_clerks_and_reviewers_none(
@@ -366,7 +373,7 @@ def test_an_operator_sees_its_own_scenarios_usage_and_clerks_and_reviewers_none(
     assert _titles(_figure(page, "top-scenarios")) == ["免押金借书: 2"]
     assert _titles(_figure(page, "redemptions")) == ["06-30 图书借阅: 2"]
     assert figures == {"在册市民": "2", "已评分": "2", "已发布场景": "1", "今日核验": "2"}
-    assert "A级（诚信）: 2" in _figure(page, "tiers")
+    assert "本市等级 A级（诚信） · 通用等级 良好: 2" in _figure(page, "tiers")
     assert "仅含本运营方的场景" in page
 
     # The platform (and its auditor) see every operator's.

@@ -104,7 +104,7 @@ def test_an_operator_drafts_and_an_admin_publishes(site: AdminApp) -> None:
     created = post(librarian, "/admin/scenarios", **LIBRARY_FORM)
     assert created.status_code == 302
     page = librarian.get("/admin/scenarios/library-forty-books").get_data(as_text=True)
-    assert "信用等级良好及以上且年满18周岁" in page and "草稿" in page
+    assert "通用等级 良好及以上且年满18周岁" in page and "草稿" in page
     assert post(librarian, "/admin/scenarios/library-forty-books/submit").status_code == 302
     assert _status(site, "library-forty-books") == ("in_review", [(1, "in_review")])
     # Operators do not publish: that is the city's review.
@@ -346,10 +346,10 @@ def test_the_form_opens_a_scenario_to_visitors_and_the_pages_say_for_whom(site: 
     del edit["adults_only"]
     assert post(librarian, "/admin/scenarios/library-forty-books/edit", **edit).status_code == 302
     detail = librarian.get("/admin/scenarios/library-forty-books").get_data(as_text=True)
-    assert "是：通用等级良好及以上的来访者" in detail
+    assert "是：通用等级 良好及以上的来访者" in detail
     english = librarian.get("/admin/scenarios/library-forty-books?lang=en").get_data(as_text=True)
     assert "Open to visitors from partner cities" in english
-    assert "Yes: visitors of common tier Good or better" in english
+    assert "Yes: visitors of common level Good or above" in english
     page = librarian.get("/admin/scenarios/library-forty-books/edit").get_data(as_text=True)
     assert re.search(r'id="open_to_visitors"[^>]*checked', page)  # the edit form shows it ticked
 
@@ -380,13 +380,13 @@ def test_opening_or_closing_a_published_scenario_to_visitors_is_a_reviewed_versi
     # The diff names the change, in words; the live version still serves locals only.
     changed = re.findall(r'<tr class="changed"><th scope="row">([^<]+)', detail)
     assert [name.strip() for name in changed] == ["向合作城市来访者开放"]
-    assert "否，仅限本市持码人" in detail and "是：通用等级优秀及以上的来访者" in detail
+    assert "否，仅限本市持码人" in detail and "是：通用等级 优秀及以上的来访者" in detail
     assert post(busman, "/admin/scenarios/bus-discount/submit").status_code == 302
     assert post(root, "/admin/scenarios/bus-discount/publish").status_code == 302
     assert _status(site, "bus-discount") == ("published", [(2, "published"), (1, "superseded")])
-    assert "是：通用等级优秀及以上的来访者" in busman.get("/admin/scenarios/bus-discount").get_data(
-        as_text=True
-    )
+    assert "是：通用等级 优秀及以上的来访者" in busman.get(
+        "/admin/scenarios/bus-discount"
+    ).get_data(as_text=True)
 
     # An unticked box sends nothing: saving without it closes the next version again.
     assert post(busman, "/admin/scenarios/bus-discount/edit", **bus_form).status_code == 302

@@ -23,6 +23,11 @@ def test_overview_page_in_both_languages(fresh_database: ScratchDatabase, tmp_pa
     assert "当前评分模型" in zh and "itemised-base1000@v1" in zh and "AAA级（诚信模范）" in zh
     en = client.get("/?lang=en").get_data(as_text=True)
     assert "Published scoring model" in en and "AAA (exemplary)" in en
+    # The tier table: each city tier beside the common level it maps to, and what the two are.
+    assert "<th>本市等级</th><th>通用等级</th>" in zh
+    assert "<tr><td>AAA级（诚信模范）</td><td>极好</td>" in zh
+    assert "<tr><td>AAA (exemplary)</td><td>Excellent</td>" in en
+    assert "the common level is the five-step scale that partner cities recognise" in en
     settings = platform.settings
     assert f"<h1>{settings.city_name_en}: personal credit points</h1>" in en
     assert settings.city_name not in en.split("<nav")[1]  # no Chinese city name in English

@@ -581,7 +581,7 @@ def test_every_page_links_partner_cities_and_speaks_english(federated: CitizenAp
     assert '<a href="/me/partners">跨城互认</a>' in home
     assert 'href="/me/partners/benefits"' in text(client.get("/me/benefits"))
     page = text(client.get("/me/partners?lang=en"))
-    assert '<a href="/me/partners" aria-current="page">Partner cities</a>' in page
+    assert '<a href="/me/partners" aria-current="page">Partners</a>' in page
     assert "venues in a partner city learn only your common level, never your score" in page
     assert "Each city gets a different pseudonym for you" in page
     assert switches(page) == {"all": False, SANYA: False, SUZHOU: False}

@@ -394,7 +394,11 @@ def test_home_shows_score_tier_change_trend_and_dimensions(city: CitizenApp) -> 
     page = text(client.get("/me/"))
     assert re.search(r'id="score">1005<', page)
     tier = re.search(r'<p class="tier" id="tier">(.*?)</p>', page, re.DOTALL)
-    assert tier and tier.group(1).startswith("A ") and common_tier(3).name_zh in tier.group(1)
+    # One pair, the city tier then the common level, and the sentence relating them.
+    assert tier and re.sub(r"<[^>]+>", "", tier.group(1)) == (
+        f"本市等级 A · 通用等级 {common_tier(3).name_zh}"
+    )
+    assert "通用等级是合作城市共同认可的五级标准" in page
     # A month ago (2026-05-31) the fine counted and the 2026-06-10 award had not happened: 995.
     change = re.search(r'<p id="change">(.*?)</p>', page, re.DOTALL)
     assert (

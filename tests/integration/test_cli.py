@@ -103,7 +103,10 @@ def test_ingest_reports_bad_rows_and_a_reingest_changes_nothing(
     explained = run(db, tmp_path, "consent", "give", good[0])
     assert explained.returncode == 0, explained.stderr
     out = run(db, tmp_path, "explain", good[0], "--lang", "en").stdout
-    assert "Tier: D (needs improvement) (D) (set directly by a severe record)" in out
+    assert (
+        "City tier D (needs improvement) · common level Needs improvement "
+        "(set directly by a severe record)"
+    ) in out
     assert "Score: 900" in out
 
 

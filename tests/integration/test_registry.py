@@ -916,7 +916,11 @@ def test_my_benefits_shows_the_catalogue_with_reasons_for_what_is_out_of_reach(
     assert not free_entry.eligible and free_entry.needed_tier == 5
     best = common_tier(5)
     assert [(r.kind, r.zh, r.en) for r in free_entry.unmet] == [
-        ("min_common_tier", f"信用等级需达到{best.name_zh}", f"needs tier {best.name_en} or better")
+        (
+            "min_common_tier",
+            f"需达到通用等级 {best.name_zh}及以上",
+            f"needs common level {best.name_en} or above",
+        )
     ]
     # The child has the top tier but not the age for adults-only benefits, and is told so.
     child_refused = {v.code: v for v in child_views if not v.eligible}

@@ -38,7 +38,7 @@ def test_a_citizen_meeting_every_condition_qualifies() -> None:
 @pytest.mark.parametrize(
     ("changes", "kind", "zh"),
     [
-        ({"common_tier": 2}, "min_common_tier", "信用等级需达到良好"),
+        ({"common_tier": 2}, "min_common_tier", "需达到通用等级 良好及以上"),
         ({"common_tier": None}, "min_common_tier", "尚未授权信用评分"),
         ({"age": 17}, "min_age", "需年满18周岁"),
         ({"resident": False}, "resident", "限本市居民"),
@@ -66,9 +66,9 @@ def test_rules_round_trip_and_describe_themselves() -> None:
     rule = parse_rule(RULE)
     assert rule.to_data() == RULE
     assert (
-        rule.describe("zh") == "信用等级良好及以上且年满18周岁且本市居民且无直接定级的严重失信记录"
+        rule.describe("zh") == "通用等级 良好及以上且年满18周岁且本市居民且无直接定级的严重失信记录"
     )
-    assert rule.describe("en").startswith("tier Good or better and aged 18 or over")
+    assert rule.describe("en").startswith("common level Good or above and aged 18 or over")
 
 
 @pytest.mark.parametrize(

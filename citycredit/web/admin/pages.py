@@ -28,7 +28,7 @@ from points_engine import operations
 from points_engine import queries as engine_queries
 from points_engine.models import IngestBatch, ScoringModelVersion
 from points_engine.scoring_model import ScoringModel
-from points_engine.tiers import COMMON_TIERS
+from points_engine.tiers import COMMON_TIERS, common_level_name, common_level_words, tier_pair
 from scenarios.models import CATEGORIES
 
 DASHBOARD_DAYS = 30
@@ -70,13 +70,11 @@ def dashboard() -> Any:
     ]
     none_yet = t("暂无数据", "No data yet")
     tier_chart = charts.bar_chart(
-        [
-            charts.Bar(tc.tier_code, tc.citizens, f"{t(tc.name_zh, tc.name_en)}: {tc.citizens}")
-            for tc in tiers
-        ],
-        title=t("当前等级分布", "Current tier distribution"),
+        [charts.Bar(tc.tier_code, tc.citizens, f"{tier_words(tc)}: {tc.citizens}") for tc in tiers],
+        title=t("当前等级分布（本市等级）", "Current distribution by city tier"),
         desc=t(
-            "已授权评分市民按当前信用等级的人数。", "Consenting citizens by their current tier."
+            "已授权评分市民按当前本市等级的人数；每个本市等级对应一个通用等级。",
+            "Consenting citizens by their current city tier; each city tier maps to a common level.",
         ),
         y_label=t("人数", "Citizens"),
         empty=t("尚未发布评分模型", "No scoring model published yet"),
@@ -106,10 +104,33 @@ def dashboard() -> Any:
         days=days,
         top=top,
         tier_chart=tier_chart,
+        tier_legend=tier_legend(tiers),
+        common_level_name=lambda level: t(
+            common_level_name(level, "zh"), common_level_name(level, "en")
+        ),
         redemption_chart=redemption_chart,
         top_chart=top_chart,
         own_operator=scope is not None,
     )
+
+
+def tier_words(tc: engine_queries.TierCount) -> str:
+    """A tier of the distribution in the words every surface uses (city tier · common level)."""
+    return t(
+        tier_pair(tc.tier_code, tc.name_zh, tc.name_en, tc.common_tier, "zh"),
+        tier_pair(tc.tier_code, tc.name_zh, tc.name_en, tc.common_tier, "en"),
+    )
+
+
+def tier_legend(tiers: list[engine_queries.TierCount]) -> list[tuple[str, list[str]]]:
+    """Under the chart: each common level and the city tiers (the bars' labels) mapped to it."""
+    legend: dict[int, list[str]] = {}
+    for tc in tiers:
+        legend.setdefault(tc.common_tier, []).append(tc.tier_code)
+    return [
+        (t(common_level_words(level, "zh"), common_level_words(level, "en")), codes)
+        for level, codes in legend.items()
+    ]
 
 
 def _top_chart(

@@ -33,7 +33,8 @@ from citycredit.web.admin.web import (
 )
 from citycredit.web.context import db_session
 from credit_codes.models import Redemption, Verification
-from points_engine.tiers import common_tier
+from points_engine.operations import NoPublishedModel, published_model
+from points_engine.tiers import TIER_RELATION, common_level_words, condition_words
 from scenarios import csvio
 from scenarios import operations as registry
 from scenarios.eligibility import COMMON_LEVELS, RuleError, lowest_visitor_level, parse_rule
@@ -89,6 +90,7 @@ def _helpers() -> dict[str, Any]:
         "category_name": category_name,
         "operator_labels": operator_labels,
         "tier_of": common_tier,
+        "tier_relation": TIER_RELATION,
         "field_label": field_label,
         "message": message,
     }
@@ -337,6 +339,18 @@ def _render_form(
     if request.method == "POST":
         chosen = set(request.form.getlist("venues"))
     venues = list(session.scalars(venue_query.where(Venue.status == "active").order_by(Venue.code)))
+    try:
+        local_tiers = published_model(session)[1].tiers
+    except NoPublishedModel:
+        local_tiers = ()
+    # Each choice in the tier words every surface uses, with the city tiers it covers today.
+    level_choices = [
+        (
+            level,
+            t(condition_words(level, local_tiers, "zh"), condition_words(level, local_tiers, "en")),
+        )
+        for level in sorted(COMMON_LEVELS, reverse=True)
+    ]
     return (
         render_template(
             "admin/scenarios/form.html",
@@ -345,7 +359,7 @@ def _render_form(
             errors=errors or {},
             operators=operators,
             categories=CATEGORIES,
-            levels=COMMON_LEVELS,
+            level_choices=level_choices,
             venues=venues,
             chosen=chosen,
         ),
@@ -457,10 +471,9 @@ def visitors(version: ScenarioVersion) -> str:
             "Open, but the rule asks for residence, age, the local score or local records, "
             "which no visitor can meet",
         )
-    tier = common_tier(level)
     return t(
-        f"是：通用等级{tier.name_zh}及以上的来访者",
-        f"Yes: visitors of common tier {tier.name_en} or better",
+        f"是：{common_level_words(level, 'zh', or_above=True)}的来访者",
+        f"Yes: visitors of {common_level_words(level, 'en', or_above=True)}",
     )
 
 

@@ -60,7 +60,13 @@ from points_engine import operations as engine
 from points_engine.explain_text import reason_text
 from points_engine.models import Citizen
 from points_engine.queries import current_snapshot
-from points_engine.tiers import common_tier
+from points_engine.tiers import (
+    TIER_RELATION,
+    common_level_words,
+    common_tier,
+    tier_pair,
+    tier_parts,
+)
 from scenarios import benefit_search
 from scenarios.benefits import my_benefits
 from scenarios.models import CATEGORIES
@@ -164,6 +170,16 @@ def _globals() -> dict[str, Any]:
         "model_name": model_name,
         "reason_text": reason_text,
         "tier_of": common_tier,
+        # The tier in the words every surface uses (points_engine.tiers): the city tier, then the
+        # common level; conditions say "common level … or above".
+        "tier_pair": lambda code, zh=None, en=None, level=None: tier_pair(
+            code, zh, en, level, lang()
+        ),
+        "tier_parts": lambda code, zh, en, level: tier_parts(code, zh, en, level, lang()),
+        "common_level": lambda level, or_above=False: common_level_words(
+            level, lang(), or_above=or_above
+        ),
+        "tier_relation": lambda: t(*TIER_RELATION),
         "demo_mode": settings().demo_mode,
         "category_name": category_name,
         "objection_status": lambda code: t(*OBJECTION_STATUS_NAMES[code]),
@@ -384,7 +400,6 @@ def home() -> Any:
         view=view,
         trend_chart=trend_chart,
         dimension_chart=dimension_chart,
-        tier=common_tier(e.common_tier) if e.common_tier else None,
     )
 
 
