@@ -89,7 +89,6 @@ def _helpers() -> dict[str, Any]:
         "status_name": status_name,
         "category_name": category_name,
         "operator_labels": operator_labels,
-        "tier_of": common_tier,
         "tier_relation": TIER_RELATION,
         "field_label": field_label,
         "message": message,
