@@ -817,7 +817,7 @@ def test_benefits_list_what_i_qualify_for_and_the_tier_the_others_need(city: Cit
     assert yes["name_zh"] in mine and yes["benefit_zh"] in by_name[yes["name_zh"]]
     no = next(s for s in library if needed_tier(s["eligibility"]) == 4)
     assert no["name_zh"] in rest and no["benefit_zh"] in by_name[no["name_zh"]]
-    assert f"原因：信用等级需达到{common_tier(4).name_zh}" in rest
+    assert f"原因：需达到通用等级 {common_tier(4).name_zh}及以上" in rest
 
 
 # --- audit -----------------------------------------------------------------------------------------

@@ -407,7 +407,8 @@ def admin_audit(
 
 
 def csrf_token() -> str:
-    return forms.csrf_token(_CSRF)
+    """The token for a script's X-CSRF-Token header (masked anew: see forms)."""
+    return forms.masked_csrf_token(_CSRF)
 
 
 def csrf_field() -> Markup:
