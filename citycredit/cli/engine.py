@@ -300,9 +300,11 @@ def _read_id(raw: str) -> CitizenId:
         raise click.ClickException(f"invalid ID number: {exc}") from exc
 
 
-def _citizen(ctx: Context, session: Session, raw: str) -> Any:
-    """The citizen an ID number names, or a reference such as ``C934`` from an operator's list."""
-    if raw.strip()[:1] in ("C", "c", "#"):
+def _citizen(ctx: Context, session: Session, raw: str, *, reference: bool = False) -> Any:
+    """The citizen an ID number names, or (``reference=True``, for reading only) a reference such as
+    ``C934`` from an operator's list. What acts for a citizen (consent, codes) takes the ID number
+    the citizen shows, never a reference."""
+    if reference and raw.strip()[:1] in ("C", "c", "#"):
         citizen = queries.find_citizen_by_reference(session, raw)
         if citizen is None:
             raise click.ClickException(
@@ -327,7 +329,7 @@ def explain(ctx: Context, id_number: str, lang: str) -> None:
     """
 
     with ctx.session() as session:
-        citizen = _citizen(ctx, session, id_number)
+        citizen = _citizen(ctx, session, id_number, reference=True)
         explanation = queries.explain(
             session, citizen, as_of=ctx.platform.today(), actor=ACTOR, purpose="operator query"
         )

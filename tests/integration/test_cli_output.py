@@ -59,6 +59,10 @@ def test_whatif_names_its_movers_as_explain_takes_them(
     unknown = run(db, tmp_path, "explain", "C999999")
     assert unknown.returncode == 1 and "no citizen C999999" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+    # A reference is for reading: what acts for a citizen takes the ID number they show.
+    consent = run(db, tmp_path, "consent", "withdraw", movers[0])
+    assert consent.returncode == 1 and "invalid ID number" in consent.stderr
+    assert run(db, tmp_path, "explain", movers[0]).returncode == 0  # still scored
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
