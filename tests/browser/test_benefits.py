@@ -141,7 +141,7 @@ def test_a_citizen_searches_picks_a_category_and_opens_the_rest_on_a_phone(
     expect(folded.first).to_be_hidden()
     rest.locator("summary").click()
     expect(folded.first).to_be_visible()
-    expect(rest.locator("p.why").first).to_contain_text("原因：信用等级需达到优秀")
+    expect(rest.locator("p.why").first).to_contain_text("原因：需达到通用等级 优秀及以上")
     assert rest.locator("p.why").count() == rest.locator("h3").count()
     violations += axe_violations(page)
     too_wide += fits_a_phone(page)

@@ -153,10 +153,10 @@ def test_each_condition_is_said_once_above_the_benefits_that_share_it(alice: Fla
         s["name_zh"] for s in OFFERED if s["category"] == "library"
     )
     assert "条件：" not in page and "可享受</span>" not in page
-    assert page.count("信用等级良好及以上 <span") == 1
+    assert page.count("通用等级 良好及以上 <span") == 1
     # What is out of reach says why, once per condition.
     _, rest = sections(page)
-    assert rest.count("原因：信用等级需达到优秀") == len(re.findall(r'<h3 id="no-', rest))
+    assert rest.count("原因：需达到通用等级 优秀及以上") == len(re.findall(r'<h3 id="no-', rest))
 
 
 def test_search_finds_by_name_place_category_and_district_in_either_language(

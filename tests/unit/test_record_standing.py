@@ -40,6 +40,7 @@ def record(record_id: int, occurred_on: str, *, counted: bool) -> ExplainedRecor
         record_id=record_id,
         source_code="court",
         source_name_zh="法院",
+        source_name_en="Court",
         item_code="FINE",
         item_name_zh="罚",
         item_name_en="Fine",
