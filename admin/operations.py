@@ -10,6 +10,7 @@ names exist nor lock a real user out.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -29,8 +30,13 @@ MIN_PASSWORD_LENGTH = 12
 # Long enough for any passphrase; bounded so a megabyte "password" cannot be used to burn CPU.
 MAX_PASSWORD_LENGTH = 256
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-# Checked when no account matches, so an unknown name costs the same scrypt work as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(24))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when no account matches, so an unknown name costs the same scrypt work as a wrong
+    password. Made on first need: at import it cost every CLI command and worker ~0.1 s."""
+    return hash_password(secrets.token_urlsafe(24))
 
 
 class AdminInputError(ValueError):
@@ -240,7 +246,7 @@ def authenticate(
     user = find_user(session, username)
     if user is None or user.status != "active":
         # The same work as any other attempt; a disabled account's password is not even looked at.
-        check_password(_DUMMY_HASH, password)
+        check_password(_dummy_hash(), password)
         actor = actor_of(username) if user is not None else unknown_actor(username, secret)
         audit(session, actor=actor, action="admin.login_failed", reason="unknown or disabled")
         return SignIn(None)

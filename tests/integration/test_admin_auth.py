@@ -203,7 +203,7 @@ def _count_real_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     checked: list[str] = []
 
     def counting(stored: str, password: str) -> bool:
-        if stored != admin_operations._DUMMY_HASH:
+        if stored != admin_operations._dummy_hash():
             checked.append(password)
         return real_check(stored, password)
 
