@@ -287,8 +287,15 @@ def demo() -> None:
 @demo.command("seed")
 @click.option("--citizens", default=3000, show_default=True)
 @click.option("--seed", default=20261123, show_default=True)
+@click.option(
+    "--days-of-use",
+    default=30,
+    show_default=True,
+    type=click.IntRange(0, 366),
+    help="Days of simulated venue scans before today (the dashboard's and 'who checked me' history).",
+)
 @pass_ctx
-def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
+def demo_seed(ctx: Context, citizens: int, seed: int, days_of_use: int) -> None:
     """Create sources and models, generate a synthetic city, ingest it, gather consent, score it."""
 
     with ctx.session() as session:
@@ -318,8 +325,8 @@ def demo_seed(ctx: Context, citizens: int, seed: int) -> None:
     click.echo(f"demo venue and app credentials: {credentials}")
     with ctx.session() as session:
         if not session.scalar(select(func.count()).select_from(Redemption)):
-            made = demo_city.simulate_use(session, ctx.platform.settings)
-            click.echo(f"simulated a month of venue scans: {made} benefits redeemed")
+            made = demo_city.simulate_use(session, ctx.platform.settings, days=days_of_use)
+            click.echo(f"simulated {days_of_use} days of venue scans: {made} benefits redeemed")
     with ctx.session() as session:
         made = demo_city.simulate_objections(session, ctx.platform.settings)
         if made:

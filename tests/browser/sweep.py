@@ -67,7 +67,8 @@ class Seeded:
 
 def seed_demo(db: ScratchDatabase, tmp: Path, env: dict[str, str]) -> Seeded:
     """``citycredit demo seed`` as a newcomer runs it; returns the accounts and a sample citizen."""
-    cli = [sys.executable, "-m", "citycredit.cli", "demo", "seed", "--citizens", str(CITIZENS)]
+    cli = [sys.executable, "-m", "citycredit.cli", "demo", "seed", "--citizens", str(CITIZENS),
+           "--days-of-use", "5"]  # fmt: skip
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     accounts = json.loads((tmp / "instance" / "demo" / "accounts.json").read_text())
