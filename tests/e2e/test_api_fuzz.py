@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -231,6 +232,9 @@ def _run(
         assert mode is schemathesis.GenerationMode.NEGATIVE
 
 
+# The suite's longest test: PostgreSQL's run is in test_api_fuzz_postgresql.py, so that pytest-xdist
+# (--dist loadfile) gives it another worker than this SQLite one.
+@pytest.mark.parametrize("city", ["sqlite"], indirect=True)
 def test_the_api_answers_generated_requests_as_its_document_says(
     city: LiveCity, record_property: Callable[[str, object], None]
 ) -> None:
