@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.sweep import demo  # noqa: F401 - the demo-seeded city of the axe sweeps
 from tests.e2e.conftest import city  # noqa: F401 - the live city fixture, reused here
 
 CHROMIUM = os.environ.get("CITYCREDIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

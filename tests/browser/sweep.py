@@ -14,7 +14,6 @@ SQLite only, since the markup does not depend on the database and each run costs
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,9 +23,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
-from tests.browser.test_admin_federation import axe_violations
+import pytest
+
+from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, free_port, gunicorn
+from tests.e2e.conftest import free_port, gunicorn, live_env
 
 CITIZENS = 150
 MAX_PAGES = 120
@@ -46,17 +47,6 @@ class DemoCity:
     accounts: dict[str, str]
     citizen: str  # an ID number of a consenting citizen with records
     log: Path
-
-
-def _env(db: ScratchDatabase, tmp: Path, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-    }
 
 
 @dataclass
@@ -122,6 +112,9 @@ def crawl(page: Any, base: str, start: str, prefixes: tuple[str, ...]) -> list[s
 
 def sweep(page: Any, urls: list[str]) -> list[str]:
     """axe-core on each URL in Chinese, then in English (the choice is remembered by the session)."""
+    # Imported here: the browser conftest loads this module for its fixture, Playwright or not.
+    from tests.browser.test_admin_federation import axe_violations
+
     violations: list[str] = []
     for code in ("zh", "en"):
         for url in urls:
@@ -131,9 +124,19 @@ def sweep(page: Any, urls: list[str]) -> list[str]:
     return violations
 
 
+@pytest.fixture(params=BACKENDS)
+def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoCity]:
+    _require(request.param)
+    db = ScratchDatabase(request.param, tmp_path)
+    try:
+        yield from serve(db, tmp_path)
+    finally:
+        db.drop()
+
+
 def serve(db: ScratchDatabase, tmp: Path) -> Iterator[DemoCity]:
     port = free_port()
-    env = _env(db, tmp, port)
+    env = live_env(db, tmp, port, CITYCREDIT_DEMO_MODE="1")
     seeded = seed_demo(db, tmp, env)
     log = tmp / "server.log"
     with gunicorn(env, port, log) as (url, _command, _process):

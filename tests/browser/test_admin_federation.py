@@ -12,7 +12,6 @@ text size); nothing leaves loopback.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from tests.browser.test_citizen import DOUBLE_TEXT, horizontal_overflow, phone
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 from tests.integration.test_admin_federation import (
     make_keys,
     sanya,
@@ -58,17 +57,15 @@ def coordinating_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_CITY_CODE": "420200",
-        "CITYCREDIT_CITY_NAME": "黄石市",
-        "CITYCREDIT_CITY_NAME_EN": "Huangshi",
-        "CITYCREDIT_FEDERATION_COORDINATOR": "1",
-    }
+    env = live_env(
+        db,
+        tmp_path,
+        port,
+        CITYCREDIT_CITY_CODE="420200",
+        CITYCREDIT_CITY_NAME="黄石市",
+        CITYCREDIT_CITY_NAME_EN="Huangshi",
+        CITYCREDIT_FEDERATION_COORDINATOR="1",
+    )
     seeded = _seed(db, load_settings(env=env))  # publishes this city's model: AA→4 … D→1
     factory = make_session_factory(db.engine)
     with unit_of_work(factory) as session:

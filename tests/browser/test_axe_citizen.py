@@ -3,26 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.browser.sweep import DemoCity, crawl, serve, sweep
+from tests.browser.sweep import DemoCity, crawl, sweep
 from tests.browser.test_citizen import phone, sign_in
-from tests.conftest import BACKENDS, _require
-from tests.databases import ScratchDatabase
-
-
-@pytest.fixture(params=BACKENDS)
-def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoCity]:
-    _require(request.param)
-    db = ScratchDatabase(request.param, tmp_path)
-    try:
-        yield from serve(db, tmp_path)
-    finally:
-        db.drop()
 
 
 def test_every_citizen_and_public_page_is_axe_clean_in_both_languages(

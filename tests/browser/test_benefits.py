@@ -7,7 +7,6 @@ clean, fits 390 px (also at 200 % text size), and nothing leaves loopback.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from tests.browser.test_citizen_federation import axe_violations
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 
 OFFERED = list(catalogue.scenarios())
 
@@ -36,14 +35,7 @@ def catalogue_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[L
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-    }
+    env = live_env(db, tmp_path, port, CITYCREDIT_DEMO_MODE="1")
     settings = load_settings(env=env)
     seeded = _seed(db, settings)  # the three demo scenarios; citizens of tier AA, A and D
     with unit_of_work(make_session_factory(db.engine)) as session:

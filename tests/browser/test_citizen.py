@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import io
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +37,7 @@ from tests import factories
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 
 LIFETIME = 10  # seconds a credit code lives in this city, so the test can wait past expiry
 PHONE: dict[str, Any] = dict(
@@ -79,15 +78,9 @@ def demo_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoCi
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-        "CITYCREDIT_CODE_LIFETIME": str(LIFETIME),
-    }
+    env = live_env(
+        db, tmp_path, port, CITYCREDIT_DEMO_MODE="1", CITYCREDIT_CODE_LIFETIME=str(LIFETIME)
+    )
     settings = load_settings(env=env)
     seeded = _seed(db, settings)
     newcomer = factories.id_number()

@@ -11,7 +11,6 @@ in Chinese and English, and fits 390 px at 200 % text size; nothing leaves loopb
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from tests.browser.test_citizen import DOUBLE_TEXT, horizontal_overflow, phone, 
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 from tests.integration.test_citizen_federation import (
     HOME,
     SANYA,
@@ -58,18 +57,16 @@ def federated_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[L
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
     anchor = Ed25519PrivateKey.generate()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-        "CITYCREDIT_CITY_CODE": HOME,
-        "CITYCREDIT_CITY_NAME": "黄石市",
-        "CITYCREDIT_CITY_NAME_EN": "Huangshi",
-        "CITYCREDIT_TRUST_ANCHOR": jws.thumbprint(jws.public_jwk_of(anchor.public_key())),
-    }
+    env = live_env(
+        db,
+        tmp_path,
+        port,
+        CITYCREDIT_DEMO_MODE="1",
+        CITYCREDIT_CITY_CODE=HOME,
+        CITYCREDIT_CITY_NAME="黄石市",
+        CITYCREDIT_CITY_NAME_EN="Huangshi",
+        CITYCREDIT_TRUST_ANCHOR=jws.thumbprint(jws.public_jwk_of(anchor.public_key())),
+    )
     settings = load_settings(env=env)
     seeded = _seed(db, settings)
     with unit_of_work(make_session_factory(db.engine)) as session:

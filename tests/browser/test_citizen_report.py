@@ -12,7 +12,6 @@ page shows them. The report, the records page and home are axe-core clean in bot
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from tests.browser.test_consent import overflow
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 
 WAIT = 20_000  # ms: the machine may be busy with another test run
 REASON = "该罚款已于当日全额缴纳，处罚决定书已撤销，请核实。"
@@ -63,14 +62,7 @@ def report_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repo
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-    }
+    env = live_env(db, tmp_path, port, CITYCREDIT_DEMO_MODE="1")
     settings = load_settings(env=env)
     seeded = _seed(db, settings)  # the court, the itemised test model (base 1000)
     today = dt.datetime.now(settings.tz).date()

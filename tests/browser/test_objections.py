@@ -16,7 +16,6 @@ near its deadline with the source, one answered), so the admin's every form is s
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from tests.browser.test_citizen import (
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 
 PASSWORD = "correct horse battery"
 DESK: dict[str, Any] = dict(viewport={"width": 1280, "height": 900}, locale="zh-CN")
@@ -86,14 +85,7 @@ def objection_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[O
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-    }
+    env = live_env(db, tmp_path, port, CITYCREDIT_DEMO_MODE="1")
     settings = load_settings(env=env)
     seeded = _seed(db, settings)  # the court, the itemised test model (base 1000)
     terms = citizen_ops.ObjectionTerms.from_settings(settings)

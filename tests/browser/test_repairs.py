@@ -17,7 +17,6 @@ the second), so the admin's every form is seen on a phone too.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from tests.browser.test_objections import PASSWORD, admin_sign_in, desk
 from tests.browser.test_pages import screenshot
 from tests.conftest import BACKENDS, _require
 from tests.databases import ScratchDatabase
-from tests.e2e.conftest import SECRETS, LiveCity, _seed, free_port, gunicorn
+from tests.e2e.conftest import LiveCity, _seed, free_port, gunicorn, live_env
 from tests.integration.test_repair_rules import REPAIRABLE
 from tests.integration.test_repairs import PDF
 
@@ -70,14 +69,7 @@ def repair_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repa
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "CITYCREDIT_DEMO_MODE": "1",
-    }
+    env = live_env(db, tmp_path, port, CITYCREDIT_DEMO_MODE="1")
     settings = load_settings(env=env)
     seeded = _seed(db, settings)  # the court, the itemised test model (base 1000)
     today = dt.datetime.now(settings.tz).date()

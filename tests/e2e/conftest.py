@@ -128,6 +128,19 @@ class LiveCity:
         return token
 
 
+def live_env(db: ScratchDatabase, tmp_path: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a city served on loopback ``port``: this process's, the test secrets, the
+    database, an instance folder under ``tmp_path``, its public URL, and any other ``settings``."""
+    return {
+        **os.environ,
+        **SECRETS,
+        "CITYCREDIT_DATABASE_URL": db.url,
+        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
+        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **settings,
+    }
+
+
 def _seed(db: ScratchDatabase, settings: Settings) -> dict[str, object]:
     factory = make_session_factory(db.engine)
     out: dict[str, object] = {}
@@ -167,13 +180,7 @@ def city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveCity]:
     _require(request.param)
     db = ScratchDatabase(request.param, tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **SECRETS,
-        "CITYCREDIT_DATABASE_URL": db.url,
-        "CITYCREDIT_INSTANCE_DIR": str(tmp_path / "instance"),
-        "CITYCREDIT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
+    env = live_env(db, tmp_path, port)
     settings = load_settings(env=env)
     seeded = _seed(db, settings)
     try:
