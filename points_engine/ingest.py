@@ -48,6 +48,8 @@ from sqlalchemy.orm import Session
 
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
+from points_engine import quality
+from points_engine.catalogue import current_catalogue
 from points_engine.models import (
     BatchStatus,
     Citizen,
@@ -56,6 +58,7 @@ from points_engine.models import (
     Record,
     RecordRevision,
     RecordStatus,
+    RejectedRow,
 )
 from points_engine.operations import insert_ignore, mark_dirty, published_model
 from points_engine.record_state import new_record_state, source_restatement
@@ -89,6 +92,30 @@ COMPARED = (
 KEPT_ERRORS = 200
 
 
+# Why a row was refused, as the data-quality figures count it (docs/DATA_QUALITY.md).
+REASONS: dict[str, tuple[str, str]] = {
+    "format": ("格式错误", "malformed line or header"),
+    "missing": ("必填项缺失", "a required field is missing"),
+    "source": ("来源不明", "unknown or wrong source"),
+    "uncatalogued": ("不在目录内", "not in the catalogue"),
+    "not_reporter": ("非本单位报送事项", "not this source's to report"),
+    "id_number": ("身份证号码错误", "invalid ID number"),
+    "id_in_text": ("其他字段含身份证号", "an ID number in another field"),
+    "date": ("日期错误", "invalid or impossible date"),
+    "status": ("状态错误", "unknown status"),
+    "too_long": ("超长", "too long"),
+    "unstorable": ("含控制字符", "control characters"),
+}
+_FIELD_REASON = {
+    "id_number": "id_number",
+    "occurred_on": "date",
+    "reported_on": "date",
+    "status": "status",
+    "source": "source",
+    "item_code": "uncatalogued",
+}
+
+
 @dataclass(frozen=True)
 class RowError:
     row: int
@@ -97,6 +124,12 @@ class RowError:
     source_record_id: str = ""
     # The row's source when it names a known one: lets a source's clerk read its own rejected rows.
     source: str = ""
+    # One of REASONS (the figures' reason); by the field when the check did not say.
+    code: str = ""
+
+    @property
+    def reason_code(self) -> str:
+        return self.code or _FIELD_REASON.get(self.field, "format")
 
 
 @dataclass
@@ -107,10 +140,22 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
+    # Per source id: received, inserted, updated, unchanged, rejected (the data-quality tallies).
+    tallies: dict[int, list[int]] = field(default_factory=dict)
+
+    def tally(self, source_id: int, what: int, n: int = 1) -> None:
+        counts = self.tallies.get(source_id)
+        if counts is None:
+            counts = self.tallies[source_id] = [0, 0, 0, 0, 0]
+        counts[what] += n
 
     @property
     def rejected(self) -> int:
         return len({e.row for e in self.errors})
+
+
+# Indexes into IngestReport.tallies' counts.
+RECEIVED, INSERTED, UPDATED, UNCHANGED, REJECTED = range(5)
 
 
 class _CleanRow(NamedTuple):
@@ -126,6 +171,8 @@ class _CleanRow(NamedTuple):
     occurred_on: dt.date
     reported_on: dt.date
     status: str
+    # The last day the catalogue allowed for reporting it (None without a catalogue).
+    due_on: dt.date | None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -266,6 +313,7 @@ class _Validator:
         sources = list(session.scalars(select(DataSource)))
         self.sources = {s.code: s.id for s in sources}
         self.source_items = {s.code: frozenset(s.items) if s.items else None for s in sources}
+        self.catalogue = current_catalogue(session)
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
@@ -275,9 +323,9 @@ class _Validator:
         named = str(raw.get("source") or "").strip()
         source = named if named in self.sources and named == (self.only_source or named) else ""
 
-        def err(field_name: str, reason: str) -> None:
+        def err(field_name: str, reason: str, code: str = "") -> None:
             # A row with a missing cell shifts the ID number into another field: never echo one.
-            errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source))
+            errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source, code))
 
         # Every cell of the row, before stripping (a stripped tab was still sent); one scan per row
         # (isprintable is the fast path: few rows hold anything unprintable).
@@ -289,7 +337,7 @@ class _Validator:
         if not joined.isprintable() and _UNSTORABLE.search(joined):
             for name, value in raw.items():
                 if isinstance(value, str) and (why := _unstorable(value)) is not None:
-                    err(_printable(str(name))[:64], why)
+                    err(_printable(str(name))[:64], why, "unstorable")
                     unstorable.add(name)
         values = {f: (str(raw.get(f) or "")).strip() for f in FIELDS}
         if unstorable:
@@ -297,33 +345,55 @@ class _Validator:
             values.update(dict.fromkeys(unstorable.intersection(FIELDS), ""))
         if self.only_source is not None and values["source"] != self.only_source:
             if "source" not in unstorable:
-                err("source", f"this client writes only records of source {self.only_source!r}")
+                err(
+                    "source",
+                    f"this client writes only records of source {self.only_source!r}",
+                    "source",
+                )
             return errors
         for name in REQUIRED:
             if not values[name] and name not in unstorable:
-                err(name, "missing")
+                err(name, "missing", "missing")
         for name in FREE_TEXT:
             if len(values[name]) >= 18 and holds_id_number(values[name], self.today):
                 err(
                     name,
                     "holds a citizen ID number; it belongs in id_number only and is never stored "
                     "in other fields",
+                    "id_in_text",
                 )
         source_id = self.sources.get(values["source"])
         if values["source"] and source_id is None:
             err("source", f"unknown source {_echo(values['source'], 64)!r}")
         if len(values["source_record_id"]) > 128:
-            err("source_record_id", "longer than 128 characters")
+            err("source_record_id", "longer than 128 characters", "too_long")
         if len(values["document_no"]) > 200:
-            err("document_no", "longer than 200 characters")
-        if values["item_code"] and values["item_code"] not in self.model.items:
-            err("item_code", f"unknown scoring item {_echo(values['item_code'], 64)!r}")
-        elif source_id is not None and values["item_code"]:
+            err("document_no", "longer than 200 characters", "too_long")
+        entry = None
+        item_ok = bool(values["item_code"])
+        if not item_ok:
+            pass
+        elif self.catalogue is None:
+            if values["item_code"] not in self.model.items:
+                item_ok = False
+                err("item_code", f"unknown scoring item {_echo(values['item_code'], 64)!r}")
+        else:
+            entry = self.catalogue.entries.get(values["item_code"])
+            refusal = self.catalogue.refusal(values["item_code"], values["source"])
+            if refusal is not None:
+                item_ok = False
+                err(
+                    "item_code",
+                    f"{_echo(values['item_code'], 64)!r} {refusal}" if entry is None else refusal,
+                    "uncatalogued" if entry is None else "not_reporter",
+                )
+        if source_id is not None and item_ok:
             allowed = self.source_items[values["source"]]
             if allowed is not None and values["item_code"] not in allowed:
                 err(
                     "item_code",
                     f"source {values['source']!r} does not report {_echo(values['item_code'], 64)!r}",
+                    "not_reporter",
                 )
         citizen = None
         if values["id_number"]:
@@ -361,6 +431,7 @@ class _Validator:
             occurred_on=dates["occurred_on"],
             reported_on=dates["reported_on"],
             status=status,
+            due_on=entry.due_on(dates["occurred_on"]) if entry is not None else None,
         )
 
 
@@ -412,24 +483,54 @@ def ingest_rows(
     report = IngestReport(batch_id=batch.id)
     chunk: list[_CleanRow] = []
     keys: set[tuple[int, str]] = set()
+    rejected: list[RejectedRow] = []
+    stamp = _Stamp(today, validator.catalogue.version if validator.catalogue is not None else None)
 
     def flush_chunk() -> IngestReport:
-        _write_chunk(session, chunk, model, batch, report)
+        _write_chunk(session, chunk, model, batch, report, stamp)
+        quality.resolve_rejections(session, [r.key for r in chunk], batch_id=batch.id)
+        session.add_all(rejected)
+        quality.save_tallies(session, batch.id, today, report.tallies)
         chunk.clear()
         keys.clear()
+        rejected.clear()
         _save_progress(batch, report)
         session.flush()
         return report
 
+    def refuse(number: int, errors: list[RowError]) -> None:
+        report.errors.extend(errors)
+        source_id = validator.sources.get(errors[0].source or only_source or "")
+        if source_id is None:
+            return  # not a known source's row: the batch's report is all that can hold it
+        report.tally(source_id, RECEIVED)
+        report.tally(source_id, REJECTED)
+        rejected.append(
+            RejectedRow(
+                source_id=source_id,
+                batch_id=batch.id,
+                row=number,
+                source_record_id=errors[0].source_record_id[:128],
+                received_on=today,
+                reason=errors[0].reason_code,
+                id_number_error=any(e.reason_code == "id_number" for e in errors),
+                errors=[
+                    {"field": e.field, "reason": e.reason, "code": e.reason_code}
+                    for e in errors[:20]
+                ],
+            )
+        )
+
     for number, raw in rows:
         report.rows += 1
         if isinstance(raw, RowError):
-            report.errors.append(raw)
+            refuse(number, [raw])
             continue
         checked = validator.check(number, raw)
         if isinstance(checked, list):
-            report.errors.extend(checked)
+            refuse(number, checked)
             continue
+        report.tally(checked.source_id, RECEIVED)
         if checked.key in keys:
             # The same record twice in one chunk: write what came first, then the later version.
             yield flush_chunk()
@@ -457,12 +558,20 @@ def _save_progress(batch: IngestBatch, report: IngestReport) -> None:
     batch.errors = [e.__dict__ for e in report.errors[:KEPT_ERRORS]]
 
 
+class _Stamp(NamedTuple):
+    """What ingest writes on a new record besides the row: the day and the catalogue version."""
+
+    received_on: dt.date
+    catalogue_version: int | None
+
+
 def _write_chunk(
     session: Session,
     chunk: list[_CleanRow],
     model: ScoringModel,
     batch: IngestBatch,
     report: IngestReport,
+    stamp: _Stamp,
 ) -> None:
     if not chunk:
         return
@@ -481,9 +590,11 @@ def _write_chunk(
     dirty: set[int] = set()
     for row in chunk:
         citizen_id = citizen_of[row.id_hash]
-        item = model.items[row.item_code]
+        # An entry no item scores never expires (nothing of it counts).
+        item = model.items.get(row.item_code)
         old = existing.get(row.key)
         if old is None:
+            report.tally(row.source_id, INSERTED)
             state = new_record_state(row.status, row.reported_on)
             inserts.append(
                 (
@@ -495,11 +606,14 @@ def _write_chunk(
                     row.occurred_on,
                     row.reported_on,
                     *state.values(),
-                    item.expires_on(row.occurred_on, state["repaired_on"]),
+                    item.expires_on(row.occurred_on, state["repaired_on"]) if item else None,
                     1,
                     batch.id,
                     now,
                     now,
+                    stamp.received_on,
+                    row.due_on,
+                    stamp.catalogue_version,
                 )
             )
             dirty.add(citizen_id)
@@ -514,7 +628,9 @@ def _write_chunk(
         }
         if all(getattr(old, name) == values[name] for name in COMPARED):
             report.unchanged += 1
+            report.tally(row.source_id, UNCHANGED)
             continue
+        report.tally(row.source_id, UPDATED)
         revisions.append(
             RecordRevision(
                 record_id=old.id,
@@ -537,7 +653,10 @@ def _write_chunk(
                 **values,
                 **state,
                 "id": old.id,
-                "expires_on": item.expires_on(row.occurred_on, state["repaired_on"]),
+                "expires_on": (
+                    item.expires_on(row.occurred_on, state["repaired_on"]) if item else None
+                ),
+                "due_on": row.due_on if row.due_on is not None else old.due_on,
                 "revision": old.revision + 1,
                 "batch_id": batch.id,
                 "updated_at": now,
@@ -568,6 +687,7 @@ _STORED = (
     Record.outcome,
     Record.repaired_on,
     Record.revision,
+    Record.due_on,
 )
 # The columns of a new record, in the order ``_write_chunk`` builds its values.
 _INSERTED = (
@@ -589,6 +709,9 @@ _INSERTED = (
     "batch_id",
     "created_at",
     "updated_at",
+    "received_on",
+    "due_on",
+    "catalogue_version",
 )
 
 

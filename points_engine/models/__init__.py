@@ -209,6 +209,8 @@ class Record(Base):
         CheckConstraint("outcome IN ('none', 'revoked', 'repaired')", name="outcome"),
         CheckConstraint("reported_on >= occurred_on", name="reported_after_occurred"),
         Index("ix_record_status_expires_on", "status", "expires_on"),
+        # The monthly quality figures read a month of records by the day they arrived.
+        Index("ix_record_received_on_source", "received_on", "source_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -240,6 +242,12 @@ class Record(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Data quality (issue 13): the city day the platform first received the record, the last day its
+    # catalogue entry allowed (occurred_on + the entry's deadline in working days), and the catalogue
+    # version it was accepted under. None for records that came before the catalogue.
+    received_on: Mapped[dt.date | None] = mapped_column(Date)
+    due_on: Mapped[dt.date | None] = mapped_column(Date)
+    catalogue_version: Mapped[int | None] = mapped_column(Integer)
 
     source: Mapped[DataSource] = relationship()
 
@@ -305,3 +313,134 @@ class ScoreDirty(Base):
     __tablename__ = "score_dirty"
 
     citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), primary_key=True)
+
+
+# --- the public credit information catalogue (目录) -------------------------------------------------
+
+
+class CatalogueStatus(enum.StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    PUBLISHED = "published"
+    SUPERSEDED = "superseded"
+    REJECTED = "rejected"
+
+
+class CatalogueVersion(Base):
+    """One numbered version of what the city may collect; one is published at a time (four eyes)."""
+
+    __tablename__ = "catalogue_version"
+    __table_args__ = (
+        CheckConstraint(_in("status", CatalogueStatus), name="status"),
+        # At most one published version at a time.
+        Index(
+            "uq_catalogue_version_published",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'published'"),
+            postgresql_where=text("status = 'published'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=CatalogueStatus.DRAFT)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    submitted_by: Mapped[str | None] = mapped_column(String(200))
+    submitted_at: Mapped[dt.datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[dt.datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(String(500))
+    published_at: Mapped[dt.datetime | None]
+    superseded_at: Mapped[dt.datetime | None]
+
+    entries: Mapped[list[CatalogueEntry]] = relationship(
+        order_by="CatalogueEntry.code", cascade="all, delete-orphan"
+    )
+
+
+class CatalogueEntry(Base):
+    """What may be collected: a kind of record, its legal basis, who reports it and by when.
+
+    A scoring item scores the records of the entry with the same code; an entry need not score.
+    """
+
+    __tablename__ = "catalogue_entry"
+    __table_args__ = (UniqueConstraint("version_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("catalogue_version.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(String(500))
+    # The record fields the entry carries, by name (docs/CATALOGUE.md).
+    fields: Mapped[list[str]] = mapped_column(JSONDoc, default=list)
+    # Source codes that may report it; None: any source.
+    reporters: Mapped[list[str] | None] = mapped_column(JSONDoc)
+    deadline_days: Mapped[int] = mapped_column(Integer)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    publish_days: Mapped[int | None] = mapped_column(Integer)
+
+
+# --- data quality per source --------------------------------------------------------------------
+
+
+class IngestTally(Base):
+    """What one batch received from one source on one city day: the figures unchanged rows leave."""
+
+    __tablename__ = "ingest_tally"
+    __table_args__ = (Index("ix_ingest_tally_day_source", "day", "source_id"),)
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("data_source.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RejectedRow(Base):
+    """A row refused to a known source, kept until the source sends it again and it lands (跟踪).
+
+    Never the ID number: the errors are the masked ones of the ingest report.
+    """
+
+    __tablename__ = "rejected_row"
+    __table_args__ = (
+        Index("ix_rejected_row_day_source", "received_on", "source_id"),
+        Index("ix_rejected_row_open", "source_id", "source_record_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("data_source.id"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batch.id"), index=True)
+    row: Mapped[int] = mapped_column(Integer)
+    source_record_id: Mapped[str] = mapped_column(String(128))
+    received_on: Mapped[dt.date] = mapped_column(Date)
+    # The first problem's code (points_engine.ingest.REASONS) and every problem of the row.
+    reason: Mapped[str] = mapped_column(String(32))
+    id_number_error: Mapped[bool] = mapped_column(Boolean, default=False)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    resolved_at: Mapped[dt.datetime | None]
+    # "resent" (a later row with the same source record id landed) or "dismissed" (by a person).
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolved_by_batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batch.id"))
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class QualityTarget(Base):
+    """A target the city sets for its sources (defaults: points_engine.quality.DEFAULT_TARGETS)."""
+
+    __tablename__ = "quality_target"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column()
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
