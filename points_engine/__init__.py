@@ -13,5 +13,5 @@ DOMAIN = Domain(
     scopes={"records:write": "upload records (data sources)"},
     client_kinds=("source",),
     api=("citycredit.web.api.records:blueprint",),
-    cli=("citycredit.cli.engine:COMMANDS",),
+    cli=("citycredit.cli.engine:COMMANDS", "citycredit.cli.catalogue:COMMANDS"),
 )

@@ -47,6 +47,7 @@ from points_engine.models import (
     ModelStatus,
     ScoringModelVersion,
 )
+from points_engine.operations import EngineError, model_of
 
 # The seven kinds of administrative records (seed 002, item 一), then the other kinds the catalogue
 # holds. The monthly report counts collection by these.
@@ -96,7 +97,7 @@ _SOURCE_CODE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_ENTRIES = 5000
 
 
-class CatalogueError(Exception):
+class CatalogueError(EngineError):
     """A catalogue operation that cannot be done (the message says why, for a person)."""
 
 
@@ -436,8 +437,6 @@ def adopt_reference(session: Session, *, actor: Actor) -> CatalogueVersion:
 
 def scored_items(session: Session) -> set[str]:
     """The item codes of the published scoring model (none without one)."""
-    from points_engine.operations import model_of
-
     published = session.scalar(
         select(ScoringModelVersion).where(ScoringModelVersion.status == ModelStatus.PUBLISHED)
     )

@@ -206,6 +206,16 @@ def publish_model_version(
     """
     if version.status == ModelStatus.PUBLISHED:
         raise EngineError(f"{version.label} is already published")
+    from points_engine.catalogue import published_version, uncatalogued_items
+
+    missing = uncatalogued_items(session, model_of(version).items)
+    if missing:
+        catalogue = published_version(session)
+        raise EngineError(
+            f"{version.label} scores {', '.join(missing)}, which the public credit information "
+            f"catalogue (version {catalogue.number if catalogue else '?'}) does not hold: only "
+            "catalogued information may be scored"
+        )
     session.execute(
         update(ScoringModelVersion)
         .where(ScoringModelVersion.status == ModelStatus.PUBLISHED)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
@@ -288,7 +289,7 @@ def figures(
         return []
     ids = list(out)
 
-    def scoped(column):  # type: ignore[no-untyped-def]
+    def scoped(column: Any) -> Any:
         return column.in_(ids) if only is not None else True
 
     for row in session.execute(

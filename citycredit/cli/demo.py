@@ -18,7 +18,7 @@ from citizen import operations as citizen_ops
 from citizen import repairs
 from citizen.models import Objection, RepairApplication
 from citizen.operations import ObjectionTerms
-from citycredit.core.actors import Actor
+from citycredit.core.actors import SYSTEM, Actor
 from citycredit.core.clients import find_client, register_client
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
@@ -27,7 +27,7 @@ from citycredit.core.keys import current_signing_key
 from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
 from governance import lists
 from governance.models import ListEntry
-from points_engine import operations
+from points_engine import catalogue, operations
 from points_engine.models import Citizen, DataSource, Record, ScoreSnapshot
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
 from scenarios.benefits import live_catalogue
@@ -40,21 +40,34 @@ def reference_model_text(filename: str) -> str:
     return (resources.files("points_engine") / "models" / "reference" / filename).read_text("utf-8")
 
 
+# Catalogued records no item scores, and the demo sources that report them (licences granted,
+# inspections, enforcement, rulings, confirmations: issue 13 §1).
+NON_SCORING = {
+    "market": ("ADMIN_ENFORCEMENT", "ADMIN_RULING", "INSPECTION_RESULT", "LICENCE_GRANTED"),
+    "civil_affairs": ("ADMIN_CONFIRMATION",),
+}
+
+
 def ensure_sources(session: Session) -> int:
     known = {s.code: s for s in session.scalars(select(DataSource))}
     added = 0
     for spec in SOURCES:
-        items = sorted({item for item, _ in spec.items})
+        items = sorted({item for item, _ in spec.items} | set(NON_SCORING.get(spec.code, ())))
         if spec.code not in known:
             operations.add_source(session, spec.code, spec.name_zh, spec.name_en, items=items)
             added += 1
-        elif known[spec.code].items is None:
-            known[spec.code].items = items
+        elif known[spec.code].items is None or not set(items) <= set(known[spec.code].items or ()):
+            known[spec.code].items = sorted(set(items) | set(known[spec.code].items or ()))
     return added
 
 
 def ensure_reference_models(session: Session, *, actor: str) -> None:
-    """Load both reference models once; publish the itemised one if nothing is published yet."""
+    """Load both reference models once; publish the itemised one if nothing is published yet.
+
+    The reference catalogue is published first (the models score only what it holds).
+    """
+    if catalogue.published_version(session) is None:
+        catalogue.adopt_reference(session, actor=SYSTEM)
     for filename in REFERENCE_MODELS:
         text = reference_model_text(filename)
         name = filename.removesuffix(".yaml")
