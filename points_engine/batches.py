@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core.db import utcnow
+from points_engine import quality
 from points_engine.ingest import (
     IngestReport,
     RowError,
@@ -120,6 +121,8 @@ def ingest(
             if progress is not None:
                 progress(report)
         assert report is not None  # ingest_rows yields at least once
+        if completes is not None:
+            quality.absorb_interrupted(session, completes.id, batch.id)
         if report_path is not None and report.errors:
             write_report_file(report_path, report.errors)
         elif report_path is not None:

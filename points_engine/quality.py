@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from citycredit.core.actors import Actor, NotPermitted
@@ -104,10 +104,36 @@ def resolve_rejections(session: Session, keys: Sequence[tuple[int, str]], *, bat
                     RejectedRow.source_id == source_id,
                     RejectedRow.source_record_id.in_(refs[start : start + 1000]),
                 )
-                .values(resolved_at=now, resolution="resent", resolved_by_batch_id=batch_id),
-                execution_options={"synchronize_session": False},
+                .values(resolved_at=now, resolution="resent", resolved_by_batch_id=batch_id)
             ).rowcount
     return resolved
+
+
+def absorb_interrupted(session: Session, old_batch_id: int, new_batch_id: int) -> None:
+    """A batch that completes an interrupted one re-read the whole input: the rows the interrupted
+    one wrote came back unchanged. Count them as what they were (new records, corrections) once, in
+    the completing batch, and drop the interrupted batch's tallies and its open rejected rows (the
+    rerun refused the same rows again): nothing is received or refused twice."""
+    old = {
+        t.source_id: t
+        for t in session.scalars(select(IngestTally).where(IngestTally.batch_id == old_batch_id))
+    }
+    for tally in session.scalars(select(IngestTally).where(IngestTally.batch_id == new_batch_id)):
+        before = old.get(tally.source_id)
+        if before is None:
+            continue
+        moved = min(before.inserted + before.updated, tally.unchanged)
+        tally.unchanged -= moved
+        tally.inserted += min(before.inserted, moved)
+        tally.updated += moved - min(before.inserted, moved)
+    for tally in old.values():
+        session.delete(tally)
+    session.execute(
+        delete(RejectedRow).where(
+            RejectedRow.batch_id == old_batch_id, RejectedRow.resolved_at.is_(None)
+        )
+    )
+    session.flush()
 
 
 def dismiss_rejection(session: Session, row_id: int, *, actor: Actor, reason: str) -> RejectedRow:
@@ -140,7 +166,10 @@ def _may_see(actor: Actor, source_id: int) -> bool:
 
 
 def targets(session: Session) -> dict[str, float]:
-    found = dict(session.execute(select(QualityTarget.code, QualityTarget.value)).tuples().all())
+    found = {
+        code: value
+        for code, value in session.execute(select(QualityTarget.code, QualityTarget.value))
+    }
     return {code: found.get(code, default) for code, default in DEFAULT_TARGETS.items()}
 
 

@@ -20,7 +20,7 @@ from citycredit.core.audit import AuditEvent
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import parse_id_number
 from citycredit.core.jobs import registered_jobs
-from points_engine import batches, ingest, operations, queries
+from points_engine import batches, ingest, operations, quality, queries
 from points_engine.models import (
     IngestBatch,
     Record,
@@ -554,12 +554,19 @@ def test_a_rerun_completes_the_batch_a_killed_run_left_running(session: Session)
     )
     assert killed.status == "interrupted"
     assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
+    # The source's figures count each row once: 12 received, 12 new records, no duplicates (the
+    # five rows the killed run wrote are not the source sending them twice).
+    court = {f.code: f for f in quality.figures(session, AS_OF, AS_OF)}["court"]
+    assert (court.received, court.inserted, court.duplicates) == (12, 12, 0)
     # The next rerun has nothing left to complete.
     again = batches.ingest(
         session, iter(rows), origin="/data/court.csv", fmt="csv", key=KEY, today=AS_OF,
         commit_chunks=True,
     )  # fmt: skip
     assert again.completes is None and again.report.unchanged == 12
+    # Sent again, in full: that is twelve duplicates.
+    court = {f.code: f for f in quality.figures(session, AS_OF, AS_OF)}["court"]
+    assert (court.received, court.inserted, court.duplicates) == (24, 12, 12)
 
 
 def _pid_of_finished_process() -> int:
