@@ -158,7 +158,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("due_on", sa.Date(), nullable=True))
         batch_op.add_column(sa.Column("catalogue_version", sa.Integer(), nullable=True))
         batch_op.create_index(
-            "ix_record_received_on_source", ["received_on", "source_id"], unique=False
+            "ix_record_received_on_source", ["received_on", "source_id", "due_on"], unique=False
         )
 
 
