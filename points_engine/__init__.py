@@ -12,6 +12,6 @@ DOMAIN = Domain(
     jobs="points_engine.jobs:JOBS",
     scopes={"records:write": "upload records (data sources)"},
     client_kinds=("source",),
-    api=("citycredit.web.api.records:blueprint",),
+    api=("citycredit.web.api.records:blueprint", "citycredit.web.api.rejections:blueprint"),
     cli=("citycredit.cli.engine:COMMANDS", "citycredit.cli.catalogue:COMMANDS"),
 )

@@ -211,6 +211,13 @@ _TYPES = [
         "decided or withdrawn changes no more. `detail` says the case's status.",
     ),
     ProblemType(
+        "rejection-resolved",
+        409,
+        "The refused row is already resolved",
+        "A refused row is closed once: when a row with the same source record id lands, or when "
+        "it is dismissed with a reason. `detail` says which.",
+    ),
+    ProblemType(
         "not-permitted",
         403,
         "This client may not do this",

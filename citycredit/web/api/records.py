@@ -80,6 +80,14 @@ class RowErrorSchema(Schema):
     field = fields.String(required=True)
     reason = fields.String(required=True)
     source_record_id = fields.String(required=True)
+    code = fields.String(
+        required=True,
+        metadata={
+            "description": "the reason's code, as the data-quality figures count it "
+            "(docs/DATA_QUALITY.md)",
+            "example": "id_number",
+        },
+    )
 
 
 class UploadResult(Schema):
@@ -132,6 +140,6 @@ def upload_records(body: dict[str, Any]) -> Any:
         "updated": report.updated,
         "unchanged": report.unchanged,
         "rejected": report.rejected,
-        "errors": [e.__dict__ for e in report.errors],
+        "errors": [{**e.__dict__, "code": e.reason_code} for e in report.errors],
     }
     return result
