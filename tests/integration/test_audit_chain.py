@@ -11,8 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,36 +26,16 @@ from citycredit.core.audit_chain import AuditSeal
 from citycredit.core.db import utcnow
 from citycredit.core.keys import jwks
 from tests.databases import ScratchDatabase
+from tests.integration.audit_support import as_superuser
 
 SECRET = b"audit-chain-test-secret"
 GRACE = dt.timedelta(minutes=5)
 INSERT_ONLY = ("audit_event", "audit_seal", "audit_checkpoint")
-SQLITE_TRIGGERS = [(t, c) for t in INSERT_ONLY for c in ("update", "delete")]
 
 
 def later() -> dt.datetime:
     """A sealing run's clock, once the grace period of events written now is over."""
     return utcnow() + GRACE + dt.timedelta(seconds=1)
-
-
-@contextmanager
-def as_superuser(session: Session) -> Iterator[None]:
-    """What a database superuser can do: go around the insert-only triggers for a moment."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        yield
-        session.execute(sa.text("SET LOCAL session_replication_role = origin"))
-    else:
-        for table, change in SQLITE_TRIGGERS:
-            session.execute(sa.text(f"DROP TRIGGER {table}_no_{change}"))
-        yield
-        for table, change in SQLITE_TRIGGERS:  # put back for the next test on this database
-            session.execute(
-                sa.text(
-                    f"CREATE TRIGGER {table}_no_{change} BEFORE {change.upper()} ON {table} "
-                    "BEGIN SELECT RAISE(ABORT, 'the audit log is insert-only'); END"
-                )
-            )
 
 
 def events(

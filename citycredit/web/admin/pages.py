@@ -11,6 +11,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from admin import queries
+from citycredit.core import audit_chain
 from citycredit.web.admin import charts
 from citycredit.web.admin.web import (
     admin_audit,
@@ -221,6 +222,22 @@ def audit_log() -> Any:
         older_url=url_for("admin.audit_log", **keep, before=page.older) if page.older else None,
         newer_url=url_for("admin.audit_log", **keep, after=page.newer) if page.newer else None,
         first_url=url_for("admin.audit_log", **keep) if (before or after) else None,
+    )
+
+
+@bp.get("/audit/chain")
+@require_permission("audit.view")
+def audit_chain_check() -> Any:
+    """Check the whole log against its seals and signed checkpoints (docs/AUDIT.md); the check reads
+    every event, so it is recorded like a view of the log."""
+    user = current_user()
+    found = audit_chain.verify_and_record(
+        db_session(), actor=f"admin:{user.username}" if user is not None else "admin:-"
+    )
+    return render_template(
+        "admin/audit_chain.html",
+        report=found,
+        grace_minutes=platform_of(current_app).settings.audit_seal_grace_seconds // 60,
     )
 
 
