@@ -245,6 +245,9 @@ class ChainReport:
     checkpoints: int
     last_checkpoint: AuditCheckpoint | None
     broken: Break | None
+    # None: the whole log was checked; else the check started after the signed checkpoint up to
+    # this event (events before it were not read: ``citycredit audit verify`` checks everything).
+    after: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -262,6 +265,8 @@ class ChainReport:
             else "no checkpoint yet"
         )
         through = f"intact up to event {self.up_to}" if self.up_to else "nothing sealed yet"
+        if self.after is not None:
+            through += f" (checked from the signed checkpoint at event {self.after} on)"
         return (
             f"OK: audit chain {through}; {self.sealed} events sealed, {self.unsealed} not yet "
             f"sealed; {self.checkpoints} checkpoints, {signed}"
@@ -269,17 +274,18 @@ class ChainReport:
 
 
 @contextmanager
-def _merged(session: Session, mark: int) -> Iterator[Iterator[tuple[int, Any, Any]]]:
+def _merged(session: Session, mark: int, after: int) -> Iterator[Iterator[tuple[int, Any, Any]]]:
     """Event rows up to ``mark`` and seal rows, side by side in id order (either may be missing).
 
     Plain rows, not ORM objects: the check reads what is stored, never an object the session
     holds. Both are streamed (server-side cursors on PostgreSQL), closed however the walk ends."""
     event_rows = session.execute(
-        select(EVENTS).where(EVENTS.c.id <= mark).order_by(EVENTS.c.id),
+        select(EVENTS).where(EVENTS.c.id > after, EVENTS.c.id <= mark).order_by(EVENTS.c.id),
         execution_options={"yield_per": CHUNK},
     )
     seal_rows = session.execute(
-        select(SEALS).order_by(SEALS.c.event_id), execution_options={"yield_per": CHUNK}
+        select(SEALS).where(SEALS.c.event_id > after).order_by(SEALS.c.event_id),
+        execution_options={"yield_per": CHUNK},
     )
 
     def walk() -> Iterator[tuple[int, Any, Any]]:
@@ -317,32 +323,52 @@ def _bad_checkpoint(session: Session, checkpoint: AuditCheckpoint) -> str | None
     return None
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk the whole log against its seals and checkpoints; stop at the first broken link."""
+def verify_chain(session: Session, *, window: int | None = None) -> ChainReport:
+    """Walk the log against its seals and checkpoints; stop at the first broken link.
+
+    ``window``: check at least the last ``window`` sealed events, starting after the latest signed
+    checkpoint before them (its signature checked) instead of at the first event, so a page answers
+    within a request's time however long the log grows. None (the command) checks everything.
+    """
+    mark = session.scalar(select(func.max(SEALS.c.event_id))) or 0
+    total = session.scalar(select(func.count()).select_from(SEALS)) or 0
+    unsealed = (
+        session.scalar(select(func.count()).select_from(EVENTS).where(EVENTS.c.id > mark)) or 0
+    )
+    start = None
+    if window is not None and total > window:
+        start = session.scalar(
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.count <= total - window)
+            .order_by(AuditCheckpoint.count.desc())
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+    after = start.up_to_event_id if start is not None else 0
     checkpoints = list(
         session.scalars(
             select(AuditCheckpoint)
+            .where(AuditCheckpoint.up_to_event_id > after)
             .order_by(AuditCheckpoint.up_to_event_id)
             .execution_options(populate_existing=True)  # what is stored, not what the session holds
         )
     )
-    mark = session.scalar(select(func.max(AuditSeal.event_id))) or 0
-    unsealed = (
-        session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.id > mark))
-        or 0
-    )
-    last = checkpoints[-1] if checkpoints else None
+    count = session.scalar(select(func.count()).select_from(AuditCheckpoint)) or 0
+    last = checkpoints[-1] if checkpoints else start
 
     def report(sealed: int, broken: Break | None) -> ChainReport:
-        return ChainReport(sealed, unsealed, mark or None, len(checkpoints), last, broken)
+        return ChainReport(
+            sealed, unsealed, mark or None, count, last, broken, after if start else None
+        )
 
     by_event = {c.up_to_event_id: c for c in checkpoints}
-    for checkpoint in checkpoints:
+    for checkpoint in [start, *checkpoints] if start else checkpoints:
         problem = _bad_checkpoint(session, checkpoint)
         if problem:
             return report(0, Break("checkpoint", checkpoint.up_to_event_id, problem))
-    with _merged(session, mark) as walk:
-        broken, sealed = _walk(walk, mark, by_event)
+    head, sealed = (start.head_hash, start.count) if start else (GENESIS, 0)
+    with _merged(session, mark, after) as walk:
+        broken, sealed = _walk(walk, mark, by_event, head, sealed, after + 1)
     if broken is None and by_event:
         first = min(by_event)
         broken = Break(
@@ -355,10 +381,15 @@ def verify_chain(session: Session) -> ChainReport:
 
 
 def _walk(
-    walk: Iterator[tuple[int, Any, Any]], mark: int, by_event: dict[int, AuditCheckpoint]
+    walk: Iterator[tuple[int, Any, Any]],
+    mark: int,
+    by_event: dict[int, AuditCheckpoint],
+    prev: str,
+    sealed: int,
+    since: int,
 ) -> tuple[Break | None, int]:
-    """The first broken link, and how many events before it were intact; pops the checkpoints met."""
-    prev, sealed, since = GENESIS, 0, 1
+    """The first broken link, and how many sealed events up to it were intact (``sealed`` of them
+    before the walk); pops the checkpoints met."""
     for event_id, event, link in walk:
         if link is None:
             return Break(
@@ -400,15 +431,16 @@ def _walk(
     return None, sealed
 
 
-def verify_and_record(session: Session, *, actor: str) -> ChainReport:
-    """Verify, and record that the log was read (the check reads every event)."""
-    found = verify_chain(session)
+def verify_and_record(session: Session, *, actor: str, window: int | None = None) -> ChainReport:
+    """Verify, and record that the log was read (the check reads the events)."""
+    found = verify_chain(session, window=window)
     audit(
         session,
         actor=actor,
         action="audit.chain_verify",
         ok=found.ok,
         up_to=found.up_to,
+        checked_after=found.after,
         broken_at=found.broken.event_id if found.broken else None,
         kind=found.broken.kind if found.broken else None,
     )

@@ -248,6 +248,40 @@ def test_a_forged_checkpoint_is_refused(session: Session) -> None:
     assert "signature does not verify" in found.broken.message
 
 
+def test_a_window_checks_from_a_signed_checkpoint_and_the_command_checks_everything(
+    session: Session,
+) -> None:
+    first, second, third = sealed(session, 2), sealed(session, 2), sealed(session, 2)
+    total = session.scalar(sa.select(sa.func.count()).select_from(AuditSeal))
+    found = audit_chain.verify_chain(session, window=2)  # the last two: after the second run's
+    assert found.ok and found.after == second[-1] and found.up_to == third[-1]
+    assert found.sealed == total
+    assert f"checked from the signed checkpoint at event {second[-1]} on" in found.line()
+    assert audit_chain.verify_chain(session).after is None
+    with as_superuser(session):
+        session.execute(
+            sa.text("UPDATE audit_event SET action = 'x' WHERE id = :id"), {"id": first[0]}
+        )
+    assert audit_chain.verify_chain(session, window=2).ok  # before the window: not read
+    whole = audit_chain.verify_chain(session)
+    assert whole.broken is not None and whole.broken.event_id == first[0]
+    with as_superuser(session):
+        session.execute(
+            sa.text("UPDATE audit_event SET action = 'x' WHERE id = :id"), {"id": third[0]}
+        )
+    windowed = audit_chain.verify_chain(session, window=2)
+    assert windowed.broken is not None
+    assert (windowed.broken.kind, windowed.broken.event_id) == ("changed", third[0])
+    with as_superuser(session):  # the checkpoint the window starts from must verify too
+        session.execute(
+            sa.text("UPDATE audit_checkpoint SET head_hash = :h WHERE up_to_event_id = :id"),
+            {"h": "0" * 64, "id": second[-1]},
+        )
+    forged = audit_chain.verify_chain(session, window=2)
+    assert forged.broken is not None
+    assert (forged.broken.kind, forged.broken.event_id) == ("checkpoint", second[-1])
+
+
 @pytest.mark.filterwarnings("ignore:EdDSA is deprecated via RFC 9864")
 def test_an_export_is_signed_and_audited(session: Session) -> None:
     ids = sealed(session, 3)
