@@ -28,7 +28,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import BigInteger, Integer, String, Text, func, insert, select
+from sqlalchemy import BigInteger, Integer, String, Text, func, insert, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from citycredit.core import keys
@@ -44,6 +44,7 @@ TYP_EXPORT = "citycredit-audit-export+jwt"
 ALGORITHM = "EdDSA"
 # Events read and sealed per query: bounded memory however long the scheduler was down.
 CHUNK = 2000
+SEAL_LOCK = int.from_bytes(b"ccaudit", "big")  # the advisory lock's key: any fixed bigint
 BIG = BigInteger().with_variant(Integer(), "sqlite")
 
 _jws = jwt.PyJWS()
@@ -182,6 +183,10 @@ def seal(
     """
     now = now or utcnow()
     cutoff = now - grace
+    if session.get_bind().dialect.name == "postgresql":
+        # One sealer at a time (the scheduler on two hosts, or it and `citycredit audit seal`): the
+        # second waits, then reads the first's seals. SQLite's BEGIN IMMEDIATE already serialises.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK})
     mark, prev, count = _head(session)
     young = session.scalar(
         select(func.min(AuditEvent.id)).where(AuditEvent.id > mark, AuditEvent.at > cutoff)
