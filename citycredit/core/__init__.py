@@ -7,8 +7,11 @@ DOMAIN = Domain(
     name="core",
     models=(
         "citycredit.core.audit",
+        "citycredit.core.audit_chain",
         "citycredit.core.clients",
         "citycredit.core.keys",
         "citycredit.core.idempotency",
     ),
+    jobs="citycredit.core.audit_chain:JOBS",
+    cli=("citycredit.cli.audit:COMMANDS",),
 )

@@ -83,6 +83,10 @@ class Settings:
     bulletin_push_url: str = ""
     # A bearer token the receiving endpoint asks for (sent as Authorization), if any.
     bulletin_push_token: str = ""
+    # --- the tamper-evident audit log (issue 13 §4, docs/AUDIT.md) ---
+    # Audit events younger than this are not sealed yet: longer than the longest request (gunicorn's
+    # 60 s), so a transaction that commits after a later one never lands below the sealed mark.
+    audit_seal_grace_seconds: int = 300
 
     @property
     def tz(self) -> ZoneInfo:
@@ -260,6 +264,15 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         workdays_file=env.get("CITYCREDIT_WORKDAYS_FILE", "").strip(),
         bulletin_push_url=env.get("CITYCREDIT_BULLETIN_PUSH_URL", "").strip(),
         bulletin_push_token=env.get("CITYCREDIT_BULLETIN_PUSH_TOKEN", "").strip(),
+        audit_seal_grace_seconds=_whole_number(
+            env,
+            "CITYCREDIT_AUDIT_SEAL_GRACE",
+            300,
+            90,
+            86400,
+            " of seconds",
+            "90 seconds to 1 day",
+        ),
     )
     return settings.with_overrides(**overrides)
 

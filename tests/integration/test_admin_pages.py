@@ -9,13 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin.models import AdminUser
 from citycredit.cli.demo import ensure_reference_models, ensure_sources
+from citycredit.core import audit_chain
 from citycredit.core.audit import AuditEvent, audit
 from citycredit.core.clients import ApiClient, register_client
+from citycredit.core.db import utcnow
 from citycredit.web.admin.web import READ_ONLY_ALLOWED
 from credit_codes.models import Redemption, Verification
 from points_engine import operations
@@ -33,6 +36,7 @@ from tests.integration.admin_support import (
     post,
     signed_in,
 )
+from tests.integration.audit_support import as_superuser
 
 CITY_TZ = dt.timezone(dt.timedelta(hours=8))
 TODAY = dt.date(2026, 6, 30)  # the admin_support clock's date in the city
@@ -425,6 +429,42 @@ def test_the_audit_log_filters_and_pages_newest_first(site: AdminApp) -> None:
         "actor": "ops1",
         "action": "score.",
     }
+
+
+def test_the_auditor_verifies_the_audit_chain_and_sees_the_broken_link(site: AdminApp) -> None:
+    with site.session() as session:
+        for n in range(5):
+            audit(session, actor="cli:ops", action="score.read", citizen_id=1000 + n)
+    key_secret = site.app.extensions["citycredit"].settings.key_secret
+    with site.session() as session:
+        run = audit_chain.seal(
+            session, key_secret, grace=dt.timedelta(minutes=5), now=utcnow() + dt.timedelta(hours=1)
+        )
+    assert run.up_to is not None
+    auditor = signed_in(site, "audit1")
+    log = auditor.get("/admin/audit").get_data(as_text=True)
+    assert 'href="/admin/audit/chain"' in log and "校验审计链" in log
+    intact = auditor.get("/admin/audit/chain").get_data(as_text=True)
+    assert f"审计链完整：第 {run.up_to} 条事件及之前的记录均未被改动" in intact
+    english = auditor.get("/admin/audit/chain?lang=en").get_data(as_text=True)
+    assert f"The audit chain is intact up to event {run.up_to}" in english
+    assert "Last checkpoint" in english and f"up to event {run.up_to}, signed" in english
+    changed = run.up_to - 2
+    with site.session() as session, as_superuser(session):
+        session.execute(
+            sa.text("UPDATE audit_event SET actor = 'cli:nobody' WHERE id = :id"), {"id": changed}
+        )
+    broken = auditor.get("/admin/audit/chain?lang=zh").get_data(as_text=True)
+    assert f"审计链在第 {changed} 条事件处断开" in broken and "被修改（已改动）" in broken
+    assert 'role="alert"' in broken
+    english = auditor.get("/admin/audit/chain?lang=en").get_data(as_text=True)
+    assert f"Event {changed} was changed after it was sealed" in english
+    checks = site.events("audit.chain_verify")  # the check reads the log: it is recorded
+    assert [e.actor for e in checks] == ["admin:audit1"] * 4
+    assert [e.detail["ok"] for e in checks] == [True, True, False, False]
+    assert checks[-1].detail["broken_at"] == changed
+    # Only those who may read the log may check it.
+    assert signed_in(site, "clerk-all").get("/admin/audit/chain").status_code == 403
 
 
 # --- data sources and ingestion batches -----------------------------------------------------------
