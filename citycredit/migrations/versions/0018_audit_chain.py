@@ -13,7 +13,6 @@ from alembic import op
 import citycredit.core.db
 
 revision = "0018"
-# TEMPORARY for testing on the i13-audit branch: the lead re-chains this onto "0017".
 down_revision = "0017"
 branch_labels = None
 depends_on = None
