@@ -32,6 +32,7 @@ from points_engine.operations import give_consent
 from scenarios.demo import ensure_demo_scenarios
 from tests import factories
 from tests.conftest import KEY
+from tests.databases import ScratchDatabase
 
 MONTH = dt.date(2026, 11, 1)
 REVIEWER = Actor("admin:rev")
@@ -390,3 +391,39 @@ def test_csv_and_xlsx_carry_the_same_numbers(session: Session, tmp_path: Path) -
     own = _csv_sections(reports.to_csv(report, department="police"))
     assert "应用案例（按场景）" not in own
     assert [r[0] for r in own["数据质量评级"][1:]] == ["police 单位"]
+
+
+def test_the_command_writes_a_csv_and_an_xlsx_per_report(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    from openpyxl import load_workbook
+
+    from tests.integration.test_cli import run
+
+    with Session(fresh_database.engine) as session:
+        build_month(session, tmp_path / "city")
+        session.commit()
+    out = tmp_path / "out"
+    made = run(fresh_database, tmp_path, "reports", "month", "2026-11", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"report-2026-11-{who}.{ext}"
+        for who in ("city", "market", "police")
+        for ext in ("csv", "xlsx")
+    ]
+    police = (out / "report-2026-11-police.csv").read_bytes().decode("utf-8-sig")
+    assert "police 单位,6,4,66.67%,3,2,66.67%,1,16.6667%,0,1,2,1" in police
+    assert "market" not in police
+    book = load_workbook(out / "report-2026-11-city.xlsx")
+    grades = list(book["数据质量评级"].iter_rows(min_row=2, max_row=4, values_only=True))
+    assert grades == [
+        ("market 单位", 100.0, "A"),
+        ("police 单位", 56.67, "C"),
+        ("全市", 71.67, "C"),
+    ]
+    again = run(fresh_database, tmp_path, "reports", "month", "2026-11", "--out", str(out))
+    assert again.returncode == 0
+    with Session(fresh_database.engine) as session:
+        assert session.scalar(select(func.count()).select_from(MonthlyReport)) == 1
+    early = run(fresh_database, tmp_path, "reports", "month", "2099-01")
+    assert early.returncode == 1 and "has not ended" in early.stderr
