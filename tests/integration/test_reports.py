@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,9 +23,9 @@ from citizen.operations import ObjectionTerms
 from citycredit.core.actors import SYSTEM, Actor, NotPermitted
 from citycredit.core.clients import register_client
 from citycredit.core.config import Settings, load_settings
-from citycredit.core.jobs import JobContext
+from citycredit.core.jobs import JobContext, registered_jobs
 from credit_codes import operations as codes
-from governance import jobs, reports
+from governance import reports
 from governance.models import MonthlyReport
 from points_engine import batches, catalogue
 from points_engine.models import Citizen, DataSource, Record
@@ -307,8 +308,18 @@ def test_stored_copy_its_check_and_a_late_correction(session: Session, tmp_path:
 
 def test_the_job_makes_last_months_report_on_the_1st_once(session: Session, tmp_path: Path) -> None:
     m = build_month(session, tmp_path)
-    spec = next(j for j in jobs.JOBS if j.id == "governance.monthly_report")
-    assert spec.trigger == "cron" and spec.options["day"] == 1
+    spec = next(j for j in registered_jobs() if j.id == "governance.monthly_report")
+    assert spec.trigger == "cron"
+    trigger = CronTrigger(**spec.options, timezone=m.settings.tz)
+    fires = [dt.datetime(2026, 11, 20, tzinfo=m.settings.tz)]
+    for _ in range(3):
+        fires.append(trigger.get_next_fire_time(None, fires[-1] + dt.timedelta(seconds=1)))
+    # On the 1st in city time, hourly (the re-runs find the month stored), then next month.
+    assert [f"{f:%m-%d %H:%M}" for f in fires[1:]] == ["12-01 00:10", "12-01 01:10", "12-01 02:10"]
+    last_of_day = trigger.get_next_fire_time(
+        None, dt.datetime(2026, 12, 1, 23, 11, tzinfo=m.settings.tz)
+    )
+    assert f"{last_of_day:%Y-%m-%d %H:%M}" == "2027-01-01 00:10"
 
     class On(JobContext):
         def today(self) -> dt.date:
