@@ -21,6 +21,10 @@ DOMAIN = Domain(
         "citycredit.web.api.governance:lists_blueprint",
     ),
     web=("citycredit.web.public_lists:init_lists",),
-    admin_pages=("citycredit.web.admin.bulletins", "citycredit.web.admin.lists"),
-    cli=("citycredit.cli.governance:COMMANDS",),
+    admin_pages=(
+        "citycredit.web.admin.bulletins",
+        "citycredit.web.admin.lists",
+        "citycredit.web.admin.reports",
+    ),
+    cli=("citycredit.cli.governance:COMMANDS", "citycredit.cli.reports:COMMANDS"),
 )

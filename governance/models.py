@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from citycredit.core.db import Base, BigIntPK, utcnow
+from citycredit.core.db import Base, BigIntPK, JSONDoc, utcnow
 
 BigFK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -102,3 +103,19 @@ class ListChange(Base):
     actor: Mapped[str] = mapped_column(String(200))
     note: Mapped[str | None] = mapped_column(String(500))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MonthlyReport(Base):
+    """The stored copy of a month's report (通报): its figures as generated, with their SHA-256, so the
+    page can show that they still equal a fresh computation (governance.reports). One per month."""
+
+    __tablename__ = "monthly_report"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The month's first day.
+    month: Mapped[dt.date] = mapped_column(Date, unique=True)
+    generated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # "scheduler" or the person ("admin:<username>", "cli:<user>").
+    generated_by: Mapped[str] = mapped_column(String(200))
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    sha256: Mapped[str] = mapped_column(String(64))
