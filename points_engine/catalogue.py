@@ -496,25 +496,27 @@ def previous_published(session: Session, version: CatalogueVersion) -> Catalogue
 def current_catalogue(session: Session) -> Catalogue | None:
     """The published catalogue (None when the city has none yet), cached by version."""
     row = session.execute(
-        select(CatalogueVersion.id, CatalogueVersion.number).where(
+        select(CatalogueVersion.id, CatalogueVersion.number, CatalogueVersion.sha256).where(
             CatalogueVersion.status == CatalogueStatus.PUBLISHED
         )
     ).first()
     if row is None:
         return None
-    cached = _cache.get(row.id)
+    # By id and content: SQLite may give a rolled-back version's id to the next one.
+    key = (row.id, row.sha256)
+    cached = _cache.get(key)
     if cached is None:
         version = session.get(CatalogueVersion, row.id)
         assert version is not None
         cached = Catalogue(version.number, {e.code: _plain(e) for e in version.entries})
         if len(_cache) > 16:
             _cache.clear()
-        _cache[row.id] = cached
+        _cache[key] = cached
     return cached
 
 
-# A published version's entries never change (a change is a new version): safe to keep by id.
-_cache: dict[int, Catalogue] = {}
+# A published version's entries never change (a change is a new version): safe to keep.
+_cache: dict[tuple[int, str], Catalogue] = {}
 
 
 def entry_names(session: Session) -> dict[str, tuple[str, str]]:

@@ -14,8 +14,7 @@ from sqlalchemy.dialects import postgresql
 import citycredit.core.db
 
 revision = "0019"
-# The lead re-chains this onto 0018 at merge; tested on the branch on top of 0017.
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
