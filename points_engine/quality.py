@@ -140,7 +140,10 @@ def _may_see(actor: Actor, source_id: int) -> bool:
 
 
 def targets(session: Session) -> dict[str, float]:
-    found = dict(session.execute(select(QualityTarget.code, QualityTarget.value)).tuples().all())
+    found = {
+        code: value
+        for code, value in session.execute(select(QualityTarget.code, QualityTarget.value))
+    }
     return {code: found.get(code, default) for code, default in DEFAULT_TARGETS.items()}
 
 
