@@ -81,6 +81,11 @@ def target_name(code: str) -> str:
     return t(zh, en)
 
 
+def heading(text: str) -> str:
+    """A name at the start of a heading or label: "qualified rate" -> "Qualified rate"."""
+    return text[:1].upper() + text[1:]
+
+
 def percent(value: float | None, code: str = "qualified_rate") -> str:
     if value is None:
         return "—"
@@ -282,6 +287,7 @@ def _words() -> dict[str, Any]:
     return {
         "reason_name": reason_name,
         "target_name": target_name,
+        "heading": heading,
         "percent": percent,
         "target_words": target_words,
         "reason_codes": list(REASONS),
@@ -369,7 +375,9 @@ def quality_dismiss(row_id: int) -> Any:
     only = source_scope()
     if found is None or (only is not None and found.source_id != only):
         abort(404)
-    code = session.get(DataSource, found.source_id).code  # type: ignore[union-attr]  # FK
+    source = session.get(DataSource, found.source_id)
+    assert source is not None  # a foreign key
+    code = source.code
     reason = request.form.get("reason", "").strip()[:180]
     back = url_for("admin.quality_source", code=code, month=request.form.get("month") or None)
     try:
