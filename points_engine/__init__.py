@@ -13,5 +13,6 @@ DOMAIN = Domain(
     scopes={"records:write": "upload records (data sources)"},
     client_kinds=("source",),
     api=("citycredit.web.api.records:blueprint", "citycredit.web.api.rejections:blueprint"),
+    admin_pages=("citycredit.web.admin.quality",),
     cli=("citycredit.cli.engine:COMMANDS", "citycredit.cli.catalogue:COMMANDS"),
 )

@@ -177,7 +177,9 @@ def _spoil(rng: random.Random, row: dict[str, str], today: dt.date) -> None:
         wrong = "0" if row["id_number"][17] != "0" else "1"
         row["id_number"] = body + wrong
     elif kind == 1:
-        row["occurred_on"] = (today + dt.timedelta(days=30)).isoformat()
+        # Far enough ahead to stay in the future when the file is ingested again weeks later (the
+        # demo loads its history a month back, and the README's tour ingests the file again today).
+        row["occurred_on"] = (today + dt.timedelta(days=90)).isoformat()
     elif kind == 2:
         row["item_code"] = "JAYWALKING"  # not in any catalogue: must be refused
     elif kind == 3:

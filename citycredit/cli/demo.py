@@ -22,13 +22,21 @@ from citycredit.core.actors import SYSTEM, Actor
 from citycredit.core.clients import find_client, register_client
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
-from citycredit.core.idnumber import id_hash
+from citycredit.core.idnumber import id_hash, make_id_number
 from citycredit.core.keys import current_signing_key
+from citycredit.core.workdays import is_working_day
 from credit_codes.operations import RedemptionRefused, issue_credit_code, redeem
 from governance import lists
 from governance.models import ListEntry
-from points_engine import catalogue, operations
-from points_engine.models import Citizen, DataSource, Record, ScoreSnapshot
+from points_engine import batches, catalogue, operations
+from points_engine.models import (
+    Citizen,
+    DataSource,
+    IngestBatch,
+    Record,
+    RejectedRow,
+    ScoreSnapshot,
+)
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
 from scenarios.benefits import live_catalogue
 from scenarios.demo import ensure_demo_scenarios, load_catalogue
@@ -456,3 +464,158 @@ def simulate_lists(session: Session, settings: Settings, plan: CityPlan) -> int:
             now=utcnow(),
         )
     return len(made)
+
+
+# --- a month of collection (issue 13 §2: the data-quality pages have something to show) -----------
+
+COLLECTION_DAYS = 30
+COLLECTION_ORIGIN = "demo-collection"
+# Per source: rows a working day (low, high), share sent late, share malformed; the rest mostly
+# within the catalogue's three working days. Profiles differ so the grades do too.
+COLLECTION_PROFILES: dict[str, tuple[tuple[int, int], float, float]] = {
+    "traffic_police": ((6, 12), 0.0, 0.0),
+    "court": ((1, 3), 0.0, 0.0),
+    "market": ((3, 7), 0.08, 0.06),
+    "water": ((2, 6), 0.25, 0.03),
+    "civil_affairs": ((1, 3), 0.03, 0.1),
+    "tax": ((1, 4), 0.05, 0.0),
+    "volunteer": ((4, 9), 0.0, 0.02),
+}
+# New residents the collection is about (not the synthetic city's people: their scores stay as the
+# README and the docs describe them).
+COLLECTION_REGION = "420281"
+
+
+@dataclass
+class Collection:
+    batches: int = 0
+    rows: int = 0
+    rejected: int = 0
+    resent: int = 0
+
+
+def _working_days_back(day: dt.date, n: int) -> dt.date:
+    while n:
+        day -= dt.timedelta(days=1)
+        if is_working_day(day):
+            n -= 1
+    return day
+
+
+def simulate_collection(
+    session: Session, settings: Settings, *, days: int = COLLECTION_DAYS, seed: int = 17
+) -> Collection:
+    """The departments' last ``days`` days of daily reporting, through the real ingest, one small
+    batch per source and working day: mostly on time, some late, a few malformed rows (a wrong
+    ID-number check digit, a missing field, an uncatalogued code), duplicates and corrections; most
+    refused rows are corrected and re-sent a few days later (resolved), some are left open."""
+    done = Collection()
+    if session.scalar(
+        select(func.count())
+        .select_from(IngestBatch)
+        .where(IngestBatch.origin.like(f"{COLLECTION_ORIGIN}/%"))
+    ):
+        return done
+    sources = {s.code: s for s in session.scalars(select(DataSource))}
+    rng = random.Random(seed)
+    people = [
+        make_id_number(
+            COLLECTION_REGION,
+            dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(50 * 365)),
+            rng.randrange(1000),
+        )
+        for _ in range(300)
+    ]
+    today = dt.datetime.now(settings.tz).date()
+    sent: dict[str, list[dict[str, str]]] = {code: [] for code in COLLECTION_PROFILES}
+    # Refused rows to correct: (the day they go again, the corrected row).
+    to_resend: dict[str, list[tuple[dt.date, dict[str, str]]]] = {
+        code: [] for code in COLLECTION_PROFILES
+    }
+    serial = 0
+    for back in range(days, 0, -1):
+        day = today - dt.timedelta(days=back)
+        if not is_working_day(day):
+            continue
+        for code, ((low, high), late, bad) in COLLECTION_PROFILES.items():
+            source = sources.get(code)
+            if source is None:
+                continue
+            items = sorted(source.items or ())
+            before = len(sent[code])  # rows of earlier days, to send again
+            rows: list[dict[str, str]] = []
+            for _ in range(rng.randint(low, high)):
+                serial += 1
+                if rng.random() < late:
+                    occurred = day - dt.timedelta(days=rng.randint(8, 20))
+                else:
+                    occurred = _working_days_back(day, rng.choice((0, 0, 1, 1, 2, 3)))
+                good = {
+                    "source": code,
+                    "source_record_id": f"{code}-{day:%Y%m%d}-{serial:05d}",
+                    "id_number": rng.choice(people),
+                    "item_code": rng.choice(items),
+                    "document_no": f"黄{code[:2]}〔{occurred.year}〕{serial}号",
+                    "occurred_on": occurred.isoformat(),
+                    "reported_on": occurred.isoformat(),
+                    "status": "active",
+                }
+                if rng.random() < bad:
+                    spoiled = dict(good)
+                    kind = rng.randrange(3)
+                    if kind == 0:
+                        number = good["id_number"]
+                        spoiled["id_number"] = number[:17] + ("1" if number[17] == "0" else "0")
+                    elif kind == 1:
+                        spoiled["document_no"] = ""
+                    else:
+                        spoiled["item_code"] = "PARKING_OVERSTAY"  # in no catalogue
+                    rows.append(spoiled)
+                    if rng.random() < 0.65:  # the rest stay open for the clerk
+                        when = day + dt.timedelta(days=rng.randint(1, 4))
+                        to_resend[code].append((when, good))
+                    continue
+                rows.append(good)
+                sent[code].append(good)
+            if before and rng.random() < 0.3:
+                rows.append(dict(sent[code][rng.randrange(before)]))  # again unchanged: a duplicate
+            if before and rng.random() < 0.2:
+                at = rng.randrange(before)
+                fixed = dict(sent[code][at])
+                fixed["document_no"] = fixed["document_no"].removesuffix("（更正）") + "（更正）"
+                if fixed != sent[code][at]:
+                    sent[code][at] = fixed
+                    rows.append(fixed)  # a correction
+            due = [row for when, row in to_resend[code] if when <= day]
+            to_resend[code] = [(w, r) for w, r in to_resend[code] if w > day]
+            rows.extend(due)
+            if not rows:
+                continue
+            result = batches.ingest(
+                session,
+                iter(enumerate(rows, start=2)),
+                origin=f"{COLLECTION_ORIGIN}/{code}/{day.isoformat()}",
+                fmt="csv",
+                key=settings.id_hash_key,
+                today=day,
+            )
+            _backdate(session, result.report.batch_id, day, settings)
+            done.batches += 1
+            done.rows += len(rows)
+            done.rejected += result.report.rejected
+            done.resent += len(due)
+    return done
+
+
+def _backdate(session: Session, batch_id: int, day: dt.date, settings: Settings) -> None:
+    """The batch and what it resolved read as of its simulated day (17:30 in the city)."""
+    moment = dt.datetime.combine(day, dt.time(17, 30), tzinfo=settings.tz).astimezone(dt.UTC)
+    batch = session.get(IngestBatch, batch_id)
+    assert batch is not None
+    batch.started_at = batch.progress_at = moment
+    batch.finished_at = moment
+    for row in session.scalars(
+        select(RejectedRow).where(RejectedRow.resolved_by_batch_id == batch_id)
+    ):
+        row.resolved_at = moment
+    session.flush()

@@ -203,9 +203,16 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int) -> No
 
 
 def _ingest_file(
-    ctx: Context, file: Path, fmt: str, report_path: Path, chunk_size: int
+    ctx: Context,
+    file: Path,
+    fmt: str,
+    report_path: Path,
+    chunk_size: int,
+    *,
+    today: dt.date | None = None,
 ) -> batches.IngestResult:
-    """The ingest use case with a progress bar, its failures told as the operator can act on them."""
+    """The ingest use case with a progress bar, its failures told as the operator can act on them
+    (``today``: the city day the batch is received; the demo backdates its history)."""
     platform = ctx.platform
     total = max(_count_lines(file) - (1 if fmt == "csv" else 0), 0)
     session = platform.sessions()
@@ -223,7 +230,7 @@ def _ingest_file(
                 file,
                 fmt=fmt,
                 key=platform.settings.id_hash_key,
-                today=platform.today(),
+                today=today or platform.today(),
                 chunk_size=chunk_size,
                 commit_chunks=True,
                 progress=advance,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
@@ -301,11 +302,16 @@ def demo_seed(ctx: Context, citizens: int, seed: int, days_of_use: int) -> None:
     with ctx.session() as session:
         demo_city.ensure_sources(session)
         demo_city.ensure_reference_models(session, actor=ACTOR)
-    plan = demo_city.default_plan(citizens, seed, ctx.platform.today())
+    # The city's history was loaded the day before its month of daily collection began, so this
+    # month's data-quality figures are the departments' daily reporting, not the backlog's.
+    history_day = ctx.platform.today() - dt.timedelta(days=demo_city.COLLECTION_DAYS + 1)
+    plan = demo_city.default_plan(citizens, seed, history_day)
     files = demo_city.write_demo_records(ctx.platform.settings.instance_dir / "demo", plan)
     click.echo(f"generated {files.rows} record rows in {files.records_csv}")
     ctx_report = files.records_csv.with_name(files.records_csv.name + ".report.csv")
-    summary = _ingest_file(ctx, files.records_csv, "csv", ctx_report, 5000).report
+    summary = _ingest_file(
+        ctx, files.records_csv, "csv", ctx_report, 5000, today=history_day
+    ).report
     see = f" (see {ctx_report})" if summary.rejected else ""  # a report only when rows are rejected
     click.echo(
         f"ingested: {summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged, "
@@ -319,6 +325,14 @@ def demo_seed(ctx: Context, citizens: int, seed: int, days_of_use: int) -> None:
         f"{on_record:,} of the city's {citizens:,} residents have a record: the citizens on record"
     )
     click.echo(f"{consented} citizens consented to scoring")
+    with ctx.session() as session:
+        collected = demo_city.simulate_collection(session, ctx.platform.settings)
+    if collected.batches:
+        click.echo(
+            f"simulated {demo_city.COLLECTION_DAYS} days of the departments' daily reporting: "
+            f"{collected.batches} batches, {collected.rows} rows, {collected.rejected} rejected, "
+            f"{collected.resent} corrected and re-sent"
+        )
     _recompute(ctx, 50_000)
     with ctx.session() as session:
         credentials = demo_city.ensure_demo_partners(session, ctx.platform.settings)

@@ -208,3 +208,88 @@ def horizontal_bar_chart(bars: Sequence[Bar], *, title: str, desc: str, empty: s
         )
         body.append(_text(8 + w + 4, y + 30, f"{bar.value:,}", anchor="start", size=12))
     return _frame(title, desc, top + len(bars) * row + 4, body)
+
+
+def percent_line_chart(
+    x_labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    title: str,
+    desc: str,
+    y_label: str,
+    target: float | None = None,
+    target_label: str = "",
+    label_every: int = 7,
+    empty: str = "—",
+) -> Markup:
+    """A rate per x position (0–1, drawn 0–100%) as dots joined by a line, broken where a position
+    has no value (nothing to measure that day); ``target`` as a dashed line named in the legend."""
+    if not x_labels or all(v is None for v in values):
+        return _empty(title, desc, empty)
+    left, top, plot_h = 44.0, 40.0, 180.0
+    ticks = [0, 25, 50, 75, 100]
+    body = []
+    for tick in ticks:
+        y = top + plot_h - plot_h * tick / 100
+        body.append(
+            f'<line x1="{left}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID_COLOUR}"/>'
+        )
+        body.append(_text(left - 4, y + 4, f"{tick}%", anchor="end", size=SMALL))
+    body.append(_text(4, top - 14, y_label, anchor="start", size=SMALL))
+    body.append(
+        f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="{AXIS_COLOUR}"/>'
+    )
+    body.append(
+        f'<line x1="{left}" x2="{WIDTH - 8}" y1="{top + plot_h}" y2="{top + plot_h}" '
+        f'stroke="{AXIS_COLOUR}"/>'
+    )
+    slot = (WIDTH - 8 - left) / len(x_labels)
+
+    def y_of(value: float) -> float:
+        return top + plot_h - plot_h * max(0.0, min(value, 1.0))
+
+    if target is not None:
+        ty = y_of(target)
+        body.append(
+            f'<line class="target" x1="{left}" x2="{WIDTH - 8}" y1="{ty:.1f}" y2="{ty:.1f}" '
+            f'stroke="{PALETTE[1]}" stroke-width="1.5" stroke-dasharray="5 3"/>'
+        )
+    runs: list[list[tuple[float, float]]] = [[]]
+    for i, (label, value) in enumerate(zip(x_labels, values, strict=True)):
+        x = left + i * slot + slot / 2
+        if value is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, y_of(value)))
+            body.append(
+                f'<circle class="point" cx="{x:.1f}" cy="{y_of(value):.1f}" r="2.5" '
+                f'fill="{BAR_COLOUR}"><title>{escape(label)}: {value * 100:.1f}%</title></circle>'
+            )
+        back = len(x_labels) - 1 - i
+        if back % label_every == 0:
+            anchor = "end" if back == 0 else "middle"
+            lx = x + (slot / 2 if back == 0 else 0)
+            body.append(_text(lx, top + plot_h + 18, label, anchor=anchor, size=SMALL))
+    for run in runs:
+        if len(run) > 1:
+            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+            body.append(
+                f'<polyline points="{points}" fill="none" stroke="{BAR_COLOUR}" '
+                f'stroke-width="1.5"/>'
+            )
+    legend_top = top + plot_h + 34
+    body.append(
+        f'<line x1="8" x2="20" y1="{legend_top + 6:.1f}" y2="{legend_top + 6:.1f}" '
+        f'stroke="{BAR_COLOUR}" stroke-width="2"/>'
+    )
+    body.append(_text(26, legend_top + 11, _fit(y_label, WIDTH - 40), anchor="start"))
+    height = legend_top + 20
+    if target is not None:
+        body.append(
+            f'<line x1="8" x2="20" y1="{legend_top + 26:.1f}" y2="{legend_top + 26:.1f}" '
+            f'stroke="{PALETTE[1]}" stroke-width="2" stroke-dasharray="5 3"/>'
+        )
+        body.append(_text(26, legend_top + 31, _fit(target_label, WIDTH - 40), anchor="start"))
+        height += 20
+    return _frame(title, desc, height + 4, body)

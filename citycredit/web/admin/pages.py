@@ -115,6 +115,21 @@ def dashboard() -> Any:
         redemption_chart=redemption_chart,
         top_chart=top_chart,
         own_operator=scope is not None,
+        quality_missed=_quality_missed(),
+    )
+
+
+def _quality_missed() -> list[Any]:
+    """The sources missing a quality target this month, for those who may see data quality (a
+    clerk their own source only); empty when the quality pages are not installed."""
+    if "admin.quality" not in current_app.view_functions or not can("quality.view"):
+        return []
+    # Imported here: the pages are mounted by the domain that names them, not by this module.
+    from citycredit.web.admin import quality as quality_pages
+
+    only = source_scope()
+    return quality_pages.missed_this_month(
+        db_session(), source_ids=[only] if only is not None else None
     )
 
 
