@@ -84,6 +84,7 @@ def ingest(
     chunk_size: int = 5000,
     commit_chunks: bool = False,
     only_source: str | None = None,
+    backfill: bool = False,
     progress: Callable[[IngestReport], None] | None = None,
     report_path: Path | None = None,
 ) -> IngestResult:
@@ -115,6 +116,7 @@ def ingest(
             today=today,
             chunk_size=chunk_size,
             only_source=only_source,
+            backfill=backfill,
         ):
             if commit_chunks:
                 session.commit()  # one chunk, one transaction: a crash keeps whole chunks only

@@ -471,12 +471,15 @@ def ingest_rows(
     today: dt.date,
     chunk_size: int = 5000,
     only_source: str | None = None,
+    backfill: bool = False,
 ) -> Iterator[IngestReport]:
     """Validate and write rows chunk by chunk; yields the running report after each chunk.
 
     The caller may commit after each yield. Citizens whose records changed are marked dirty; the caller
     drains them (recomputes their scores) when the input ends. With ``only_source``, rows of any other
-    source are refused (an API client bound to one department).
+    source are refused (an API client bound to one department). ``backfill``: historic records loaded
+    in bulk (存量), which no reporting deadline applies to: they get no due day, so they count in no
+    on-time rate (docs/DATA_QUALITY.md).
     """
     _, model = published_model(session)
     validator = _Validator(session, key, model, today, only_source)
@@ -484,7 +487,8 @@ def ingest_rows(
     chunk: list[_CleanRow] = []
     keys: set[tuple[int, str]] = set()
     rejected: list[RejectedRow] = []
-    stamp = _Stamp(today, validator.catalogue.version if validator.catalogue is not None else None)
+    version = validator.catalogue.version if validator.catalogue is not None else None
+    stamp = _Stamp(today, version, backfill)
 
     def flush_chunk() -> IngestReport:
         _write_chunk(session, chunk, model, batch, report, stamp)
@@ -563,6 +567,7 @@ class _Stamp(NamedTuple):
 
     received_on: dt.date
     catalogue_version: int | None
+    backfill: bool = False
 
 
 def _write_chunk(
@@ -612,7 +617,7 @@ def _write_chunk(
                     now,
                     now,
                     stamp.received_on,
-                    row.due_on,
+                    None if stamp.backfill else row.due_on,
                     stamp.catalogue_version,
                 )
             )
@@ -656,7 +661,7 @@ def _write_chunk(
                 "expires_on": (
                     item.expires_on(row.occurred_on, state["repaired_on"]) if item else None
                 ),
-                "due_on": row.due_on if row.due_on is not None else old.due_on,
+                "due_on": old.due_on if stamp.backfill or row.due_on is None else row.due_on,
                 "revision": old.revision + 1,
                 "batch_id": batch.id,
                 "updated_at": now,

@@ -302,15 +302,16 @@ def demo_seed(ctx: Context, citizens: int, seed: int, days_of_use: int) -> None:
     with ctx.session() as session:
         demo_city.ensure_sources(session)
         demo_city.ensure_reference_models(session, actor=ACTOR)
-    # The city's history was loaded the day before its month of daily collection began, so this
-    # month's data-quality figures are the departments' daily reporting, not the backlog's.
+    # The city's history was loaded (as a backfill: held to no reporting deadline) the day before
+    # its month of daily collection began, so this month's data-quality figures are the
+    # departments' daily reporting, not the backlog's.
     history_day = ctx.platform.today() - dt.timedelta(days=demo_city.COLLECTION_DAYS + 1)
     plan = demo_city.default_plan(citizens, seed, history_day)
     files = demo_city.write_demo_records(ctx.platform.settings.instance_dir / "demo", plan)
     click.echo(f"generated {files.rows} record rows in {files.records_csv}")
     ctx_report = files.records_csv.with_name(files.records_csv.name + ".report.csv")
     summary = _ingest_file(
-        ctx, files.records_csv, "csv", ctx_report, 5000, today=history_day
+        ctx, files.records_csv, "csv", ctx_report, 5000, today=history_day, backfill=True
     ).report
     see = f" (see {ctx_report})" if summary.rejected else ""  # a report only when rows are rejected
     click.echo(

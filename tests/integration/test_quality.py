@@ -285,3 +285,19 @@ def test_a_non_scoring_catalogued_record_lands_and_changes_no_score(session: Ses
     factories.source(session, "tax")
     wrong = run(session, HEADER + csv_row("tax", "t-1", person, "DEBTOR", day, "doc"), day)
     assert wrong.rejected == 1 and "not a reporter" in wrong.errors[0].reason
+
+
+def test_a_backfill_of_historic_records_is_held_to_no_deadline(session: Session) -> None:
+    factories.source(session, "court")
+    factories.published(session, ITEMISED)
+    publish_catalogue(session)
+    day = dt.date(2026, 6, 10)
+    old = dt.date(2024, 3, 1)
+    text = HEADER + csv_row("court", "h-1", factories.id_number(), "FINE", old, "doc")
+    rows = ingest.read_rows(io.StringIO(text), "csv")
+    batches.ingest(session, rows, origin="h", fmt="csv", key=KEY, today=day, backfill=True)
+    # The same old record sent as daily reporting is late.
+    late = HEADER + csv_row("court", "h-2", factories.id_number(), "FINE", old, "doc")
+    run(session, late, day)
+    court = {f.code: f for f in quality.month_figures(session, day)}["court"]
+    assert (court.received, court.inserted, court.timed, court.on_time) == (2, 2, 1, 0)
