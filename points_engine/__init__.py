@@ -12,6 +12,7 @@ DOMAIN = Domain(
     jobs="points_engine.jobs:JOBS",
     scopes={"records:write": "upload records (data sources)"},
     client_kinds=("source",),
-    api=("citycredit.web.api.records:blueprint",),
+    api=("citycredit.web.api.records:blueprint", "citycredit.web.api.catalogue:blueprint"),
     cli=("citycredit.cli.engine:COMMANDS", "citycredit.cli.catalogue:COMMANDS"),
+    admin_pages=("citycredit.web.admin.catalogue",),
 )
