@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
@@ -24,6 +25,7 @@ from citycredit.web.admin.web import (
     bp,
     can,
     current_user,
+    lang,
     require_permission,
     t,
 )
@@ -82,6 +84,46 @@ STEPS = {
 }
 
 
+# The catalogue's problems (points_engine.catalogue.parse_csv) in Chinese: (pattern, template); the
+# groups fill the template. The English page shows the domain's own words.
+PROBLEMS_ZH: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), zh)
+    for pattern, zh in (
+        (r"empty file: expected a header line", "空文件：首行应为列名"),
+        (r"missing column\(s\) in the header", "首行缺少这些列"),
+        (r"more values than header columns", "本行的值多于列名"),
+        (r"more than (\d+) entries", "条目超过 {0} 个"),
+        (r"(.+) appears twice", "{0} 出现了两次"),
+        (r"no entries", "文件中没有条目"),
+        (r"contains a control character", "含有控制字符"),
+        (r"must be 2-64 capital letters.*", "须为 2–64 位大写字母、数字或下划线，并以字母开头"),
+        (r"must be one of (.+)", "须为以下之一：{0}"),
+        (r"missing", "缺少"),
+        (r"longer than (\d+) characters", "超过 {0} 个字符"),
+        (r"unknown field\(s\) ([^;]+); known: (.+)", "未知字段 {0}；可用字段：{1}"),
+        (
+            r"source codes separated by spaces.*",
+            "数据来源编码，以空格分隔（小写字母、数字、_ . -）",
+        ),
+        (r"yes or no", "填 yes 或 no"),
+        (r"only a public entry has a publication deadline", "只有双公示条目填写公示时限"),
+        (r"a whole number of working days, not (.+)", "须为整数个工作日，而不是 {0}"),
+        (r"between 0 and 365 working days", "须在 0 到 365 个工作日之间"),
+    )
+)
+
+
+def problem_text(reason: str) -> str:
+    """A problem of an uploaded file in the page's language."""
+    if lang() == "en":
+        return reason
+    for pattern, zh in PROBLEMS_ZH:
+        found = pattern.fullmatch(reason)
+        if found:
+            return zh.format(*found.groups())
+    return reason
+
+
 def status_name(status: str) -> str:
     zh, en = STATUS_NAMES.get(status, (status, status))  # type: ignore[call-overload]
     return t(zh, en)
@@ -101,6 +143,7 @@ def _catalogue_helpers() -> dict[str, Any]:
         "catalogue_kind": lambda kind: t(*catalogue.KINDS.get(kind, (kind, kind))),
         "catalogue_change": lambda what: t(*CHANGE_NAMES.get(what, (what, what))),
         "kinds": lambda: catalogue.KINDS,
+        "catalogue_problem": problem_text,
     }
 
 
