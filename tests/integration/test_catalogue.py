@@ -166,7 +166,8 @@ def test_a_file_with_problems_lists_each_by_line_and_column_and_stores_nothing(
     assert lines == ["4", "7", "8"]
     assert "<code>kind</code>" in table and "<code>deadline_days</code>" in table
     assert (
-        "须为以下之一：licensing, penalty" in table and "须为整数个工作日，而不是 &#39;soon&#39;" in table
+        "须为以下之一：licensing, penalty" in table
+        and "须为整数个工作日，而不是 &#39;soon&#39;" in table
     )
     assert "出现了两次" in table
     assert 'aria-invalid="true"' in body and 'role="alert"' in body
