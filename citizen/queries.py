@@ -20,6 +20,7 @@ from citycredit.core.workdays import WorkCalendar
 from credit_codes import consent as cross_city
 from credit_codes.queries import checks_of_citizen
 from federation.queries import partner_checks_of_citizen, partner_offers
+from points_engine.catalogue import entry_names as catalogue_entry_names
 from points_engine.models import (
     Citizen,
     ConsentEvent,
@@ -184,12 +185,15 @@ NEAR_WORKING_DAYS = 3
 
 
 def item_names(session: Session) -> dict[str, tuple[str, str]]:
-    """Item code → (name_zh, name_en) in the published model; empty when none is published."""
+    """Item code → (name_zh, name_en): the published model's items, then the published catalogue's
+    entries no item scores (a licence granted reads by its name, not its code)."""
+    names = dict(catalogue_entry_names(session))
     try:
         _, model = published_model(session)
     except NoPublishedModel:
-        return {}
-    return {code: (item.name_zh, item.name_en) for code, item in model.items.items()}
+        return names
+    names.update((code, (item.name_zh, item.name_en)) for code, item in model.items.items())
+    return names
 
 
 def steps_of(session: Session, objection: Objection) -> list[ObjectionStep]:

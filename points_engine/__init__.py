@@ -12,7 +12,11 @@ DOMAIN = Domain(
     jobs="points_engine.jobs:JOBS",
     scopes={"records:write": "upload records (data sources)"},
     client_kinds=("source",),
-    api=("citycredit.web.api.records:blueprint", "citycredit.web.api.rejections:blueprint"),
-    admin_pages=("citycredit.web.admin.quality",),
+    api=(
+        "citycredit.web.api.records:blueprint",
+        "citycredit.web.api.rejections:blueprint",
+        "citycredit.web.api.catalogue:blueprint",
+    ),
+    admin_pages=("citycredit.web.admin.catalogue", "citycredit.web.admin.quality"),
     cli=("citycredit.cli.engine:COMMANDS", "citycredit.cli.catalogue:COMMANDS"),
 )

@@ -200,7 +200,7 @@ def parse_csv(text: str) -> list[Entry]:
         if len(entries) >= MAX_ENTRIES:
             problems.append((line, "(row)", f"more than {MAX_ENTRIES} entries"))
             break
-        entry = _entry(line, {k: (v or "").strip() for k, v in raw.items()}, problems)
+        entry = _entry(line, {k: _uncell((v or "").strip()) for k, v in raw.items()}, problems)
         if entry is None:
             continue
         if entry.code in seen:
@@ -213,6 +213,15 @@ def parse_csv(text: str) -> list[Entry]:
     if problems:
         raise CatalogueInvalid(problems)
     return entries
+
+
+# The admin's export writes a cell that a spreadsheet would run as a formula with a leading
+# apostrophe (CSV injection); the file reads back as it was.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
 def _entry(line: int, raw: dict[str, str], problems: list[tuple[int, str, str]]) -> Entry | None:

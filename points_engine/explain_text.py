@@ -7,6 +7,10 @@ from points_engine.tiers import TIER_RELATION
 
 REASONS = {
     "unknown_item": ("该项目不在当前评分模型中", "item not in the published model"),
+    "not_scored_item": (
+        "信用信息目录中的信息，评分模型不对其计分",
+        "a catalogued record the scoring model does not score",
+    ),
     "expired": ("已过有效期，不再计分", "past its validity period"),
     "revoked": ("已被来源单位撤销", "revoked by its source"),
     "repaired": ("已信用修复，按修复后分值计", "credit repaired: counts at the repaired value"),
@@ -66,7 +70,13 @@ def render_explanation(e: Explanation, lang: str = "zh") -> str:
     if not e.records:
         lines.append("  （无）" if zh else "  (none)")
     for r in e.records:
-        counted = f"{r.points:+d}" if r.counted else ("不计" if zh else "0")
+        counted = (
+            f"{r.points:+d}"
+            if r.counted
+            else ("不计" if zh else "0")
+            if r.scored
+            else ("不计分" if zh else "not scored")
+        )
         why = (
             "；".join(reason_text(x, lang) for x in r.reasons)
             if zh

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from citycredit.core.audit import audit
 from citycredit.core.idnumber import CitizenId, id_hash
 from points_engine import scoring
+from points_engine.catalogue import current_catalogue
 from points_engine.models import (
     Citizen,
     DataSource,
@@ -85,6 +86,9 @@ class ExplainedRecord:
     reasons: list[str]
     direct_tier: str | None
     repaired_on: dt.date | None = None
+    # False for a record of a catalogue entry no item of the model scores (a licence granted): it is
+    # named by the catalogue and shown as "not scored" rather than as 0 points.
+    scored: bool = True
 
     @property
     def last_day(self) -> dt.date | None:
@@ -147,9 +151,19 @@ def explain(
     by_id = {r.id: (r, code, name_zh, name_en) for r, code, name_zh, name_en in rows}
     snapshot = current_snapshot(session, citizen.id)
     explained = []
+    published_catalogue = current_catalogue(session)
+    entries = published_catalogue.entries if published_catalogue is not None else {}
     for con in evaluation.contributions:
         record, source_code, source_name_zh, source_name_en = by_id[con.record_id]
         item = model.items.get(con.item_code)
+        entry = entries.get(con.item_code) if item is None else None
+        names = (
+            (item.name_zh, item.name_en)
+            if item
+            else (entry.name_zh, entry.name_en)
+            if entry
+            else (con.item_code, con.item_code)
+        )
         explained.append(
             ExplainedRecord(
                 record_id=record.id,
@@ -158,11 +172,11 @@ def explain(
                 # A department without an English name reads in Chinese rather than blank.
                 source_name_en=source_name_en or source_name_zh,
                 item_code=con.item_code,
-                item_name_zh=item.name_zh if item else con.item_code,
-                item_name_en=item.name_en if item else con.item_code,
+                item_name_zh=names[0],
+                item_name_en=names[1],
                 dimension=item.dimension if item else None,
                 catalogue_category=item.catalogue_category if item else None,
-                legal_basis=item.legal_basis if item else None,
+                legal_basis=item.legal_basis if item else entry.legal_basis if entry else None,
                 document_no=record.document_no,
                 occurred_on=record.occurred_on,
                 expires_on=con.expires_on,
@@ -170,9 +184,10 @@ def explain(
                 base_points=con.base_points,
                 points=con.points,
                 counted=con.counted,
-                reasons=con.reasons,
+                reasons=["not_scored_item"] if entry is not None else con.reasons,
                 direct_tier=con.direct_tier,
                 repaired_on=record.repaired_on,
+                scored=item is not None,
             )
         )
     # What counts first, newest first: the order a citizen reads an explanation in.

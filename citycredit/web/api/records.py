@@ -41,7 +41,11 @@ class RecordRow(Schema):
     id_number = fields.String(required=True, metadata=ID_NUMBER)
     item_code = fields.String(
         required=True,
-        metadata={"description": "an item of the published scoring model", "example": "AWARD"},
+        metadata={
+            "description": "an entry of the published catalogue (GET /api/v1/catalogue); a city "
+            "without one takes the published scoring model's items",
+            "example": "LICENCE_GRANTED",
+        },
     )
     document_no = fields.String(required=True, validate=validate.Length(min=1, max=200))
     occurred_on = fields.Date(
