@@ -27,8 +27,8 @@ from points_engine.models import DataSource, RejectedRow
 
 SCOPE = "records:write"
 MAX_LIMIT = 1000
-# Row ids are positive 63-bit integers (BigInteger): a larger number is a precise 422, not a 500.
-_ROW_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+# Row ids are positive 63-bit integers (BigInteger); anything else names no row (404, not a 500).
+_ROW_ID = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$", "example": "42"}
 
 blueprint = Blueprint(
     "rejections",
@@ -135,7 +135,7 @@ def rejections(query: dict[str, Any]) -> Any:
 
 
 @blueprint.route(
-    "/<int:row_id>/dismiss",
+    "/<row_id>/dismiss",
     methods=["POST"],
     parameters=[{"in": "path", "name": "row_id", "schema": _ROW_ID}],
 )
@@ -144,17 +144,18 @@ def rejections(query: dict[str, Any]) -> Any:
 @blueprint.arguments(DismissIn)
 @blueprint.response(200, RejectionOut)
 @require_scope(SCOPE)
-def dismiss(body: dict[str, Any], row_id: int) -> Any:
+def dismiss(body: dict[str, Any], row_id: str) -> Any:
     """Close a refused row that will not be sent again (sent by mistake), saying why."""
     client = caller().client
-    if row_id > 2**63 - 1:
-        raise Problem("not-found", f"no refused row {row_id}")
+    number = int(row_id) if row_id.isascii() and row_id.isdigit() and len(row_id) < 19 else 0
+    if number < 1:
+        raise Problem("not-found", "no such refused row")
     try:
         row = quality.dismiss_rejection(
-            db_session(), row_id, actor=_actor(client), reason=body["reason"]
+            db_session(), number, actor=_actor(client), reason=body["reason"]
         )
     except LookupError:
-        raise Problem("not-found", f"no refused row {row_id} of this source") from None
+        raise Problem("not-found", f"no refused row {number} of this source") from None
     except ValueError as exc:
         raise Problem("rejection-resolved", str(exc)) from None
     return _out(row, _codes())
