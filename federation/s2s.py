@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,6 +80,18 @@ def _check_list(session: Session, settings: Settings, now: dt.datetime) -> Trust
 
 PURGE_EVERY = 60.0
 _last_purge = 0.0
+
+# The replay guard's INSERT … ON CONFLICT DO NOTHING RETURNING, built once per dialect (by "is it
+# PostgreSQL") and sent as Core: every question runs it, and the ORM's path for it cost more than
+# the statement.
+_SEEN = SeenRequest.__table__
+_REMEMBER_REQUEST = {
+    is_postgresql: dialect.insert(_SEEN)
+    .values(issuer=bindparam("issuer"), jti=bindparam("jti"), expires_at=bindparam("expires_at"))
+    .on_conflict_do_nothing()
+    .returning(_SEEN.c.id)
+    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
+}
 
 
 def purge_seen_requests(session: Session, *, now: dt.datetime) -> int:
@@ -159,12 +171,14 @@ def check_request(
         _last_purge = time.monotonic()
         purge_seen_requests(session, now=now)
     # One statement: the row is new, or the request was seen (a concurrent replay waits on the key).
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    fresh = session.execute(
-        dialect.insert(SeenRequest)
-        .values(issuer=asker_code, jti=jti, expires_at=dt.datetime.fromtimestamp(expires, dt.UTC))
-        .on_conflict_do_nothing()
-        .returning(SeenRequest.id)
+    connection = session.connection()
+    fresh = connection.execute(
+        _REMEMBER_REQUEST[connection.dialect.name == "postgresql"],
+        {
+            "issuer": asker_code,
+            "jti": jti,
+            "expires_at": dt.datetime.fromtimestamp(expires, dt.UTC),
+        },
     ).scalar_one_or_none()
     if fresh is None:
         raise RequestReplayed(f"request {jti} from {asker_code} was already answered")
