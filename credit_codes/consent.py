@@ -43,7 +43,7 @@ def shared_with(session: Session, citizen_id: int) -> str | list[str] | None:
     return sorted(partners)
 
 
-def sharing(citizen_id: ColumnElement[int] | int, partner: str) -> Exists:
+def sharing(citizen_id: ColumnElement[int] | int, partner: ColumnElement[str] | str) -> Exists:
     """SQL: whether a standing consent lets ``partner`` recognise the citizen (for ``partner``
     itself or for all), to be read in one statement with what else a question needs."""
     consent = CrossCityConsent.__table__.c

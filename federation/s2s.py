@@ -133,6 +133,17 @@ def check_request(
     session: Session, settings: Settings, token: str, *, now: dt.datetime
 ) -> tuple[MemberView, dict[str, Any]]:
     """Who asks and what, if an active member signed it for us, recently, once."""
+    asker, payload = check_signed_request(session, settings, token, now=now)
+    remember_request(session, asker.issuer, payload, now=now)
+    return asker, payload
+
+
+def check_signed_request(
+    session: Session, settings: Settings, token: str, *, now: dt.datetime
+) -> tuple[MemberView, dict[str, Any]]:
+    """:func:`check_request` but for the replay guard: who asks and what, if an active member
+    signed it for us recently. The caller must then :func:`remember_request` before it answers
+    (or write the guard's row itself in the same statement as its own, see ``answers``)."""
     try:
         claimed = jws.unverified_payload(token)
     except jws.BadDocument as exc:
@@ -164,25 +175,43 @@ def check_request(
         raise FederationRefusal("the request is expired or not yet valid", type_="request-expired")
     if not 8 <= len(jti) <= 64 or control_character(jti) or lone_surrogate(jti):
         raise FederationRefusal("the request's jti must have 8 to 64 printable characters")
+    return asker, payload
+
+
+def seen_row(asker: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The replay guard's row for a request :func:`check_signed_request` accepted from ``asker``."""
+    return {
+        "issuer": asker,
+        "jti": str(payload["jti"]),
+        "expires_at": dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),
+    }
+
+
+def purge_now_and_then(session: Session, *, now: dt.datetime) -> None:
     # Expired request ids are forgotten now and then (not on every question: it was a statement of
     # each answer); the unique key refuses a replay in any case.
     global _last_purge
     if time.monotonic() - _last_purge > PURGE_EVERY:
         _last_purge = time.monotonic()
         purge_seen_requests(session, now=now)
+
+
+def replayed(asker: str, payload: dict[str, Any]) -> RequestReplayed:
+    return RequestReplayed(f"request {payload['jti']} from {asker} was already answered")
+
+
+def remember_request(
+    session: Session, asker: str, payload: dict[str, Any], *, now: dt.datetime
+) -> None:
+    """The replay guard: refuse a request seen before (raises :class:`RequestReplayed`)."""
+    purge_now_and_then(session, now=now)
     # One statement: the row is new, or the request was seen (a concurrent replay waits on the key).
     connection = session.connection()
     fresh = connection.execute(
-        _REMEMBER_REQUEST[connection.dialect.name == "postgresql"],
-        {
-            "issuer": asker_code,
-            "jti": jti,
-            "expires_at": dt.datetime.fromtimestamp(expires, dt.UTC),
-        },
+        _REMEMBER_REQUEST[connection.dialect.name == "postgresql"], seen_row(asker, payload)
     ).scalar_one_or_none()
     if fresh is None:
-        raise RequestReplayed(f"request {jti} from {asker_code} was already answered")
-    return asker, payload
+        raise replayed(asker, payload)
 
 
 def sign_answer(
