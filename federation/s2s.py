@@ -10,6 +10,7 @@ member is refused.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import secrets
 import time
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from citycredit.core.text import control_character, lone_surrogate
-from federation import jws
+from federation import jws, poster
 from federation import keys as fed_keys
 from federation.models import SeenRequest
 from federation.operations import held_list, partner_client
@@ -262,30 +263,32 @@ def ask(
         if transport is not None:
             with httpx.Client(timeout=ASK_TIMEOUT, transport=transport) as http:
                 response = http.post(url, json={"request": token})
+            status, content = response.status_code, response.content
+        elif poster.usable():
+            status, content = poster.post_json(url, {"request": token}, timeout=ASK_TIMEOUT)
         else:
             response = partner_client().post(url, json={"request": token}, timeout=ASK_TIMEOUT)
-    except httpx.HTTPError as exc:
+            status, content = response.status_code, response.content
+    except (httpx.HTTPError, poster.Unreachable) as exc:
         raise IssuerUnavailable(
             f"{member.name_en} ({member.issuer}) cannot be reached: {exc}"
         ) from None
     try:
-        data = response.json()
+        data = json.loads(content)
     except (ValueError, RecursionError):  # "[[[[…" thousands deep from the partner is no answer
         data = None
     if not isinstance(data, dict):
-        raise IssuerUnavailable(f"{member.issuer} answered {response.status_code} without JSON")
-    if response.status_code != 200:
+        raise IssuerUnavailable(f"{member.issuer} answered {status} without JSON")
+    if status != 200:
         problem_type = (
             str(data.get("type", "")).rsplit("/", 1)[-1][:64] or "federation-request-refused"
         )
-        if response.status_code >= 500:
-            raise IssuerUnavailable(
-                f"{member.issuer} answered {response.status_code}: {data.get('detail', '')}"
-            )
+        if status >= 500:
+            raise IssuerUnavailable(f"{member.issuer} answered {status}: {data.get('detail', '')}")
         raise FederationRefusal(
             f"{member.issuer} refused: {str(data.get('detail', ''))[:300]}",
             type_=problem_type,
-            status=response.status_code if response.status_code in (403, 409, 422) else 422,
+            status=status if status in (403, 409, 422) else 422,
         )
     try:
         payload = jws.verify(str(data.get("answer", "")), member.federation_key, typ=jws.TYP_ANSWER)
