@@ -107,7 +107,7 @@ def sign_request(
     session: Session, settings: Settings, aud: str, body: dict[str, Any], *, now: dt.datetime
 ) -> tuple[str, str]:
     """A signed request to ``aud`` and its jti."""
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    fingerprint, private = fed_keys.private_key(session, settings.key_secret, "city")
     jti = secrets.token_urlsafe(12)
     payload = {
         "iss": settings.city_code,
@@ -117,7 +117,7 @@ def sign_request(
         "jti": jti,
         **body,
     }
-    return jws.sign(payload, private, typ=jws.TYP_REQUEST), jti
+    return jws.sign(payload, private, typ=jws.TYP_REQUEST, kid=fingerprint), jti
 
 
 def _numeric_date(value: Any) -> int | None:
@@ -224,7 +224,7 @@ def sign_answer(
     *,
     now: dt.datetime,
 ) -> str:
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    fingerprint, private = fed_keys.private_key(session, settings.key_secret, "city")
     payload = {
         "iss": settings.city_code,
         "aud": asker,
@@ -232,7 +232,7 @@ def sign_answer(
         "in_reply_to": in_reply_to,
         **body,
     }
-    return jws.sign(payload, private, typ=jws.TYP_ANSWER)
+    return jws.sign(payload, private, typ=jws.TYP_ANSWER, kid=fingerprint)
 
 
 @dataclass(frozen=True)
