@@ -699,7 +699,8 @@ SANYA_PARTS: list[Part] = [
         "",
         "<method 'load_verify_locations' of '_ssl._SSLContext' objects>",
     ),
-    ("    the POST to Huangshi (httpx send)", "httpx/_client.py", "send"),
+    ("    the POST to Huangshi (federation.poster)", "federation/poster.py", "post_json"),
+    ("    the POST to Huangshi on httpx (with a proxy configured)", "httpx/_client.py", "send"),
     ("    checking Huangshi's signed answer (jws.verify)", "federation/jws.py", "verify"),
     ("  the visitor row (_visitor_id)", "federation/visitors.py", "_visitor_id"),
     (
@@ -714,9 +715,13 @@ SANYA_PARTS: list[Part] = [
 HUANGSHI_PARTS: list[Part] = [
     ("the whole request (Flask wsgi_app)", "flask/app.py", "wsgi_app"),
     ("answer_introspection", "federation/answers.py", "answer_introspection"),
-    ("  check_request (asker, signature, replay row)", "federation/s2s.py", "check_request"),
+    ("  check_signed_request (asker, signature)", "federation/s2s.py", "check_signed_request"),
     ("  open_presentation (the code)", "credit_codes/operations.py", "open_presentation"),
-    ("  consent.shares_with", "credit_codes/consent.py", "shares_with"),
+    (
+        "  replay row, hash and consent, question row (one statement)",
+        "federation/answers.py",
+        "_remember_and_record",
+    ),
     ("  sign_answer", "federation/s2s.py", "sign_answer"),
     ("end of request: COMMIT and close", "citycredit/web/pipeline.py", "_end_unit_of_work"),
 ]

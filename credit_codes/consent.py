@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Exists, exists, or_, select
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
@@ -43,9 +43,20 @@ def shared_with(session: Session, citizen_id: int) -> str | list[str] | None:
     return sorted(partners)
 
 
+def sharing(citizen_id: ColumnElement[int] | int, partner: ColumnElement[str] | str) -> Exists:
+    """SQL: whether a standing consent lets ``partner`` recognise the citizen (for ``partner``
+    itself or for all), to be read in one statement with what else a question needs."""
+    consent = CrossCityConsent.__table__.c
+    return exists().where(
+        consent.citizen_id == citizen_id,
+        consent.withdrawn_at.is_(None),
+        or_(consent.partner == partner, consent.partner == ALL),
+    )
+
+
 def shares_with(session: Session, citizen_id: int, partner: str) -> bool:
-    partners = {row.partner for row in standing(session, citizen_id)}
-    return ALL in partners or partner in partners
+    session.flush()  # a Core statement does not autoflush: consent given in this session counts
+    return bool(session.connection().scalar(select(sharing(citizen_id, partner))))
 
 
 def give(

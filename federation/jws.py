@@ -59,13 +59,22 @@ def public_key_from_jwk(jwk: dict[str, Any]) -> Ed25519PublicKey:
 
 
 def sign(
-    payload: dict[str, Any], private: Ed25519PrivateKey, *, typ: str, with_key: bool = False
+    payload: dict[str, Any],
+    private: Ed25519PrivateKey,
+    *,
+    typ: str,
+    with_key: bool = False,
+    kid: str | None = None,
 ) -> str:
-    """Sign ``payload``; ``with_key`` puts the public JWK in the header (for a pinned fingerprint)."""
-    jwk = public_jwk_of(private.public_key())
-    headers: dict[str, Any] = {"kid": thumbprint(jwk), "typ": typ}
-    if with_key:
-        headers["jwk"] = jwk
+    """Sign ``payload``; ``with_key`` puts the public JWK in the header (for a pinned fingerprint).
+    ``kid``: the key's RFC 7638 thumbprint where the caller keeps it (else computed here)."""
+    headers: dict[str, Any] = {"kid": kid, "typ": typ}
+    if kid is None or with_key:
+        jwk = public_jwk_of(private.public_key())
+        if kid is None:
+            headers["kid"] = thumbprint(jwk)
+        if with_key:
+            headers["jwk"] = jwk
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return _jws.encode(body, private, algorithm=ALGORITHM, headers=headers)
 

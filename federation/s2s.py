@@ -10,6 +10,7 @@ member is refused.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import secrets
 import time
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from citycredit.core.text import control_character, lone_surrogate
-from federation import jws
+from federation import jws, poster
 from federation import keys as fed_keys
 from federation.models import SeenRequest
 from federation.operations import held_list, partner_client
@@ -81,6 +82,18 @@ def _check_list(session: Session, settings: Settings, now: dt.datetime) -> Trust
 PURGE_EVERY = 60.0
 _last_purge = 0.0
 
+# The replay guard's INSERT … ON CONFLICT DO NOTHING RETURNING, built once per dialect (by "is it
+# PostgreSQL") and sent as Core: every question runs it, and the ORM's path for it cost more than
+# the statement.
+_SEEN = SeenRequest.__table__
+_REMEMBER_REQUEST = {
+    is_postgresql: dialect.insert(_SEEN)
+    .values(issuer=bindparam("issuer"), jti=bindparam("jti"), expires_at=bindparam("expires_at"))
+    .on_conflict_do_nothing()
+    .returning(_SEEN.c.id)
+    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
+}
+
 
 def purge_seen_requests(session: Session, *, now: dt.datetime) -> int:
     """Forget request ids past their expiry (a replay of one is refused as expired anyway)."""
@@ -94,7 +107,7 @@ def sign_request(
     session: Session, settings: Settings, aud: str, body: dict[str, Any], *, now: dt.datetime
 ) -> tuple[str, str]:
     """A signed request to ``aud`` and its jti."""
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    fingerprint, private = fed_keys.private_key(session, settings.key_secret, "city")
     jti = secrets.token_urlsafe(12)
     payload = {
         "iss": settings.city_code,
@@ -104,7 +117,7 @@ def sign_request(
         "jti": jti,
         **body,
     }
-    return jws.sign(payload, private, typ=jws.TYP_REQUEST), jti
+    return jws.sign(payload, private, typ=jws.TYP_REQUEST, kid=fingerprint), jti
 
 
 def _numeric_date(value: Any) -> int | None:
@@ -121,6 +134,17 @@ def check_request(
     session: Session, settings: Settings, token: str, *, now: dt.datetime
 ) -> tuple[MemberView, dict[str, Any]]:
     """Who asks and what, if an active member signed it for us, recently, once."""
+    asker, payload = check_signed_request(session, settings, token, now=now)
+    remember_request(session, asker.issuer, payload, now=now)
+    return asker, payload
+
+
+def check_signed_request(
+    session: Session, settings: Settings, token: str, *, now: dt.datetime
+) -> tuple[MemberView, dict[str, Any]]:
+    """:func:`check_request` but for the replay guard: who asks and what, if an active member
+    signed it for us recently. The caller must then :func:`remember_request` before it answers
+    (or write the guard's row itself in the same statement as its own, see ``answers``)."""
     try:
         claimed = jws.unverified_payload(token)
     except jws.BadDocument as exc:
@@ -152,23 +176,43 @@ def check_request(
         raise FederationRefusal("the request is expired or not yet valid", type_="request-expired")
     if not 8 <= len(jti) <= 64 or control_character(jti) or lone_surrogate(jti):
         raise FederationRefusal("the request's jti must have 8 to 64 printable characters")
+    return asker, payload
+
+
+def seen_row(asker: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The replay guard's row for a request :func:`check_signed_request` accepted from ``asker``."""
+    return {
+        "issuer": asker,
+        "jti": str(payload["jti"]),
+        "expires_at": dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),
+    }
+
+
+def purge_now_and_then(session: Session, *, now: dt.datetime) -> None:
     # Expired request ids are forgotten now and then (not on every question: it was a statement of
     # each answer); the unique key refuses a replay in any case.
     global _last_purge
     if time.monotonic() - _last_purge > PURGE_EVERY:
         _last_purge = time.monotonic()
         purge_seen_requests(session, now=now)
+
+
+def replayed(asker: str, payload: dict[str, Any]) -> RequestReplayed:
+    return RequestReplayed(f"request {payload['jti']} from {asker} was already answered")
+
+
+def remember_request(
+    session: Session, asker: str, payload: dict[str, Any], *, now: dt.datetime
+) -> None:
+    """The replay guard: refuse a request seen before (raises :class:`RequestReplayed`)."""
+    purge_now_and_then(session, now=now)
     # One statement: the row is new, or the request was seen (a concurrent replay waits on the key).
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    fresh = session.execute(
-        dialect.insert(SeenRequest)
-        .values(issuer=asker_code, jti=jti, expires_at=dt.datetime.fromtimestamp(expires, dt.UTC))
-        .on_conflict_do_nothing()
-        .returning(SeenRequest.id)
+    connection = session.connection()
+    fresh = connection.execute(
+        _REMEMBER_REQUEST[connection.dialect.name == "postgresql"], seen_row(asker, payload)
     ).scalar_one_or_none()
     if fresh is None:
-        raise RequestReplayed(f"request {jti} from {asker_code} was already answered")
-    return asker, payload
+        raise replayed(asker, payload)
 
 
 def sign_answer(
@@ -180,7 +224,7 @@ def sign_answer(
     *,
     now: dt.datetime,
 ) -> str:
-    _, private = fed_keys.private_key(session, settings.key_secret, "city")
+    fingerprint, private = fed_keys.private_key(session, settings.key_secret, "city")
     payload = {
         "iss": settings.city_code,
         "aud": asker,
@@ -188,7 +232,7 @@ def sign_answer(
         "in_reply_to": in_reply_to,
         **body,
     }
-    return jws.sign(payload, private, typ=jws.TYP_ANSWER)
+    return jws.sign(payload, private, typ=jws.TYP_ANSWER, kid=fingerprint)
 
 
 @dataclass(frozen=True)
@@ -219,30 +263,32 @@ def ask(
         if transport is not None:
             with httpx.Client(timeout=ASK_TIMEOUT, transport=transport) as http:
                 response = http.post(url, json={"request": token})
+            status, content = response.status_code, response.content
+        elif poster.usable():
+            status, content = poster.post_json(url, {"request": token}, timeout=ASK_TIMEOUT)
         else:
             response = partner_client().post(url, json={"request": token}, timeout=ASK_TIMEOUT)
-    except httpx.HTTPError as exc:
+            status, content = response.status_code, response.content
+    except (httpx.HTTPError, poster.Unreachable) as exc:
         raise IssuerUnavailable(
             f"{member.name_en} ({member.issuer}) cannot be reached: {exc}"
         ) from None
     try:
-        data = response.json()
+        data = json.loads(content)
     except (ValueError, RecursionError):  # "[[[[…" thousands deep from the partner is no answer
         data = None
     if not isinstance(data, dict):
-        raise IssuerUnavailable(f"{member.issuer} answered {response.status_code} without JSON")
-    if response.status_code != 200:
+        raise IssuerUnavailable(f"{member.issuer} answered {status} without JSON")
+    if status != 200:
         problem_type = (
             str(data.get("type", "")).rsplit("/", 1)[-1][:64] or "federation-request-refused"
         )
-        if response.status_code >= 500:
-            raise IssuerUnavailable(
-                f"{member.issuer} answered {response.status_code}: {data.get('detail', '')}"
-            )
+        if status >= 500:
+            raise IssuerUnavailable(f"{member.issuer} answered {status}: {data.get('detail', '')}")
         raise FederationRefusal(
             f"{member.issuer} refused: {str(data.get('detail', ''))[:300]}",
             type_=problem_type,
-            status=response.status_code if response.status_code in (403, 409, 422) else 422,
+            status=status if status in (403, 409, 422) else 422,
         )
     try:
         payload = jws.verify(str(data.get("answer", "")), member.federation_key, typ=jws.TYP_ANSWER)

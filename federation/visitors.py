@@ -76,19 +76,32 @@ class VisitorCode:
 
 def issuer_of(token: str) -> str:
     """The claimed issuer (unverified: it only chooses which checks to run)."""
-    tokens.read_header(token)
+    return _claimed_issuer(token)[0]
+
+
+def _claimed_issuer(token: str) -> tuple[str, dict[str, Any]]:
+    """The claimed issuer and the checked header (:func:`tokens.read_header`)."""
+    header = tokens.read_header(token)
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise tokens.TokenRejected(f"cannot read the token claims: {exc}") from None
-    return str(claims.get("iss", ""))[:32]
+    return str(claims.get("iss", ""))[:32], header
 
 
 def open_visitor_code(
-    session: Session, settings: Settings, token: str, issuer: str, *, now: dt.datetime
+    session: Session,
+    settings: Settings,
+    token: str,
+    issuer: str,
+    *,
+    now: dt.datetime,
+    header: dict[str, Any] | None = None,
 ) -> VisitorCode:
-    """Every check of a partner city's code, in the documented order; raises a ``TokenRejected``."""
-    header = tokens.read_header(token)
+    """Every check of a partner city's code, in the documented order; raises a ``TokenRejected``.
+    ``header``: the token's header as :func:`tokens.read_header` returned it, if already read."""
+    if header is None:
+        header = tokens.read_header(token)
     trust_list = held_list(session, settings)
     if trust_list is None:
         raise tokens.WrongIssuer(
@@ -170,13 +183,14 @@ def verify_visitor(
     issuer: str,
     now: dt.datetime,
     purpose: str = "verification",
+    header: dict[str, Any] | None = None,
 ) -> codes.VerificationResult:
     today = now.astimezone(settings.tz).date()
     scenario, version = scenario_for_use(
         session, scenario_code, venue_id=client.venue_id, today=today, visitor=True
     )
     try:
-        presented = open_visitor_code(session, settings, token, issuer, now=now)
+        presented = open_visitor_code(session, settings, token, issuer, now=now, header=header)
     except tokens.TokenRejected as exc:
         audit(
             session,
@@ -245,10 +259,12 @@ def verify_code(
     now: dt.datetime,
 ) -> codes.VerificationResult:
     """Eligible or not, the common level and the issuing city: a local code or a visitor's."""
-    issuer = _issuer_or_audit(session, client, token, scenario_code)
+    issuer, header = _issuer_or_audit(session, client, token, scenario_code)
     if issuer == settings.city_code:
         return codes.verify_presentation(session, settings, client, token, scenario_code, now=now)
-    return verify_visitor(session, settings, client, token, scenario_code, issuer=issuer, now=now)
+    return verify_visitor(
+        session, settings, client, token, scenario_code, issuer=issuer, now=now, header=header
+    )
 
 
 def redeem_code(
@@ -261,7 +277,7 @@ def redeem_code(
     now: dt.datetime,
 ) -> codes.RedemptionResult:
     """Grant the benefit once per code, within quotas per person (a visitor's by pseudonym)."""
-    issuer = _issuer_or_audit(session, client, token, scenario_code)
+    issuer, header = _issuer_or_audit(session, client, token, scenario_code)
     if issuer == settings.city_code:
         return codes.redeem(session, settings, client, token, scenario_code, now=now)
     result = verify_visitor(
@@ -273,15 +289,18 @@ def redeem_code(
         issuer=issuer,
         now=now,
         purpose="redemption",
+        header=header,
     )
     return codes.grant(session, settings, client, result, now=now)
 
 
-def _issuer_or_audit(session: Session, client: ApiClient, token: str, scenario_code: str) -> str:
-    """The code's claimed issuer; a code that cannot even name one names no citizen, so its
-    rejection goes to the audit log (the rest are verification rows)."""
+def _issuer_or_audit(
+    session: Session, client: ApiClient, token: str, scenario_code: str
+) -> tuple[str, dict[str, Any]]:
+    """The code's claimed issuer (and its checked header); a code that cannot even name one names
+    no citizen, so its rejection goes to the audit log (the rest are verification rows)."""
     try:
-        return issuer_of(token)
+        return _claimed_issuer(token)
     except tokens.TokenRejected as exc:
         audit(
             session,

@@ -939,6 +939,36 @@ def test_introspection_without_consent_for_the_asker_is_refused_and_recorded(
     # Those rows are the audit record of the reads (insert-only, as a venue's verification rows).
 
 
+def test_a_replayed_introspection_is_refused_as_such_and_records_nothing_more(
+    session: Session, fed: Federation
+) -> None:
+    person = scored_citizen(session, fed.settings)
+    consent.give(session, person, "420100", channel="app", actor="citizen")
+    code = code_of(session, fed.settings, person, fed.now)
+    fields = {"purpose": "verification", "scenario": "bikes", "category": "transport"}
+    answered = fed.partners["420100"].request(fed.now, code=code, **fields)
+    no_consent = fed.partners["460200"].request(fed.now, code=code, **fields)
+    bad_purpose = fed.partners["420100"].request(fed.now, code=code, purpose="gossip")
+
+    answers.answer_introspection(session, fed.settings, answered, now=fed.now)
+    with pytest.raises(answers.NoCrossCityConsent):
+        answers.answer_introspection(session, fed.settings, no_consent, now=fed.now)
+    with pytest.raises(s2s.FederationRefusal) as caught:
+        answers.answer_introspection(session, fed.settings, bad_purpose, now=fed.now)
+    assert caught.value.type == "validation-error"
+    # Each again: a replay, whatever its first answer was (and whatever else is wrong with it).
+    for request in (answered, no_consent, bad_purpose):
+        with pytest.raises(s2s.RequestReplayed) as replay:
+            answers.answer_introspection(session, fed.settings, request, now=fed.now)
+        assert (replay.value.type, replay.value.status) == ("request-replayed", 409)
+
+    questions = session.scalars(select(PartnerQuestion).order_by(PartnerQuestion.id)).all()
+    assert [(q.asker, q.answered, q.refusal) for q in questions] == [
+        ("420100", True, None),
+        ("460200", False, "no-cross-city-consent"),
+    ]
+
+
 def test_introspection_refuses_codes_it_did_not_issue(session: Session, fed: Federation) -> None:
     person = scored_citizen(session, fed.settings)
     consent.give(session, person, "*", channel="app", actor="citizen")
