@@ -38,6 +38,9 @@ SKIP = re.compile(
 # A path segment with a digit, a dash or an underscore names one thing (a record, a case, a scenario
 # code, a venue); the words of routes (``new``, ``import``, ``records``) have none.
 _ID = re.compile(r"/[^/]*[-_\d][^/]*(?=/|$)")
+# A department's page is its route with a code in it (/quality/sources/court, /reports/<month>/tax):
+# one department stands for all of them.
+_CODE = re.compile(r"(/quality/sources|/reports/<id>)/(?!<id>(?:/|$))[^/.]+(?=/|$)")
 
 
 @dataclass
@@ -71,7 +74,8 @@ def shape(url: str) -> str:
     """The route a URL stands for: ids replaced, the query reduced to its keys (lang dropped)."""
     parts = urlparse(url)
     keys = sorted({k for k, _ in parse_qsl(parts.query) if k != "lang"})
-    return _ID.sub("/<id>", parts.path) + ("?" + "&".join(keys) if keys else "")
+    path = _CODE.sub(r"\1/<code>", _ID.sub("/<id>", parts.path))
+    return path + ("?" + "&".join(keys) if keys else "")
 
 
 def with_lang(url: str, code: str) -> str:

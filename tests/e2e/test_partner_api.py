@@ -335,6 +335,7 @@ def test_data_sources_upload_records_with_row_errors_and_safe_retries(city: Live
                 "field": "id_number",
                 "reason": "invalid ID number: check digit does not match (GB 11643)",
                 "source_record_id": "u2",
+                "code": "id_number",
             }
         ]
         again = court.upload_records(rows, idempotency_key="court-batch-1")

@@ -116,6 +116,9 @@ def _actor(client: ApiClient) -> Actor:
 @blueprint.route("", methods=["GET"])
 @blueprint.doc(security=[{"oauth2": [SCOPE]}])
 @problems(blueprint, 401, 403, 422, 429)
+@blueprint.alt_response(
+    414, description="A query string longer than the server takes (refused before it is read)"
+)
 @blueprint.arguments(RejectionQuery, location="query")
 @blueprint.response(200, RejectionOut(many=True))
 @require_scope(SCOPE)
