@@ -294,6 +294,11 @@ def test_the_document_describes_errors_codes_and_rules_as_the_server_has_them(
             for status, response in operation["responses"].items():
                 if int(status) < 400:
                     continue
+                if int(status) == 414:
+                    # gunicorn's refusal of an over-long request line, before the app: said, with
+                    # no body the app would shape (documented where a query string can grow).
+                    assert "content" not in response and response["description"], (method, path)
+                    continue
                 shared = responses[response["$ref"].rsplit("/", 1)[-1]]
                 assert shared["content"] == {
                     "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
