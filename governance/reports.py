@@ -377,18 +377,6 @@ def _usage(
 
 # --- the stored copy --------------------------------------------------------------------------------
 
-_QUALITY_FIELDS = (
-    "received",
-    "inserted",
-    "corrections",
-    "duplicates",
-    "rejected",
-    "id_number_errors",
-    "timed",
-    "on_time",
-    "open_rejections",
-)
-
 
 def _department_dict(d: Department) -> dict[str, Any]:
     q = d.quality
@@ -399,7 +387,7 @@ def _department_dict(d: Department) -> dict[str, Any]:
         "name_en": d.name_en,
         "volume": dict(d.volume),
         "quality": {
-            **{name: getattr(q, name) for name in _QUALITY_FIELDS},
+            **{name: getattr(q, name) for name in quality.COUNTS},
             "rejected_by_reason": dict(sorted(q.rejected_by_reason.items())),
         },
         "score": d.score,
@@ -446,7 +434,7 @@ def _department_of(data: dict[str, Any], goals: dict[str, float]) -> Department:
         data["code"],
         data["name_zh"],
         data["name_en"],
-        **{name: int(q[name]) for name in _QUALITY_FIELDS},
+        **{name: int(q[name]) for name in quality.COUNTS},
         rejected_by_reason={k: int(v) for k, v in q["rejected_by_reason"].items()},
         targets=dict(goals),
     )

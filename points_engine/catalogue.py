@@ -22,6 +22,7 @@ against the one it replaced.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from citycredit.core.actors import Actor, NotPermitted, require_four_eyes
 from citycredit.core.audit import audit
@@ -309,19 +310,22 @@ def entries_of(version: CatalogueVersion) -> list[Entry]:
     return [_plain(e) for e in version.entries]
 
 
+# Entry's fields are CatalogueEntry's columns; only the lists are tuples in the plain form.
+_COLUMNS = tuple(f.name for f in dataclasses.fields(Entry))
+
+
 def _plain(e: CatalogueEntry) -> Entry:
-    return Entry(
-        code=e.code,
-        kind=e.kind,
-        name_zh=e.name_zh,
-        name_en=e.name_en,
-        legal_basis=e.legal_basis,
-        fields=tuple(e.fields),
-        reporters=tuple(e.reporters) if e.reporters is not None else None,
-        deadline_days=e.deadline_days,
-        public=e.public,
-        publish_days=e.publish_days,
-    )
+    values = {name: getattr(e, name) for name in _COLUMNS}
+    values["fields"] = tuple(e.fields)
+    values["reporters"] = tuple(e.reporters) if e.reporters is not None else None
+    return Entry(**values)
+
+
+def _stored(e: Entry) -> CatalogueEntry:
+    values = {name: getattr(e, name) for name in _COLUMNS}
+    values["fields"] = list(e.fields)
+    values["reporters"] = list(e.reporters) if e.reporters is not None else None
+    return CatalogueEntry(**values)
 
 
 def published_version(session: Session) -> CatalogueVersion | None:
@@ -338,7 +342,10 @@ def find_version(session: Session, number: int) -> CatalogueVersion:
 
 
 def versions(session: Session) -> list[CatalogueVersion]:
-    return list(session.scalars(select(CatalogueVersion).order_by(CatalogueVersion.number.desc())))
+    """Every version, newest first, with its entries (the list counts them: one query, not one
+    per version)."""
+    query = select(CatalogueVersion).options(selectinload(CatalogueVersion.entries))
+    return list(session.scalars(query.order_by(CatalogueVersion.number.desc())))
 
 
 def create_draft(session: Session, text: str, *, actor: Actor, note: str = "") -> CatalogueVersion:
@@ -352,21 +359,7 @@ def create_draft(session: Session, text: str, *, actor: Actor, note: str = "") -
         note=note[:500],
         sha256=hashlib.sha256(to_csv(entries).encode()).hexdigest(),
         created_by=actor.name,
-        entries=[
-            CatalogueEntry(
-                code=e.code,
-                kind=e.kind,
-                name_zh=e.name_zh,
-                name_en=e.name_en,
-                legal_basis=e.legal_basis,
-                fields=list(e.fields),
-                reporters=list(e.reporters) if e.reporters is not None else None,
-                deadline_days=e.deadline_days,
-                public=e.public,
-                publish_days=e.publish_days,
-            )
-            for e in entries
-        ],
+        entries=[_stored(e) for e in entries],
     )
     session.add(version)
     session.flush()

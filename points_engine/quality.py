@@ -54,6 +54,18 @@ TARGET_NAMES: dict[str, tuple[str, str]] = {
 # Lower is better for these targets (a ceiling, not a floor).
 CEILINGS = frozenset({"id_error_rate"})
 GRADES = (("A", 90.0), ("B", 80.0), ("C", 0.0))
+# The counts of a :class:`Figures` (what adds up across sources, and what a stored report keeps).
+COUNTS = (
+    "received",
+    "inserted",
+    "corrections",
+    "duplicates",
+    "rejected",
+    "id_number_errors",
+    "timed",
+    "on_time",
+    "open_rejections",
+)
 
 
 # --- what ingest writes ---------------------------------------------------------------------------
@@ -266,17 +278,7 @@ class Figures:
         return out
 
     def add(self, other: Figures) -> None:
-        for name in (
-            "received",
-            "inserted",
-            "corrections",
-            "duplicates",
-            "rejected",
-            "id_number_errors",
-            "timed",
-            "on_time",
-            "open_rejections",
-        ):
+        for name in COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, n in other.rejected_by_reason.items():
             self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
