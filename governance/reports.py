@@ -30,7 +30,7 @@ from citycredit.core.actors import Actor, NotPermitted
 from citycredit.core.audit import audit
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
-from citycredit.core.periods import add_months
+from citycredit.core.periods import add_months, parse_month
 from credit_codes.models import Redemption, Verification
 from governance.models import MonthlyReport
 from points_engine import quality
@@ -52,15 +52,6 @@ OBJECTION_PENDING = ("open", "forwarded", "answered")
 REPAIR_DECIDED = ("approved", "refused")
 REPAIR_PENDING = ("submitted", "proposed")
 FORMAT_VERSION = 1
-
-
-def parse_month(text: str) -> dt.date:
-    """``2026-06`` → 2026-06-01; ValueError otherwise."""
-    try:
-        month = dt.datetime.strptime(text.strip(), "%Y-%m").date()
-    except ValueError:
-        raise ValueError(f"not a month (YYYY-MM): {text!r}") from None
-    return month
 
 
 def previous_month(today: dt.date) -> dt.date:

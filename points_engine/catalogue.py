@@ -335,6 +335,8 @@ def published_version(session: Session) -> CatalogueVersion | None:
 
 
 def find_version(session: Session, number: int) -> CatalogueVersion:
+    if not 0 < number < 2**31:  # an integer column: a larger number names no version
+        raise CatalogueError(f"no catalogue version {number}")
     version = session.scalar(select(CatalogueVersion).where(CatalogueVersion.number == number))
     if version is None:
         raise CatalogueError(f"no catalogue version {number}")

@@ -151,7 +151,8 @@ def absorb_interrupted(session: Session, old_batch_id: int, new_batch_id: int) -
 def dismiss_rejection(session: Session, row_id: int, *, actor: Actor, reason: str) -> RejectedRow:
     """A refused row that will not be sent again (sent by mistake, a duplicate of another): closed by
     a person, with the reason. A source's clerk closes only their own source's rows."""
-    row = session.get(RejectedRow, row_id)
+    # A row id beyond the column's 63 bits names no row (rather than overflow the driver).
+    row = session.get(RejectedRow, row_id) if 0 < row_id < 2**63 else None
     if row is None or not _may_see(actor, row.source_id):
         raise LookupError(f"no rejected row {row_id}")
     if actor.read_only or actor.partner:

@@ -23,6 +23,22 @@ def add_months(day: dt.date, months: int) -> dt.date:
     )
 
 
+# Months a figure can be about: the calendar's edges (year 1, year 9999) overflow a month's bounds
+# in city time, and no record is dated there.
+MONTH_YEARS = range(1900, 9000)
+
+
+def parse_month(text: str) -> dt.date:
+    """``2026-06`` → 2026-06-01; ValueError otherwise (also a year outside :data:`MONTH_YEARS`)."""
+    try:
+        month = dt.datetime.strptime(text.strip(), "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"not a month (YYYY-MM): {text[:40]!r}") from None
+    if month.year not in MONTH_YEARS:
+        raise ValueError(f"not a month figures can be about: {text[:40]!r}")
+    return month
+
+
 @dataclass(frozen=True)
 class Period:
     """``months`` calendar months, then ``days`` days."""

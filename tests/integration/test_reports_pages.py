@@ -114,3 +114,19 @@ def test_the_auditor_reads_and_the_clerk_sees_only_their_department(admin: Admin
         and 'href="/admin/reports/2026-11"' not in listing
     )
     assert post(clerk, "/admin/reports/generate", month="2026-11").status_code == 403
+
+
+def test_odd_months_and_numbers_in_new_urls_are_not_found_never_a_500(admin: AdminApp) -> None:
+    """The calendar's edges overflowed a month's bounds, and an id past the column's range the
+    database driver: each is a page that does not exist."""
+    auditor = signed_in(admin, "aud")
+    for path in (
+        "/admin/reports/0001-01",
+        "/admin/reports/9999-12",
+        "/admin/reports/0001-01/export.csv",
+        "/admin/catalogue/99999999999999999999",
+    ):
+        assert auditor.get(path).status_code == 404, path
+    for month in ("0001-01", "9999-12"):
+        page = auditor.get(f"/admin/quality?month={month}")
+        assert page.status_code == 200 and month in page.get_data(as_text=True)

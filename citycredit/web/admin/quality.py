@@ -24,6 +24,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from citycredit.core.actors import Actor, NotPermitted
+from citycredit.core.periods import parse_month
 from citycredit.web.admin import charts
 from citycredit.web.admin.web import (
     NAV,
@@ -105,7 +106,7 @@ def _month(errors: dict[str, str]) -> dt.date:
     raw = request.args.get("month", "").strip()
     if raw:
         try:
-            return dt.datetime.strptime(raw, "%Y-%m").date()
+            return parse_month(raw)
         except ValueError:
             errors["month"] = t(
                 f"月份“{raw[:20]}”无效（格式：2026-01），已显示本月。",

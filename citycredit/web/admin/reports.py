@@ -27,7 +27,7 @@ from flask import (
 from citizen.operations import ObjectionTerms
 from citycredit.core.actors import Actor
 from citycredit.core.config import Settings
-from citycredit.core.periods import add_months
+from citycredit.core.periods import add_months, parse_month
 from citycredit.web.admin.web import (
     NAV,
     PERMISSIONS,
@@ -68,7 +68,7 @@ def _terms() -> ObjectionTerms:
 
 def _month_or_404(text: str) -> dt.date:
     try:
-        month = reports.parse_month(text)
+        month = parse_month(text)
     except ValueError:
         abort(404)
     if add_months(month, 1) > today() + dt.timedelta(days=31):
@@ -215,7 +215,7 @@ def reports_department_export(month: str, code: str, fmt: str) -> Any:
 def reports_generate() -> Any:
     text = (request.form.get("month") or "").strip()
     try:
-        month = reports.parse_month(text)
+        month = parse_month(text)
         user = current_user()
         assert user is not None
         row = reports.generate(
