@@ -6,6 +6,7 @@ import it while ``citycredit.cli.main`` imports them, including when it runs as 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from citycredit.core.config import (
     load_settings,
 )
 from citycredit.core.db import unit_of_work
+from citycredit.core.periods import parse_month
 from citycredit.core.platform import Platform
 from points_engine import operations
 from points_engine.scoring_model import ModelFileError
@@ -88,3 +90,22 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+class MonthType(click.ParamType):
+    """A month as YYYY-MM (its first day), as the pages read one (``periods.parse_month``)."""
+
+    name = "YYYY-MM"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return parse_month(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+MONTH = MonthType()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from citycredit.cli.base import ACTOR, Context, pass_ctx
+from citycredit.cli.base import ACTOR, MONTH, Context, pass_ctx
 from citycredit.core.actors import SYSTEM, Actor, NotPermitted
 from points_engine import catalogue, quality
 from points_engine.ingest import REASONS
@@ -146,11 +146,11 @@ def quality_group() -> None:
 
 
 @quality_group.command("month")
-@click.argument("month", type=click.DateTime(["%Y-%m"]), required=False)
+@click.argument("month", type=MONTH, required=False)
 @pass_ctx
-def quality_month(ctx: Context, month: dt.datetime | None) -> None:
+def quality_month(ctx: Context, month: dt.date | None) -> None:
     """Each source's figures and grade for a month (YYYY-MM; this month by default)."""
-    first = (month.date() if month else ctx.platform.today()).replace(day=1)
+    first = (month or ctx.platform.today()).replace(day=1)
     with ctx.session() as session:
         rows = quality.month_figures(session, first)
         goals = quality.targets(session)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from citizen.operations import ObjectionTerms
-from citycredit.cli.base import ACTOR, Context, pass_ctx
+from citycredit.cli.base import ACTOR, MONTH, Context, pass_ctx
 from citycredit.core.actors import Actor
 from citycredit.core.db import utcnow
 from governance import reports
@@ -22,7 +22,7 @@ def reports_group() -> None:
 
 
 @reports_group.command("month")
-@click.argument("month", type=click.DateTime(["%Y-%m"]))
+@click.argument("month", type=MONTH)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -41,11 +41,11 @@ def reports_group() -> None:
 )
 @pass_ctx
 def reports_month(
-    ctx: Context, month: dt.datetime, out: Path, lang: str, formats: tuple[str, ...]
+    ctx: Context, month: dt.date, out: Path, lang: str, formats: tuple[str, ...]
 ) -> None:
     """Generate (and store) a month's report, then write the city's and each department's files."""
     settings = ctx.platform.settings
-    first = month.date().replace(day=1)
+    first = month.replace(day=1)
     terms = ObjectionTerms.from_settings(settings)
     with ctx.session() as session:
         try:

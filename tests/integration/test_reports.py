@@ -438,3 +438,8 @@ def test_the_command_writes_a_csv_and_an_xlsx_per_report(
         assert session.scalar(select(func.count()).select_from(MonthlyReport)) == 1
     early = run(fresh_database, tmp_path, "reports", "month", "2099-01")
     assert early.returncode == 1 and "has not ended" in early.stderr
+    # The calendar's edges are no month a report is about: a usage error, not a traceback.
+    for odd in ("0001-01", "9999-12"):
+        edge = run(fresh_database, tmp_path, "reports", "month", odd)
+        assert edge.returncode == 2 and "not a month" in edge.stderr, edge.stderr
+        assert "Traceback" not in edge.stderr
