@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from recompute import fresh_schema  # noqa: E402  (bench/ is first on the path)
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from citycredit.core.db import make_engine  # noqa: E402
-from citycredit.migrate import upgrade  # noqa: E402
 from points_engine import quality  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -45,17 +45,6 @@ TARGET = 2.0
 BASELINE = text(
     "SELECT source_id, count(*) FROM record WHERE received_on BETWEEN :a AND :b GROUP BY source_id"
 )
-
-
-def fresh_schema(url: str, schema: str) -> Engine:
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    engine = make_engine(url, schema=schema)
-    upgrade(engine)
-    return engine
 
 
 def build(engine: Engine, sources: int, records: int, citizens: int) -> None:
