@@ -24,6 +24,7 @@ from points_engine.models import (
     ConsentEvent,
     DataSource,
     ModelStatus,
+    Record,
     ScoreDirty,
     ScoreSnapshot,
     ScoringItem,
@@ -114,8 +115,8 @@ def withdraw_consent(
     citizen.consent_changed_at = utcnow()
     session.add(ConsentEvent(citizen=citizen, action="withdrawn", channel=channel))
     audit(session, actor=actor or channel, action="consent.withdrawn", citizen_id=citizen.id)
+    # A dirty mark stays: the citizen's stored contributions (not a score) are still rebuilt.
     session.execute(delete(ScoreSnapshot).where(ScoreSnapshot.citizen_id == citizen.id))
-    session.execute(delete(ScoreDirty).where(ScoreDirty.citizen_id == citizen.id))
     session.flush()
 
 
@@ -227,6 +228,10 @@ def publish_model_version(
     session.flush()
     # Only dates change: the source's word and the workflow are not the model's (issue 11 §0).
     record_state.rederive_expiry(session, version, today=today)
+    # Every stored contribution was the old model's: each citizen with records is rescored.
+    mark_dirty_where(
+        session, select(Record.citizen_id).where(Record.citizen_id.is_not(None)).distinct()
+    )
     audit(session, actor=actor, action="model.publish", model=version.label)
 
 
@@ -295,9 +300,21 @@ def recompute_all(
     version, model = published_model(session)
     summary = RecomputeSummary()
     for low, high in list(scoring.citizen_id_ranges(session, chunk_size)):
-        result = scoring.recompute(
-            session, model, version, as_of=as_of, scope=scoring.id_range(low, high)
+        scope = scoring.id_range(low, high)
+        # Stored contributions are current but for the dirty citizens: rebuild theirs (the whole
+        # range at once when many are, e.g. after a model is published), then sum.
+        stale = list(
+            session.scalars(
+                delete(ScoreDirty)
+                .where(ScoreDirty.citizen_id.between(low, high))
+                .returning(ScoreDirty.citizen_id)
+            )
         )
+        if len(stale) > chunk_size // 10:
+            scoring.refresh_contributions(session, version.id, scope)
+        elif stale:
+            scoring.refresh_contributions(session, version.id, scoring.citizen_ids(stale))
+        result = scoring.score_stored(session, model, version, as_of=as_of, scope=scope)
         summary.citizens += result.citizens
         summary.changed += result.changed
         if commit is not None:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.core.db import utcnow
 from points_engine import scoring
-from points_engine.models import Citizen, Record, RecordStatus, ScoringItem, ScoringModelVersion
+from points_engine.models import Record, RecordStatus, ScoringItem, ScoringModelVersion
 
 
 class SourceStatus(enum.StrEnum):
@@ -142,11 +142,10 @@ def change_record_state(
         record.expiry_rescored = record.expires_on <= as_of
     record.updated_at = now or utcnow()
     session.flush()
-    citizen = session.get(Citizen, record.citizen_id)
-    if citizen is not None and citizen.consent_given:
-        scoring.recompute(
-            session, model, version, as_of=as_of, scope=scoring.citizen_ids([citizen.id])
-        )
+    # Rebuilds the citizen's stored contributions, consenting or not; only a consenting one is scored.
+    scoring.recompute(
+        session, model, version, as_of=as_of, scope=scoring.citizen_ids([record.citizen_id])
+    )
 
 
 def rederive_expiry(

@@ -38,10 +38,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
 
 from citycredit.core.db import JSONDoc, add_days, add_period, json_object_agg, utcnow
 from points_engine.models import (
     Citizen,
+    RecordContribution,
     RecordStatus,
     ScoreSnapshot,
     ScoreWork,
@@ -60,6 +62,7 @@ _i = cast_type(Table, ScoringItem.__table__)
 _c = cast_type(Table, Citizen.__table__)
 _w = cast_type(Table, ScoreWork.__table__)
 _s = cast_type(Table, ScoreSnapshot.__table__)
+_rc = cast_type(Table, RecordContribution.__table__)
 
 
 def everyone(_column: Any) -> ColumnElement[bool]:
@@ -103,8 +106,12 @@ def expiry_sql(r: Any, i: Any) -> ColumnElement[dt.date]:
     )
 
 
-def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Select[Any]:
-    """(citizen_id, dimension, total, direct_rank): counted points per dimension of each citizen."""
+def _counted(model_version_id: int, scope: Scope, as_of: dt.date | None) -> Subquery:
+    """The records that count, with their points after the ordered rules (overlap, repeat) and their
+    expiry date — not yet filtered by it, so the rows hold whatever the day.
+
+    ``as_of`` only leaves out records too old to count or to change one that does (a what-if run
+    reads the records directly); ``None`` keeps every record (the stored contributions)."""
     # How many days after it occurred a record can still change a score: its validity, twice that
     # when a repeat looks back at it, and the longest of its overlap group (one act is kept whole).
     reach = (_i.c.validity_days + 31 * _i.c.validity_months) * case(
@@ -137,10 +144,15 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
     expires = expiry_sql(_r.c, i)
     repaired = _r.c.status == RecordStatus.REPAIRED.value
     points = case((repaired, i.repaired_points), else_=i.points)
+    in_reach: list[ColumnElement[bool]] = []
+    if as_of is not None:
+        # A repaired record may count from its repair date: never left out by its age.
+        in_reach.append(
+            or_(add_days(_r.c.occurred_on, i.horizon) > as_of, _r.c.repaired_on.is_not(None))
+        )
 
     # Every item takes the ordered path: for an item without overlap, repeat or cap it reduces to
-    # counting the record, and one pass over the records beats two. Records beyond their item's
-    # horizon can neither count nor change one that does, so they are left out.
+    # counting the record, and one pass over the records beats two.
     history = (
         select(
             _r.c.id.label("record_id"),
@@ -167,21 +179,18 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
         .where(
             scope(_r.c.citizen_id),
             _r.c.status.in_([s.value for s in HISTORY_STATUSES]),
-            # A repaired record may count from its repair date: never left out by its age.
-            or_(add_days(_r.c.occurred_on, i.horizon) > as_of, _r.c.repaired_on.is_not(None)),
+            *in_reach,
         )
         .subquery("history")
     )
     h = history.c
-    # Partitioned by dimension before item (an item has one dimension, so the partitions are the
-    # same) and ordered by year before day (the same order): the sort that serves the repeat rule
-    # then also serves every aggregation below, which stream instead of sorting again.
     prior_expiry = func.lag(h.expires_on).over(
         partition_by=(h.citizen_id, h.dimension, h.item_id),
         order_by=(h.year, h.occurred_on, h.record_id),
     )
     repeats = (
         select(
+            h.record_id,
             h.citizen_id,
             h.dimension,
             h.item_id,
@@ -203,7 +212,64 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
         .subquery("repeats")
     )
     k = repeats.c
-    status = k.status
+    # A record under objection keeps counting only when it helps the citizen.
+    return (
+        select(
+            k.record_id,
+            k.citizen_id,
+            k.dimension,
+            k.item_id,
+            k.year,
+            k.yearly_cap,
+            k.expires_on,
+            k.direct_rank,
+            k.points,
+        )
+        .where(
+            k.status.in_([s.value for s in COUNTING_STATUSES]),
+            or_(k.status != RecordStatus.UNDER_OBJECTION.value, k.base_points >= 0),
+        )
+        .subquery("counted")
+    )
+
+
+def _stored_contributions(model_version_id: int, scope: Scope) -> Subquery:
+    """The stored contributions of the citizens in ``scope``, in the shape of :func:`_counted`."""
+    return (
+        select(
+            _rc.c.record_id,
+            _rc.c.citizen_id,
+            _i.c.dimension,
+            _rc.c.item_id,
+            _rc.c.year,
+            _i.c.yearly_cap,
+            _rc.c.expires_on,
+            _rc.c.direct_rank,
+            _rc.c.points,
+        )
+        .select_from(_rc.join(_i, _i.c.id == _rc.c.item_id))
+        .where(_i.c.model_version_id == model_version_id, scope(_rc.c.citizen_id))
+        .subquery("counted")
+    )
+
+
+def refresh_contributions(session: Session, model_version_id: int, scope: Scope) -> None:
+    """Rebuild the stored contributions of every citizen in ``scope`` from their records."""
+    session.execute(delete(_rc).where(scope(_rc.c.citizen_id)))
+    k = _counted(model_version_id, scope, None).c
+    session.execute(
+        insert(_rc).from_select(
+            ["citizen_id", "record_id", "item_id", "year", "points", "expires_on", "direct_rank"],
+            select(
+                k.citizen_id, k.record_id, k.item_id, k.year, k.points, k.expires_on, k.direct_rank
+            ),
+        )
+    )
+
+
+def _dimension_totals(counted: Subquery, as_of: dt.date) -> Select[Any]:
+    """(citizen_id, dimension, total, direct_rank): counted points per dimension of each citizen."""
+    k = counted.c
     per_year = (
         select(
             k.citizen_id,
@@ -212,11 +278,7 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
             func.max(k.yearly_cap).label("cap"),
             func.max(k.direct_rank).label("direct_rank"),
         )
-        .where(
-            status.in_([s.value for s in COUNTING_STATUSES]),
-            k.expires_on > as_of,
-            or_(status != RecordStatus.UNDER_OBJECTION.value, k.base_points >= 0),
-        )
+        .where(k.expires_on > as_of)
         .group_by(k.citizen_id, k.dimension, k.item_id, k.year)
         .subquery("per_year")
     )
@@ -234,9 +296,20 @@ def _dimension_totals(model_version_id: int, as_of: dt.date, scope: Scope) -> Se
 
 
 def _scoring_select(
-    model: ScoringModel, model_version_id: int, as_of: dt.date, scope: Scope, run_id: str
+    model: ScoringModel,
+    model_version_id: int,
+    as_of: dt.date,
+    scope: Scope,
+    run_id: str,
+    *,
+    stored: bool,
 ) -> Select[Any]:
-    d = _dimension_totals(model_version_id, as_of, scope).subquery("per_dim").c
+    counted = (
+        _stored_contributions(model_version_id, scope)
+        if stored
+        else _counted(model_version_id, scope, as_of)
+    )
+    d = _dimension_totals(counted, as_of).subquery("per_dim").c
     value: ColumnElement[Any]
     adjustment: ColumnElement[Any]
     if model.kind == "itemised":
@@ -319,10 +392,14 @@ def compute_into_work(
     as_of: dt.date,
     scope: Scope = everyone,
     run_id: str | None = None,
+    stored: bool = False,
 ) -> str:
-    """Score every consenting citizen in ``scope`` into ``score_work`` rows of a (new) run id."""
+    """Score every consenting citizen in ``scope`` into ``score_work`` rows of a (new) run id.
+
+    ``stored``: sum the stored contributions (the published model's, kept current) instead of
+    reading the records (any model version, e.g. a what-if run against a draft)."""
     run_id = run_id or str(uuid.uuid4())
-    query = _scoring_select(model, model_version_id, as_of, scope, run_id)
+    query = _scoring_select(model, model_version_id, as_of, scope, run_id, stored=stored)
     session.execute(
         insert(_w).from_select(
             ["run_id", "citizen_id", "score", "tier_rank", "direct_tier", "breakdown"], query
@@ -332,12 +409,20 @@ def compute_into_work(
 
 
 def apply_work(
-    session: Session, model: ScoringModel, model_version_id: int, run_id: str
+    session: Session,
+    model: ScoringModel,
+    model_version_id: int,
+    run_id: str,
+    scope: Scope = everyone,
 ) -> RunResult:
-    """Turn a run's work rows into snapshots where the result changed, then drop the work rows."""
+    """Turn a run's work rows into snapshots where the result changed, then drop the work rows.
+
+    ``scope`` (the run's) narrows the snapshots compared with to the run's citizens, so a chunk of a
+    full recompute reads its own snapshots, not the city's."""
     now = utcnow()
     w = _w.c
     same_current = exists().where(
+        scope(_s.c.citizen_id),
         _s.c.citizen_id == w.citizen_id,
         _s.c.is_current.is_(True),
         _s.c.model_version_id == model_version_id,
@@ -349,12 +434,14 @@ def apply_work(
     changed_ids = select(w.citizen_id).where(w.run_id == run_id, ~same_current)
     session.execute(
         update(_s)
-        .where(_s.c.is_current.is_(True), _s.c.citizen_id.in_(changed_ids))
+        .where(scope(_s.c.citizen_id), _s.c.is_current.is_(True), _s.c.citizen_id.in_(changed_ids))
         .values(is_current=False)
     )
     tier_code = case(*[(w.tier_rank == t.rank, t.code) for t in model.tiers])
     common = case(*[(w.tier_rank == t.rank, t.common_tier) for t in model.tiers])
-    has_current = exists().where(_s.c.citizen_id == w.citizen_id, _s.c.is_current.is_(True))
+    has_current = exists().where(
+        scope(_s.c.citizen_id), _s.c.citizen_id == w.citizen_id, _s.c.is_current.is_(True)
+    )
     # Counted beforehand: drivers disagree on rowcount for INSERT … SELECT (psycopg reports -1).
     changed = session.execute(
         select(func.count()).select_from(_w).where(w.run_id == run_id, ~has_current)
@@ -402,9 +489,23 @@ def recompute(
     as_of: dt.date,
     scope: Scope = everyone,
 ) -> RunResult:
-    """Score the citizens in ``scope`` and store what changed (the incremental path)."""
-    run_id = compute_into_work(session, model, version.id, as_of=as_of, scope=scope)
-    return apply_work(session, model, version.id, run_id)
+    """Rebuild the contributions of the citizens in ``scope``, score them and store what changed (the
+    incremental path; ``version`` must be the published one)."""
+    refresh_contributions(session, version.id, scope)
+    return score_stored(session, model, version, as_of=as_of, scope=scope)
+
+
+def score_stored(
+    session: Session,
+    model: ScoringModel,
+    version: ScoringModelVersion,
+    *,
+    as_of: dt.date,
+    scope: Scope = everyone,
+) -> RunResult:
+    """Score the citizens in ``scope`` from their stored contributions and store what changed."""
+    run_id = compute_into_work(session, model, version.id, as_of=as_of, scope=scope, stored=True)
+    return apply_work(session, model, version.id, run_id, scope)
 
 
 def citizen_id_ranges(session: Session, chunk_size: int) -> Iterator[tuple[int, int]]:

@@ -74,4 +74,6 @@ def record(
         row.status = record_state.derived_status(row.source_status, row.workflow)
     session.add(row)
     session.flush()
+    # As the ingest does: whoever writes a record marks its citizen for rescoring.
+    operations.mark_dirty(session, [person.id])
     return row

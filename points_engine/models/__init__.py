@@ -307,6 +307,27 @@ class ScoreWork(Base):
     breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
 
+class RecordContribution(Base):
+    """What one record adds under the published model, its ordered rules (overlap, repeat) applied.
+
+    Independent of the day: the full recompute only sums the rows that have not expired, applies the
+    caps and writes the snapshots that changed. Kept current for every citizen not in ``score_dirty``
+    (whoever changes a record marks its citizen dirty; scoring a citizen rebuilds their rows). Only
+    records that count are kept. Derived data, never shown: a score needs the citizen's consent.
+    """
+
+    __tablename__ = "record_contribution"
+
+    citizen_id: Mapped[int] = mapped_column(BigFK, primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigFK, primary_key=True)
+    # The scoring item of the model version it was computed for (so also the dimension and caps).
+    item_id: Mapped[int] = mapped_column(Integer)
+    year: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(Integer)
+    expires_on: Mapped[dt.date] = mapped_column(Date)
+    direct_rank: Mapped[int | None] = mapped_column(Integer)
+
+
 class ScoreDirty(Base):
     """Citizens whose records changed and whose score must be recomputed (drained at once, or by the job)."""
 
