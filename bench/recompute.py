@@ -234,7 +234,16 @@ def baseline_aggregate(engine: Engine, version_id: int, figures: Figures) -> Non
     """Time the plain GROUP BY: a cold run, then the median of warm runs, fetched and as CTAS."""
     with engine.begin() as connection:
         connection.execute(text(BARE_POINTS), {"version": version_id})
-    vacuum_analyze(engine, "bare_points", "record", "citizen", "scoring_item")
+    # score_snapshot too, while empty: the first run's plans must not depend on fresh statistics.
+    vacuum_analyze(
+        engine,
+        "bare_points",
+        "record",
+        "citizen",
+        "scoring_item",
+        "record_contribution",
+        "score_snapshot",
+    )
     with engine.connect() as connection:
         figures.counts["bare_points_rows"] = connection.execute(
             text("SELECT count(*) FROM bare_points")
