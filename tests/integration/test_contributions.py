@@ -95,7 +95,7 @@ def test_incremental_changes_leave_what_a_full_recompute_from_the_records_gives(
     kinds = ["ingest", "correct", "objection", "decide", "repair", "consent", "days"]
     for n in range(40):
         # A model change rebuilds everything: the last twenty steps are incremental only.
-        step = rng.choice(kinds + ["model"] if n < 20 else kinds)
+        step = rng.choice([*kinds, "model"] if n < 20 else kinds)
         steps.append(step)
         records = session.scalars(select(Record).order_by(Record.id)).all()
         if step == "ingest" and held_back:
