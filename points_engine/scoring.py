@@ -26,16 +26,17 @@ from sqlalchemy import (
     case,
     cast,
     delete,
-    exists,
     extract,
     func,
     insert,
     literal,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
@@ -418,36 +419,37 @@ def apply_work(
     """Turn a run's work rows into snapshots where the result changed, then drop the work rows.
 
     ``scope`` (the run's) narrows the snapshots compared with to the run's citizens, so a chunk of a
-    full recompute reads its own snapshots, not the city's."""
+    full recompute reads its own snapshots, not the city's. No statement anti-joins the snapshots
+    it writes: a changed snapshot is retired by a join, and the new ones are inserted against the
+    unique index of current snapshots (an index probe per row, whatever the statistics say).
+    """
     now = utcnow()
     w = _w.c
-    same_current = exists().where(
-        scope(_s.c.citizen_id),
-        _s.c.citizen_id == w.citizen_id,
-        _s.c.is_current.is_(True),
-        _s.c.model_version_id == model_version_id,
-        _s.c.score == w.score,
-        _s.c.tier_rank == w.tier_rank,
-        _s.c.direct_tier == w.direct_tier,
-        type_coerce(_s.c.breakdown, Text).is_not_distinct_from(type_coerce(w.breakdown, Text)),
+    differs = or_(
+        _s.c.model_version_id != model_version_id,
+        _s.c.score != w.score,
+        _s.c.tier_rank != w.tier_rank,
+        _s.c.direct_tier != w.direct_tier,
+        type_coerce(_s.c.breakdown, Text).is_distinct_from(type_coerce(w.breakdown, Text)),
     )
-    changed_ids = select(w.citizen_id).where(w.run_id == run_id, ~same_current)
     session.execute(
         update(_s)
-        .where(scope(_s.c.citizen_id), _s.c.is_current.is_(True), _s.c.citizen_id.in_(changed_ids))
-        .values(is_current=False)
+        .where(
+            w.run_id == run_id,
+            _s.c.citizen_id == w.citizen_id,
+            scope(_s.c.citizen_id),
+            _s.c.is_current.is_(True),
+            differs,
+        )
+        .values(is_current=False),
+        execution_options={"synchronize_session": False},
     )
     tier_code = case(*[(w.tier_rank == t.rank, t.code) for t in model.tiers])
     common = case(*[(w.tier_rank == t.rank, t.common_tier) for t in model.tiers])
-    has_current = exists().where(
-        scope(_s.c.citizen_id), _s.c.citizen_id == w.citizen_id, _s.c.is_current.is_(True)
-    )
-    # Counted beforehand: drivers disagree on rowcount for INSERT … SELECT (psycopg reports -1).
-    changed = session.execute(
-        select(func.count()).select_from(_w).where(w.run_id == run_id, ~has_current)
-    ).scalar_one()
-    session.execute(
-        insert(_s).from_select(
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    written = session.scalars(
+        module.insert(_s)
+        .from_select(
             [
                 "citizen_id",
                 "model_version_id",
@@ -471,14 +473,16 @@ def apply_work(
                 w.breakdown,
                 literal(now, type_=ScoreSnapshot.computed_at.type),
                 literal(True),
-            ).where(w.run_id == run_id, ~has_current),
+            ).where(w.run_id == run_id),
         )
-    )
+        .on_conflict_do_nothing(index_elements=["citizen_id"], index_where=text("is_current"))
+        .returning(_s.c.citizen_id)
+    ).all()
     citizens = session.execute(
         select(func.count()).select_from(_w).where(w.run_id == run_id)
     ).scalar_one()
     session.execute(delete(_w).where(w.run_id == run_id))
-    return RunResult(run_id, citizens, changed)
+    return RunResult(run_id, citizens, len(written))
 
 
 def recompute(
