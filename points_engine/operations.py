@@ -6,6 +6,7 @@ Functions here flush but never commit; the caller owns the unit of work.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Select, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
@@ -291,37 +293,102 @@ def recompute_all(
     chunk_size: int = 50_000,
     progress: Progress | None = None,
     commit: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> RecomputeSummary:
     """Recompute every consenting citizen with the published model, one citizen-id range at a time.
 
     ``commit`` (given by the CLI) ends each range's transaction so a city-scale run holds no long locks
-    and survives interruption: a rerun recomputes only what it has to.
+    and survives interruption: a rerun recomputes only what it has to. With ``commit``, ``workers``
+    > 1 scores ranges on that many connections at once (PostgreSQL; each range its own transaction),
+    for a database with the cores; the caller's session must hold no uncommitted work.
     """
     version, model = published_model(session)
+    version_id = version.id
+    ranges = list(scoring.citizen_id_ranges(session, chunk_size))
     summary = RecomputeSummary()
-    for low, high in list(scoring.citizen_id_ranges(session, chunk_size)):
-        scope = scoring.id_range(low, high)
-        # Stored contributions are current but for the dirty citizens: rebuild theirs (the whole
-        # range at once when many are, e.g. after a model is published), then sum.
-        stale = list(
-            session.scalars(
-                delete(ScoreDirty)
-                .where(ScoreDirty.citizen_id.between(low, high))
-                .returning(ScoreDirty.citizen_id)
-            )
-        )
-        if len(stale) > chunk_size // 10:
-            scoring.refresh_contributions(session, version.id, scope)
-        elif stale:
-            scoring.refresh_contributions(session, version.id, scoring.citizen_ids(stale))
-        result = scoring.score_stored(session, model, version, as_of=as_of, scope=scope)
-        summary.citizens += result.citizens
-        summary.changed += result.changed
-        if commit is not None:
-            commit()
-        if progress is not None:
-            progress(high - low + 1)
+    bind = session.get_bind()
+    # Only where the session's own engine can lend more connections (not inside an outer
+    # transaction on one connection, whose uncommitted rows others could not see).
+    parallel = (
+        workers > 1
+        and commit is not None
+        and len(ranges) > 1
+        and isinstance(bind, Engine)
+        and bind.dialect.name == "postgresql"
+    )
+    if not parallel:
+        for span in ranges:
+            result = _recompute_range(session, model, version_id, span, as_of, chunk_size)
+            summary.citizens += result.citizens
+            summary.changed += result.changed
+            if commit is not None:
+                commit()
+            if progress is not None:
+                progress(span[1] - span[0] + 1)
+        return summary
+
+    assert commit is not None and isinstance(bind, Engine)
+    commit()
+    engine = bind
+    lock = threading.Lock()
+    pending = iter(ranges)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        with Session(bind=engine) as own:
+            while not failures:
+                with lock:
+                    span = next(pending, None)
+                if span is None:
+                    return
+                try:
+                    result = _recompute_range(own, model, version_id, span, as_of, chunk_size)
+                    own.commit()
+                except BaseException as exc:  # re-raised in the caller's thread
+                    own.rollback()
+                    with lock:
+                        failures.append(exc)
+                    return
+                with lock:
+                    summary.citizens += result.citizens
+                    summary.changed += result.changed
+                    if progress is not None:
+                        progress(span[1] - span[0] + 1)
+
+    threads = [threading.Thread(target=work, name=f"recompute-{n}") for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
     return summary
+
+
+def _recompute_range(
+    session: Session,
+    model: ScoringModel,
+    version_id: int,
+    span: tuple[int, int],
+    as_of: dt.date,
+    chunk_size: int,
+) -> scoring.RunResult:
+    low, high = span
+    scope = scoring.id_range(low, high)
+    # Stored contributions are current but for the dirty citizens: rebuild theirs (the whole range at
+    # once when many are, e.g. after a model is published), then sum.
+    stale = list(
+        session.scalars(
+            delete(ScoreDirty)
+            .where(ScoreDirty.citizen_id.between(low, high))
+            .returning(ScoreDirty.citizen_id)
+        )
+    )
+    if len(stale) > chunk_size // 10:
+        scoring.refresh_contributions(session, version_id, scope)
+    elif stale:
+        scoring.refresh_contributions(session, version_id, scoring.citizen_ids(stale))
+    return scoring.score_stored(session, model, version_id, as_of=as_of, scope=scope)
 
 
 def expire_records(session: Session, *, today: dt.date) -> tuple[int, scoring.RunResult | None]:

@@ -496,20 +496,22 @@ def recompute(
     """Rebuild the contributions of the citizens in ``scope``, score them and store what changed (the
     incremental path; ``version`` must be the published one)."""
     refresh_contributions(session, version.id, scope)
-    return score_stored(session, model, version, as_of=as_of, scope=scope)
+    return score_stored(session, model, version.id, as_of=as_of, scope=scope)
 
 
 def score_stored(
     session: Session,
     model: ScoringModel,
-    version: ScoringModelVersion,
+    model_version_id: int,
     *,
     as_of: dt.date,
     scope: Scope = everyone,
 ) -> RunResult:
     """Score the citizens in ``scope`` from their stored contributions and store what changed."""
-    run_id = compute_into_work(session, model, version.id, as_of=as_of, scope=scope, stored=True)
-    return apply_work(session, model, version.id, run_id, scope)
+    run_id = compute_into_work(
+        session, model, model_version_id, as_of=as_of, scope=scope, stored=True
+    )
+    return apply_work(session, model, model_version_id, run_id, scope)
 
 
 def citizen_id_ranges(session: Session, chunk_size: int) -> Iterator[tuple[int, int]]:

@@ -260,7 +260,7 @@ def _ingest_file(
         session.close()
 
 
-def _recompute(ctx: Context, chunk_size: int) -> operations.RecomputeSummary:
+def _recompute(ctx: Context, chunk_size: int, workers: int = 2) -> operations.RecomputeSummary:
     platform = ctx.platform
     session = platform.sessions()
     try:
@@ -272,6 +272,7 @@ def _recompute(ctx: Context, chunk_size: int) -> operations.RecomputeSummary:
                 chunk_size=chunk_size,
                 progress=bar.update,
                 commit=session.commit,
+                workers=workers,
             )
         session.commit()
     except operations.EngineError as exc:
@@ -285,10 +286,18 @@ def _recompute(ctx: Context, chunk_size: int) -> operations.RecomputeSummary:
 
 @click.command()
 @click.option("--chunk-size", default=50_000, show_default=True, help="Citizens per transaction.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1, max=32),
+    help="Citizen ranges scored at once, each on its own connection (PostgreSQL; about one per "
+    "database core; SQLite always uses one).",
+)
 @pass_ctx
-def recompute(ctx: Context, chunk_size: int) -> None:
+def recompute(ctx: Context, chunk_size: int, workers: int) -> None:
     """Recompute every consenting citizen's score with the published model (set-based)."""
-    _recompute(ctx, chunk_size)
+    _recompute(ctx, chunk_size, workers)
 
 
 @click.command()

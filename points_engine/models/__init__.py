@@ -282,8 +282,11 @@ class ScoreSnapshot(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"))
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("scoring_model_version.id"))
+    # No foreign keys: one function writes snapshots (``scoring.apply_work``), from work rows selected
+    # from ``citizen`` in the same transaction, for the published model version; neither citizens
+    # nor model versions are ever deleted. The two checks were two thirds of a first run's writes.
+    citizen_id: Mapped[int] = mapped_column(BigFK)
+    model_version_id: Mapped[int] = mapped_column(Integer)
     score: Mapped[int] = mapped_column(Integer)
     tier_code: Mapped[str] = mapped_column(String(64))
     tier_rank: Mapped[int] = mapped_column(Integer)

@@ -18,12 +18,14 @@ from points_engine.models import (
     Record,
     RecordContribution,
     RecordStatus,
+    ScoreDirty,
     ScoreSnapshot,
     ScoreWork,
 )
 from points_engine.rules import RecordFact, evaluate
 from points_engine.synthetic import CityPlan, generate_rows
 from tests.conftest import KEY
+from tests.databases import ScratchDatabase
 
 START = dt.date(2026, 3, 2)
 
@@ -177,3 +179,29 @@ def test_a_published_model_leaves_no_contribution_of_the_old_one_in_use(session:
     summary = operations.recompute_all(session, as_of=START)
     assert summary.changed == summary.citizens > 0
     assert _current(session) == _from_rules(session, START)
+
+
+def test_ranges_scored_on_several_connections_give_what_one_connection_gives(
+    fresh_database: ScratchDatabase,
+) -> None:
+    engine = fresh_database.engine
+    with Session(engine) as session:
+        ensure_sources(session)
+        ensure_reference_models(session, actor="test")
+        rows = generate_rows(CityPlan(citizens=90, records_per_citizen=5, seed=5, today=START))
+        _ingest(session, list(rows), START)
+        operations.give_consent_bulk(session, select(Citizen.id).where(Citizen.id > 0), channel="t")
+        session.commit()
+        one = operations.recompute_all(session, as_of=START, chunk_size=10, commit=session.commit)
+        alone = _current(session)
+        # Everyone's contributions rebuilt and every snapshot written again, four ranges at a time.
+        session.execute(delete(ScoreSnapshot))
+        operations.mark_dirty_where(session, select(Record.citizen_id).where(Record.id > 0))
+        session.commit()
+        many = operations.recompute_all(
+            session, as_of=START, chunk_size=10, commit=session.commit, workers=4
+        )
+        session.commit()
+        assert (many.citizens, many.changed) == (one.citizens, one.changed) == (len(alone),) * 2
+        assert _current(session) == alone
+        assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0

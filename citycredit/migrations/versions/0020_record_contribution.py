@@ -1,7 +1,7 @@
 """record contributions: each counting record's points under the published model, kept current
 
 Every citizen with records is marked dirty so the scoring job (or the next full recompute) builds
-their rows. On PostgreSQL the scratch table ``score_work`` becomes UNLOGGED: its rows live for one
+their rows. The snapshots lose their foreign keys (see the model). On PostgreSQL the scratch table ``score_work`` becomes UNLOGGED: its rows live for one
 scoring run and need no write-ahead log.
 
 Revision ID: 0020
@@ -40,9 +40,26 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE score_work SET UNLOGGED")
+    # Snapshots are written by one function from citizen rows it has just read; the foreign-key
+    # checks (a row lock on each citizen) were two thirds of a first run's snapshot writes.
+    with op.batch_alter_table("score_snapshot") as batch_op:
+        batch_op.drop_constraint("fk_score_snapshot_citizen_id_citizen", type_="foreignkey")
+        batch_op.drop_constraint(
+            "fk_score_snapshot_model_version_id_scoring_model_version", type_="foreignkey"
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("score_snapshot") as batch_op:
+        batch_op.create_foreign_key(
+            "fk_score_snapshot_citizen_id_citizen", "citizen", ["citizen_id"], ["id"]
+        )
+        batch_op.create_foreign_key(
+            "fk_score_snapshot_model_version_id_scoring_model_version",
+            "scoring_model_version",
+            ["model_version_id"],
+            ["id"],
+        )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE score_work SET LOGGED")
     op.drop_table("record_contribution")
