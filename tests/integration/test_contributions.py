@@ -90,8 +90,8 @@ def test_incremental_changes_leave_what_a_full_recompute_from_the_records_gives(
         session, select(Citizen.id).where(Citizen.id % 5 != 0), channel="test"
     )
     operations.recompute_all(session, as_of=today)
-    assert session.scalar(select(func.count()).select_from(Record)) > 0.9 * len(first)
-    assert session.scalar(select(func.count()).select_from(ScoreSnapshot)) > 30
+    assert session.execute(select(func.count()).select_from(Record)).scalar_one() > 0.9 * len(first)
+    assert session.execute(select(func.count()).select_from(ScoreSnapshot)).scalar_one() > 30
     sent = list(first)
     steps: list[str] = []
     kinds = ["ingest", "correct", "objection", "decide", "repair", "consent", "days"]
@@ -164,7 +164,7 @@ def test_incremental_changes_leave_what_a_full_recompute_from_the_records_gives(
     summary = operations.recompute_all(session, as_of=today)
     assert summary.changed == 0
     assert _current(session) == incremental
-    assert session.scalar(select(func.count()).select_from(RecordContribution)) > 0
+    assert session.execute(select(func.count()).select_from(RecordContribution)).scalar_one() > 0
 
 
 def test_a_published_model_leaves_no_contribution_of_the_old_one_in_use(session: Session) -> None:
