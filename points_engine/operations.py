@@ -262,18 +262,29 @@ def mark_dirty_where(session: Session, citizen_select: Select[Any]) -> None:
     )
 
 
-def drain_dirty(session: Session, *, as_of: dt.date) -> scoring.RunResult:
-    """Recompute every citizen marked dirty, then clear exactly those marks (same transaction).
+def drain_dirty(session: Session, *, as_of: dt.date, slice_size: int = 5000) -> scoring.RunResult:
+    """Recompute every citizen marked dirty, clearing each mark as it is taken (same transaction).
 
-    The marks are taken first and only they are cleared: a mark another transaction commits meanwhile
-    stays for the next drain instead of being deleted unscored.
+    Marks are taken a slice at a time (lowest ids first), so memory stays bounded whatever an import
+    touched; a mark another transaction commits meanwhile is either taken by a later slice or stays
+    for the next drain, never deleted unscored. Stops after as many slices as there were marks at the
+    start, so a steady stream of new marks cannot keep it running.
     """
     version, model = published_model(session)
-    taken = list(session.scalars(delete(ScoreDirty).returning(ScoreDirty.citizen_id)))
+    pending = session.execute(select(func.count()).select_from(ScoreDirty)).scalar_one()
     citizens = changed = 0
-    # In slices: an IN list of every citizen a city-wide import touched would exceed bind limits.
-    for start in range(0, len(taken), 5000):
-        scope = scoring.citizen_ids(taken[start : start + 5000])
+    for _ in range(-(-pending // slice_size)):
+        first = select(ScoreDirty.citizen_id).order_by(ScoreDirty.citizen_id).limit(slice_size)
+        taken = list(
+            session.scalars(
+                delete(ScoreDirty)
+                .where(ScoreDirty.citizen_id.in_(first))
+                .returning(ScoreDirty.citizen_id)
+            )
+        )
+        if not taken:
+            break
+        scope = scoring.citizen_ids(taken)
         part = scoring.recompute(session, model, version, as_of=as_of, scope=scope)
         citizens += part.citizens
         changed += part.changed
