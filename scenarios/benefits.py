@@ -164,7 +164,7 @@ class Catalogue:
     views: dict[tuple[Any, ...], list[BenefitView]] = field(default_factory=dict, compare=False)
 
 
-# Enough for every combination of tiers and thresholds a catalogue tells apart; ~60 KB each at 300.
+# Enough for every combination of tiers and thresholds a catalogue tells apart; ~90 KB each at 300.
 VIEW_LISTS_KEPT = 64
 
 
