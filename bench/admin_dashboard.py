@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from ratios import Ratio, exit_code, print_ratios  # noqa: E402  # bench/ratios.py
 
 from citycredit.web.app import create_app  # noqa: E402
 from points_engine import operations, scoring_model  # noqa: E402
@@ -54,22 +54,6 @@ from points_engine import operations, scoring_model  # noqa: E402
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 NOW_OVER_BEFORE_TARGET = 0.5
 FIRST_OVER_WARM_TARGET = 2.5
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    value: float
-    op: str  # ">=" or "<="
-    target: float
-
-    @property
-    def met(self) -> bool:
-        return self.value >= self.target if self.op == ">=" else self.value <= self.target
-
-    def line(self) -> str:
-        verdict = "met" if self.met else "MISSED"
-        return f"RATIO {self.name} {self.value:.3f} target {self.op} {self.target:g} {verdict}"
 
 
 def _before(text: str) -> tuple[Any, Any]:
@@ -153,22 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"{label:40} median {median[kind] * 1000:7.1f} ms  (n={len(figures[kind])})")
     targets = [
-        Target(
+        Ratio(
             "admin_dashboard_first_now_over_before",
             median["now"] / median["before"],
             "<=",
             NOW_OVER_BEFORE_TARGET,
         ),
-        Target(
+        Ratio(
             "admin_dashboard_first_over_warm",
             median["now"] / median["warm"],
             "<=",
             FIRST_OVER_WARM_TARGET,
         ),
     ]
-    for target in targets:
-        print(target.line())
-    return 0 if all(t.met for t in targets) else 1
+    print_ratios(targets)
+    return exit_code(targets)
 
 
 if __name__ == "__main__":

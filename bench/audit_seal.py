@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from ratios import Ratio, print_ratios
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -135,10 +136,7 @@ def main() -> None:
                 f"seal {statistics.median(seals) * 1000:.0f} ms, "
                 f"verify {statistics.median(verifies) * 1000:.0f} ms (medians of {args.rounds})"
             )
-            for name, value in figures.items():
-                target = TARGETS[name]
-                verdict = "met" if value <= target else "MISSED"
-                print(f"RATIO {name} {value:.3f} target <= {target:g} {verdict}")
+            print_ratios(Ratio(name, value, "<=", TARGETS[name]) for name, value in figures.items())
         finally:
             db.drop()
 

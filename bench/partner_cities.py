@@ -78,6 +78,7 @@ import httpx  # noqa: E402
 import jwt  # noqa: E402
 import jwt.api_jws  # noqa: E402
 import jwt.utils  # noqa: E402
+from ratios import Ratio, print_ratios  # noqa: E402  # bench/ratios.py
 from sqlalchemy import event, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 from verify import (  # noqa: E402
@@ -143,22 +144,6 @@ ONLINE_TARGET = 0.5
 # High enough that no phase is refused: the limiter still counts every verification.
 UNREFUSED = "10000000 per minute"
 ACTOR = "bench"
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    value: float
-    op: str  # ">=" or "<="
-    target: float
-
-    @property
-    def met(self) -> bool:
-        return self.value >= self.target if self.op == ">=" else self.value <= self.target
-
-    def line(self) -> str:
-        verdict = "met" if self.met else "MISSED"
-        return f"RATIO {self.name} {self.value:.3f} target {self.op} {self.target:g} {verdict}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -446,7 +431,7 @@ def measure_offline(
     visitor: CodePool,
     args: argparse.Namespace,
     out: dict[str, Any],
-) -> Target:
+) -> Ratio:
     sanya = cluster.city(SANYA)
     venue: Credentials = sanya.seeded["venue"]
     transport = CountingTransport()
@@ -514,7 +499,7 @@ def measure_offline(
                 )
                 out["profiles"][f"offline_{kind}"] = report
                 out["offline"][f"profile_{kind}_ms_per_call"] = parts
-    return Target("offline_visitor_over_local", ratio, ">=", OFFLINE_TARGET)
+    return Ratio("offline_visitor_over_local", ratio, ">=", OFFLINE_TARGET)
 
 
 OFFLINE_PARTS: list[Part] = [
@@ -596,7 +581,7 @@ def measure_online(
     visitor: CodePool,
     args: argparse.Namespace,
     out: dict[str, Any],
-) -> Target:
+) -> Ratio:
     sanya = cluster.city(SANYA)
     venue: Credentials = sanya.seeded["venue"]
     pools = {"local": (local, local_check), "visitor": (visitor, visitor_check)}
@@ -681,7 +666,7 @@ def measure_online(
         )
     base = summary["local"]["throughput"]
     ratio = summary["visitor"]["throughput"] / base if base else 0.0
-    return Target("online_visitor_over_local", ratio, ">=", ONLINE_TARGET)
+    return Ratio("online_visitor_over_local", ratio, ">=", ONLINE_TARGET)
 
 
 SANYA_PARTS: list[Part] = [
@@ -1032,7 +1017,7 @@ def measure_sync(
 # --- the report ---------------------------------------------------------------------------------
 
 
-def render(out: dict[str, Any], targets: list[Target]) -> str:
+def render(out: dict[str, Any]) -> str:
     git = out["git"]
     lines = [
         "Federation benchmark (a coordinator and ten member cities, loopback only)",
@@ -1150,8 +1135,6 @@ def render(out: dict[str, Any], targets: list[Target]) -> str:
         ]
     for note in out["notes"]:
         lines.append(f"  note: {note}")
-    lines.append("")
-    lines.extend(target.line() for target in targets)
     return "\n".join(lines)
 
 
@@ -1193,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
             f"the machine was {out['background']['busy_percent']:.0f}% busy before the run (other "
             "work shares the CPUs): compare ratios, not rates"
         )
-    targets: list[Target] = []
+    targets: list[Ratio] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-federation-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -1212,17 +1195,18 @@ def main(argv: list[str] | None = None) -> int:
             measure_sync(cluster, args, tmp, out)
             _keep_logs(cluster, args.out)
     out["total_seconds"] = round(time.perf_counter() - started, 1)
-    out["targets"] = [{**asdict(t), "met": t.met} for t in targets]
+    out["targets"] = [t.as_dict() for t in targets]
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"federation-{backend}.json"
     path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     for name, text in out["profiles"].items():
         (args.out / f"federation-{backend}-profile-{name}.txt").write_text(text)
-    print(render(out, targets))
+    print(render(out))
     print(
         f"\nJSON: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}; "
-        f"whole run {out['total_seconds']:.0f} s"
+        f"whole run {out['total_seconds']:.0f} s\n"
     )
+    print_ratios(targets)
     return 0
 
 

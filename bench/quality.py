@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ratios import Ratio, print_ratios  # noqa: E402  # bench/ratios.py
 from recompute import fresh_schema  # noqa: E402  (bench/ is first on the path)
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
@@ -141,9 +142,7 @@ def main() -> int:
         )
         a, b = statistics.median(ours), statistics.median(plain)
         print(f"month_figures median {a * 1000:.1f} ms; plain GROUP BY median {b * 1000:.1f} ms")
-        ratio = a / b
-        verdict = "met" if ratio <= TARGET else "MISSED"
-        print(f"RATIO quality_month_over_group_by {ratio:.2f} target <= {TARGET:g} {verdict}")
+        print_ratios([Ratio("quality_month_over_group_by", a / b, "<=", TARGET)])
     finally:
         admin = make_engine(args.database_url)
         with admin.begin() as connection:

@@ -3,6 +3,7 @@ boundaries, verification and redemption against the live version, quotas, and "m
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -934,6 +935,28 @@ def test_my_benefits_shows_the_catalogue_with_reasons_for_what_is_out_of_reach(
         select(AuditEvent.citizen_id).where(AuditEvent.action == "benefits.view")
     ).all()
     assert sorted(v or 0 for v in viewed) == sorted([top.id, low.id, child.id])
+
+
+def test_my_benefits_shares_a_list_only_between_citizens_whose_rules_come_out_the_same(
+    session: Session, settings: Settings
+) -> None:
+    load_catalogue(session)
+    top, low = scored(session, "AWARD"), scored(session, "DEBTOR")
+    unscored = factories.citizen(session, consent=False)
+
+    first = my_benefits(session, top, today=TODAY, actor="page")
+    low_views = my_benefits(session, low, today=TODAY, actor="page")
+    unscored_views = my_benefits(session, unscored, today=TODAY, actor="page")
+    again = my_benefits(session, top, today=TODAY, actor="page")
+
+    assert again == first and again is not first  # a list of one's own, its views kept
+    assert any(v.eligible for v in first) and not any(v.eligible for v in low_views)
+    assert {r.en for v in unscored_views for r in v.unmet} >= {"not scored (no consent given)"}
+    assert [v.code for v in low_views] == [v.code for v in first]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        again[0].eligible = not again[0].eligible  # type: ignore[misc]  # shared: never changed
+    viewed = session.scalar(select(func.count()).where(AuditEvent.action == "benefits.view"))
+    assert viewed == 4  # every call is audited, whether its list was kept or made
 
 
 def test_my_benefits_lists_only_what_is_in_effect_today(
