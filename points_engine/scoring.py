@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -152,8 +153,16 @@ def _counted(model_version_id: int, scope: Scope, as_of: dt.date | None) -> Subq
             or_(add_days(_r.c.occurred_on, i.horizon) > as_of, _r.c.repaired_on.is_not(None))
         )
 
-    # Every item takes the ordered path: for an item without overlap, repeat or cap it reduces to
-    # counting the record, and one pass over the records beats two.
+    # Only records of items with an overlap group or a repeat multiplier interact: they alone go
+    # through the sorts and windows; every other record counts as it is (a yearly cap is a sum).
+    interacts = or_(i.overlap_group.is_not(None), i.repeat_multiplier.is_not(None))
+    records = _r.join(items, i.code == _r.c.item_code)
+    wanted = (
+        scope(_r.c.citizen_id),
+        _r.c.status.in_([s.value for s in HISTORY_STATUSES]),
+        *in_reach,
+    )
+    direct_rank = case((repaired, None), else_=i.direct_tier_rank)
     history = (
         select(
             _r.c.id.label("record_id"),
@@ -168,7 +177,7 @@ def _counted(model_version_id: int, scope: Scope, as_of: dt.date | None) -> Subq
             i.yearly_cap,
             expires.label("expires_on"),
             points.label("points"),
-            case((repaired, None), else_=i.direct_tier_rank).label("direct_rank"),
+            direct_rank.label("direct_rank"),
             func.row_number()
             .over(
                 partition_by=(_r.c.citizen_id, i.overlap_group, _r.c.occurred_on),
@@ -176,12 +185,8 @@ def _counted(model_version_id: int, scope: Scope, as_of: dt.date | None) -> Subq
             )
             .label("act_rank"),
         )
-        .select_from(_r.join(items, i.code == _r.c.item_code))
-        .where(
-            scope(_r.c.citizen_id),
-            _r.c.status.in_([s.value for s in HISTORY_STATUSES]),
-            *in_reach,
-        )
+        .select_from(records)
+        .where(*wanted, interacts)
         .subquery("history")
     )
     h = history.c
@@ -189,30 +194,43 @@ def _counted(model_version_id: int, scope: Scope, as_of: dt.date | None) -> Subq
         partition_by=(h.citizen_id, h.dimension, h.item_id),
         order_by=(h.year, h.occurred_on, h.record_id),
     )
-    repeats = (
+    ordered = select(
+        h.record_id,
+        h.citizen_id,
+        h.dimension,
+        h.item_id,
+        h.year,
+        h.status,
+        h.yearly_cap,
+        h.expires_on,
+        h.direct_rank,
+        h.points.label("base_points"),
+        case(
+            (
+                and_(h.repeat_multiplier.is_not(None), prior_expiry > h.occurred_on),
+                h.points * h.repeat_multiplier,
+            ),
+            else_=h.points,
+        ).label("points"),
+    ).where(or_(h.overlap_group.is_(None), h.act_rank == 1))
+    alone = (
         select(
-            h.record_id,
-            h.citizen_id,
-            h.dimension,
-            h.item_id,
-            h.year,
-            h.status,
-            h.yearly_cap,
-            h.expires_on,
-            h.direct_rank,
-            h.points.label("base_points"),
-            case(
-                (
-                    and_(h.repeat_multiplier.is_not(None), prior_expiry > h.occurred_on),
-                    h.points * h.repeat_multiplier,
-                ),
-                else_=h.points,
-            ).label("points"),
+            _r.c.id.label("record_id"),
+            _r.c.citizen_id,
+            i.dimension,
+            i.id.label("item_id"),
+            extract("year", _r.c.occurred_on).label("year"),
+            _r.c.status,
+            i.yearly_cap,
+            expires.label("expires_on"),
+            direct_rank.label("direct_rank"),
+            points.label("base_points"),
+            points.label("points"),
         )
-        .where(or_(h.overlap_group.is_(None), h.act_rank == 1))
-        .subquery("repeats")
+        .select_from(records)
+        .where(*wanted, ~interacts)
     )
-    k = repeats.c
+    k = union_all(ordered, alone).subquery("repeats").c
     # A record under objection keeps counting only when it helps the citizen.
     return (
         select(
