@@ -109,3 +109,29 @@ def test_a_fixed_mask_reads_back_whichever_it_is(mask: int) -> None:
 def test_a_code_too_long_for_version_15_is_refused() -> None:
     with pytest.raises(qr.CodeTooLong):
         qr.render_svg(token(500))
+
+
+def test_the_codewords_and_version_are_qrcodes_own_for_every_kind_of_data() -> None:
+    """qr.matrix makes qrcode's codewords and picks its version itself (faster); the symbol must be
+    qrcode's own, whatever the data's modes (runs of digits and of capitals go in their own
+    chunks) and whatever the version and its block structure."""
+    rng = random.Random(14)
+    alphabet = string.ascii_letters + string.digits + "-_."
+    samples = [""] + [
+        "".join(rng.choices(alphabet, k=length)) for length in (1, 17, 60, 151, 250, 333, 344, 380)
+    ]
+    samples += [
+        "0123456789" * 5 + token(200),  # a numeric chunk
+        token(120) + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123-.:" + token(100),  # an alphanumeric chunk
+        "A" * 7 + "1" * 31 + "b" * 2,
+    ]
+    for data in samples:
+        symbol = qrcode.QRCode(
+            error_correction=qrcode.constants.ERROR_CORRECT_M,
+            border=qr.BORDER,
+            mask_pattern=qr.MASK_PATTERN,
+        )
+        symbol.add_data(data)
+        symbol.make(fit=True)
+        assert qr.qr_version(data) == symbol.version, data
+        assert qr.matrix(data) == symbol.get_matrix(), data
