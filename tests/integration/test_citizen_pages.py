@@ -761,6 +761,7 @@ def test_every_page_and_the_code_json_answer_no_store(city: CitizenApp) -> None:
         *PAGES,
         "/me/consent",
         "/me/code.json",
+        "/me/code.png",
         "/me/data.json",
         f"/me/records/{seeded.alice.records['award']}/objection",
         case.location,
@@ -862,6 +863,7 @@ def test_every_read_of_my_data_is_audited_as_mine(city: CitizenApp) -> None:
         "/me/data.json": "citizen.export",
         "/me/report": "citizen.export",
         "/me/code.json": "code.issue",
+        "/me/code.png": "code.issue",
     }
     for path, action in expected.items():
         before = len(city.events(actor=actor))
