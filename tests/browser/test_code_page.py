@@ -162,8 +162,8 @@ def test_the_phone_draws_the_token_the_server_issued_and_a_renewal_is_the_token_
 ) -> None:
     """The page draws the QR itself (the vendored qrcode-generator): what it draws is exactly the
     token the server issued, at level M with a quiet zone of four modules, and a venue's SDK
-    accepts it. A renewal carries the token alone (< 1 KB). Without scripts, the page says so and
-    links to a code the server draws, which verifies too."""
+    accepts it. A renewal carries the token alone (< 1 KB). Without scripts, or without the library,
+    the page says so and links to a code the server draws, which verifies too."""
     city = demo_city
     context, page, outside, errors = phone(browser)
     sign_in(page, city, city.excellent)
@@ -199,6 +199,16 @@ def test_the_phone_draws_the_token_the_server_issued_and_a_renewal_is_the_token_
         again = read_element(symbol)
         assert again.text == renewed["token"] != issued and again.ec_level == "M"
         assert desk.verify(renewed["token"], SCENARIO).eligible is True
+
+        # The drawing library blocked on the way: the page says so and links to the server's image.
+        blocked = context.new_page()
+        blocked.route("**/vendor/qrcode-generator.min.js", lambda route: route.abort())
+        blocked.goto(city.url + "/me/code")
+        expect(blocked.locator("#no-drawing")).to_have_text("无法在本页显示信用码。")
+        fallback = blocked.get_by_role("link", name=re.compile("打开信用码图片"))
+        expect(fallback).to_have_attribute("href", "/me/code.png")
+        expect(blocked.locator("#live")).to_be_hidden()
+        blocked.close()
 
         # Without scripts: nothing of the live part shows, the page says why and links to a code
         # the server draws. (Chromium, with scripts disabled by Playwright, still parses <noscript>
