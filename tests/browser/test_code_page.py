@@ -1,6 +1,8 @@
 """The citizen's QR code page in a real browser (Debian's Chromium at 390×844), on SQLite and PostgreSQL.
 
-The compact SVG, as Chromium draws it, reads back with zxing-cpp. Offline, the code is renewed until
+The phone draws the QR from the token (the vendored qrcode-generator): what it draws reads back with
+zxing-cpp as exactly the token the server issued, and a renewal is the token alone. The server's
+compact SVG (API, CLI), as Chromium draws it, reads back too. Offline, the code is renewed until
 it cannot be: one polite warning, then at expiry the code is greyed out and covered (no scanner reads
 it) with a plain message and a retry button, never "剩余 0 秒"; back online a new code comes at once.
 The countdown is not a live region; only those changes are announced. The page is axe-core clean in
@@ -10,6 +12,7 @@ both languages, live and expired.
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from typing import Any
@@ -19,14 +22,17 @@ import zxingcpp
 from PIL import Image
 from playwright.sync_api import expect
 
+from citycredit_partner import PartnerClient
 from credit_codes import qr
 from tests.browser.test_admin_federation import axe_violations
 from tests.browser.test_citizen import (
     LIFETIME,
     PHONE,
+    SCENARIO,
     DemoCity,
     demo_city,  # noqa: F401 - the live city fixture, reused here
     expiry,
+    only_loopback,
     phone,
     read_qr,
     refreshes,
@@ -138,5 +144,94 @@ def test_an_expired_code_offline_is_greyed_out_and_renews_back_online(
     expect(expired).to_be_hidden(timeout=3000)
 
     assert violations == []
+    assert outside == [] and errors == []
+    context.close()
+
+
+def read_element(element: Any) -> zxingcpp.Barcode:
+    """The one QR code in a screenshot of ``element`` alone, as a scanner would see it."""
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(element.screenshot())))
+    codes = [b for b in found if b.format == zxingcpp.BarcodeFormat.QRCode]
+    assert len(codes) == 1, f"expected one QR code, found {len(codes)}"
+    return codes[0]
+
+
+def test_the_phone_draws_the_token_the_server_issued_and_a_renewal_is_the_token_alone(
+    browser: Any,
+    demo_city: DemoCity,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The page draws the QR itself (the vendored qrcode-generator): what it draws is exactly the
+    token the server issued, at level M with a quiet zone of four modules, and a venue's SDK
+    accepts it. A renewal carries the token alone (< 1 KB). Without scripts, or without the library,
+    the page says so and links to a code the server draws, which verifies too."""
+    city = demo_city
+    context, page, outside, errors = phone(browser)
+    sign_in(page, city, city.excellent)
+    served = page.goto(city.url + "/me/code")
+    assert served is not None
+    first = re.search(r"var first = (\{.*?\});", served.text())
+    assert first is not None
+    issued = json.loads(first.group(1))["token"]
+    symbol = page.locator("#qr svg")
+    expect(symbol).to_be_visible()
+    expect(page.get_by_role("img", name="信用码二维码")).to_be_visible()
+    drawn = read_element(symbol)
+    assert drawn.text == issued and drawn.ec_level == "M"
+    # The quiet zone: four modules of white around the symbol, as the server's images have it.
+    modules = qr.qr_version(issued) * 4 + 17
+    box = symbol.bounding_box()
+    assert box is not None and box["width"] <= 390
+    module = box["width"] / (modules + 2 * qr.BORDER)  # CSS px
+    left = drawn.position.top_left.x / 2  # the screenshot is at device scale 2
+    assert abs(left - qr.BORDER * module) < module, (left, module)
+
+    with PartnerClient(city.venue.client_id, city.venue.client_secret, city.url) as desk:
+        assert desk.verify(issued, SCENARIO).eligible is True
+
+        # A renewal: the token and its expiry only, drawn by the phone.
+        with page.expect_response(lambda r: "/me/code.json" in r.url) as answer:
+            page.get_by_role("button", name="立即刷新").click()
+        body = answer.value.body()
+        assert answer.value.status == 200 and len(body) < 1024, len(body)
+        renewed = json.loads(body)
+        assert set(renewed) == {"token", "expires_at", "expires_in"}
+        expect(page.locator("#qr")).to_have_attribute("data-refreshed", "1")
+        again = read_element(symbol)
+        assert again.text == renewed["token"] != issued and again.ec_level == "M"
+        assert desk.verify(renewed["token"], SCENARIO).eligible is True
+
+        # The drawing library blocked on the way: the page says so and links to the server's image.
+        blocked = context.new_page()
+        blocked.route("**/vendor/qrcode-generator.min.js", lambda route: route.abort())
+        blocked.goto(city.url + "/me/code")
+        expect(blocked.locator("#no-drawing")).to_have_text("无法在本页显示信用码。")
+        fallback = blocked.get_by_role("link", name=re.compile("打开信用码图片"))
+        expect(fallback).to_have_attribute("href", "/me/code.png")
+        expect(blocked.locator("#live")).to_be_hidden()
+        blocked.close()
+
+        # Without scripts: nothing of the live part shows, the page says why and links to a code
+        # the server draws. (Chromium, with scripts disabled by Playwright, still parses <noscript>
+        # as if they ran, so its message is checked in the page's text and the link followed here.)
+        plain = browser.new_context(
+            **PHONE, java_script_enabled=False, storage_state=context.storage_state()
+        )
+        still = plain.new_page()
+        still.route("**/*", only_loopback(outside))
+        bare = still.goto(city.url + "/me/code")
+        assert bare is not None
+        expect(still.locator("#live")).to_be_hidden()
+        noscript = re.search(r"<noscript>(.*?)</noscript>", bare.text(), re.DOTALL)
+        assert (
+            noscript and "信用码需要浏览器启用 JavaScript 才能显示和自动刷新。" in noscript.group(1)
+        )
+        assert 'href="/me/code.png"' in noscript.group(1)
+        image = still.goto(city.url + "/me/code.png")
+        assert image is not None and image.headers["content-type"] == "image/png"
+        found = zxingcpp.read_barcodes(Image.open(io.BytesIO(image.body())))
+        assert len(found) == 1 and found[0].ec_level == "M"
+        assert desk.verify(found[0].text, SCENARIO).eligible is True
+        plain.close()
+
     assert outside == [] and errors == []
     context.close()

@@ -135,7 +135,7 @@ def citizen_app(db: ScratchDatabase, tmp: Path, *, demo_mode: bool = True) -> It
                     response.status_code,
                     response.mimetype or "",
                     dict(response.headers),
-                    response.get_data(as_text=True),
+                    response.get_data().decode(errors="replace"),  # a PNG too (/me/code.png)
                 )
             )
         return response

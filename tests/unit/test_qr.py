@@ -50,10 +50,15 @@ def strokes(svg: str) -> list[tuple[int, int, int]]:
 @pytest.mark.parametrize("length", LENGTHS)
 def test_the_svg_paints_exactly_the_dark_modules(length: int) -> None:
     code = token(length)
-    symbol = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=qr.BORDER)
+    symbol = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M,
+        border=qr.BORDER,
+        mask_pattern=qr.MASK_PATTERN,
+    )
     symbol.add_data(code)
     symbol.make(fit=True)
     matrix = symbol.get_matrix()
+    assert qr.matrix(code) == matrix
     dark = {(x, y) for y, row in enumerate(matrix) for x, on in enumerate(row) if on}
     svg = qr.render_svg(code)
     side = len(matrix)
@@ -81,8 +86,52 @@ def test_the_png_reads_back_as_the_same_code_at_level_m(length: int) -> None:
     )
     assert [b.text for b in found] == [code]
     assert found[0].ec_level == "M" and int(found[0].extra["Version"]) == qr.qr_version(code)
+    # Black on white, six pixels a module, the quiet zone of four modules included.
+    side = (qr.qr_version(code) * 4 + 17 + 2 * qr.BORDER) * 6
+    assert image.size == (side, side) and image.mode == "1"
+    assert image.getpixel((0, 0)) == 255 and image.getpixel((4 * 6 + 1, 4 * 6 + 1)) == 0  # a finder
+
+
+@pytest.mark.parametrize("mask", range(8))
+def test_a_fixed_mask_reads_back_whichever_it_is(mask: int) -> None:
+    """The server fixes the mask pattern instead of trying all eight (qr.MASK_PATTERN); any of them
+    reads back, so the choice is one of cost, not of correctness."""
+    code = token(337)
+    symbol = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=4, mask_pattern=mask
+    )
+    symbol.add_data(code)
+    symbol.make(fit=True)
+    image = symbol.make_image().get_image().convert("L")
+    assert [b.text for b in zxingcpp.read_barcodes(image)] == [code]
 
 
 def test_a_code_too_long_for_version_15_is_refused() -> None:
     with pytest.raises(qr.CodeTooLong):
         qr.render_svg(token(500))
+
+
+def test_the_codewords_and_version_are_qrcodes_own_for_every_kind_of_data() -> None:
+    """qr.matrix makes qrcode's codewords and picks its version itself (faster); the symbol must be
+    qrcode's own, whatever the data's modes (runs of digits and of capitals go in their own
+    chunks) and whatever the version and its block structure."""
+    rng = random.Random(14)
+    alphabet = string.ascii_letters + string.digits + "-_."
+    samples = [""] + [
+        "".join(rng.choices(alphabet, k=length)) for length in (1, 17, 60, 151, 250, 333, 344, 380)
+    ]
+    samples += [
+        "0123456789" * 5 + token(200),  # a numeric chunk
+        token(120) + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123-.:" + token(100),  # an alphanumeric chunk
+        "A" * 7 + "1" * 31 + "b" * 2,
+    ]
+    for data in samples:
+        symbol = qrcode.QRCode(
+            error_correction=qrcode.constants.ERROR_CORRECT_M,
+            border=qr.BORDER,
+            mask_pattern=qr.MASK_PATTERN,
+        )
+        symbol.add_data(data)
+        symbol.make(fit=True)
+        assert qr.qr_version(data) == symbol.version, data
+        assert qr.matrix(data) == symbol.get_matrix(), data

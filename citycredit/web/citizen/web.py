@@ -50,7 +50,7 @@ from citycredit.web import forms, security
 from citycredit.web.citizen import charts
 from citycredit.web.context import db_session, platform_of
 from credit_codes import consent as cross_city
-from credit_codes import qr
+from credit_codes import qr, tokens
 from credit_codes.operations import NotScored, issue_credit_code
 from credit_codes.queries import checks_of_citizen
 from federation.operations import held_list
@@ -647,17 +647,23 @@ def repair_withdraw(public_id: str) -> Any:
 # --- the credit code -------------------------------------------------------------------------------
 
 
-def _fresh_code() -> dict[str, Any] | None:
-
+def _issue() -> tokens.CreditCode | None:
     citizen = me()
     try:
-        code = issue_credit_code(
+        return issue_credit_code(
             db_session(), settings(), citizen, now=now(), actor=queries.actor_of(citizen)
         )
     except NotScored:
         return None
+
+
+def _fresh_code() -> dict[str, Any] | None:
+    """A fresh code as the page draws it: the token only (the browser makes the QR), < 1 KB."""
+    code = _issue()
+    if code is None:
+        return None
     return {
-        "svg": qr.render_svg(code.token),
+        "token": code.token,
         "expires_at": code.expires_at.isoformat(),
         "expires_in": max(0, int((code.expires_at - now()).total_seconds())),
     }
@@ -676,7 +682,17 @@ def code_json() -> Any:
     fresh = _fresh_code()
     if fresh is None:
         return Response(json.dumps({"error": "not-scored"}), 409, mimetype="application/json")
-    return Response(json.dumps(fresh), mimetype="application/json")
+    return Response(json.dumps(fresh, separators=(",", ":")), mimetype="application/json")
+
+
+@bp.get("/code.png")
+def code_png() -> Any:
+    """A fresh code drawn by the server, for a browser without scripts (the page links here from its
+    <noscript>): it does not renew itself; opening it again gives a new one."""
+    code = _issue()
+    if code is None:
+        return redirect(url_for("citizen.code"))
+    return Response(qr.render_png(code.token), mimetype="image/png")
 
 
 # --- benefits and checks ---------------------------------------------------------------------------
