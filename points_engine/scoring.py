@@ -412,19 +412,49 @@ def compute_into_work(
     scope: Scope = everyone,
     run_id: str | None = None,
     stored: bool = False,
+    changed_only: bool = False,
 ) -> str:
     """Score every consenting citizen in ``scope`` into ``score_work`` rows of a (new) run id.
 
     ``stored``: sum the stored contributions (the published model's, kept current) instead of
-    reading the records (any model version, e.g. a what-if run against a draft)."""
+    reading the records (any model version, e.g. a what-if run against a draft). ``changed_only``:
+    write only the citizens whose result differs from their current snapshot (or who have none)."""
     run_id = run_id or str(uuid.uuid4())
     query = _scoring_select(model, model_version_id, as_of, scope, run_id, stored=stored)
+    if changed_only:
+        scored = query.subquery("scored")
+        q = scored.c
+        query = (
+            select(q.run_id, q.citizen_id, q.score, q.tier_rank, q.direct_tier, q.breakdown)
+            .select_from(
+                scored.outerjoin(
+                    _s,
+                    and_(
+                        _s.c.citizen_id == q.citizen_id,
+                        _s.c.is_current.is_(True),
+                        scope(_s.c.citizen_id),
+                    ),
+                )
+            )
+            .where(or_(_s.c.id.is_(None), _differs(_s.c, q, model_version_id)))
+        )
     session.execute(
         insert(_w).from_select(
             ["run_id", "citizen_id", "score", "tier_rank", "direct_tier", "breakdown"], query
         )
     )
     return run_id
+
+
+def _differs(snapshot: Any, result: Any, model_version_id: int) -> ColumnElement[bool]:
+    """Whether a current snapshot's columns differ from a run's result for the same citizen."""
+    return or_(
+        snapshot.model_version_id != model_version_id,
+        snapshot.score != result.score,
+        snapshot.tier_rank != result.tier_rank,
+        snapshot.direct_tier != result.direct_tier,
+        type_coerce(snapshot.breakdown, Text).is_distinct_from(type_coerce(result.breakdown, Text)),
+    )
 
 
 def apply_work(
@@ -443,13 +473,7 @@ def apply_work(
     """
     now = utcnow()
     w = _w.c
-    differs = or_(
-        _s.c.model_version_id != model_version_id,
-        _s.c.score != w.score,
-        _s.c.tier_rank != w.tier_rank,
-        _s.c.direct_tier != w.direct_tier,
-        type_coerce(_s.c.breakdown, Text).is_distinct_from(type_coerce(w.breakdown, Text)),
-    )
+    differs = _differs(_s.c, w, model_version_id)
     session.execute(
         update(_s)
         .where(
@@ -525,11 +549,17 @@ def score_stored(
     as_of: dt.date,
     scope: Scope = everyone,
 ) -> RunResult:
-    """Score the citizens in ``scope`` from their stored contributions and store what changed."""
+    """Score the citizens in ``scope`` from their stored contributions and store what changed.
+
+    Only the changed results are written to ``score_work`` (an unchanged city writes nothing)."""
     run_id = compute_into_work(
-        session, model, model_version_id, as_of=as_of, scope=scope, stored=True
+        session, model, model_version_id, as_of=as_of, scope=scope, stored=True, changed_only=True
     )
-    return apply_work(session, model, model_version_id, run_id, scope)
+    changed = apply_work(session, model, model_version_id, run_id, scope).changed
+    scored = session.execute(
+        select(func.count()).select_from(_c).where(_c.c.consent_given.is_(True), scope(_c.c.id))
+    ).scalar_one()
+    return RunResult(run_id, scored, changed)
 
 
 def citizen_id_ranges(session: Session, chunk_size: int) -> Iterator[tuple[int, int]]:
