@@ -336,7 +336,9 @@ class ScoreDirty(Base):
 
     __tablename__ = "score_dirty"
 
-    citizen_id: Mapped[int] = mapped_column(BigFK, ForeignKey("citizen.id"), primary_key=True)
+    # No foreign key: marks are written by the thousand (an import, a model change) for citizens
+    # just read or written, and citizens are never deleted; the check locked each citizen's row.
+    citizen_id: Mapped[int] = mapped_column(BigFK, primary_key=True)
 
 
 # --- the public credit information catalogue (目录) -------------------------------------------------

@@ -1,7 +1,8 @@
 """record contributions: each counting record's points under the published model, kept current
 
 Every citizen with records is marked dirty so the scoring job (or the next full recompute) builds
-their rows. The snapshots lose their foreign keys (see the model). On PostgreSQL the scratch table ``score_work`` becomes UNLOGGED: its rows live for one
+their rows. The snapshots and the dirty marks lose their foreign
+keys (see the models). On PostgreSQL the scratch table ``score_work`` becomes UNLOGGED: its rows live for one
 scoring run and need no write-ahead log.
 
 Revision ID: 0020
@@ -42,6 +43,8 @@ def upgrade() -> None:
         op.execute("ALTER TABLE score_work SET UNLOGGED")
     # Snapshots are written by one function from citizen rows it has just read; the foreign-key
     # checks (a row lock on each citizen) were two thirds of a first run's snapshot writes.
+    with op.batch_alter_table("score_dirty") as batch_op:
+        batch_op.drop_constraint("fk_score_dirty_citizen_id_citizen", type_="foreignkey")
     with op.batch_alter_table("score_snapshot") as batch_op:
         batch_op.drop_constraint("fk_score_snapshot_citizen_id_citizen", type_="foreignkey")
         batch_op.drop_constraint(
@@ -50,6 +53,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("score_dirty") as batch_op:
+        batch_op.create_foreign_key(
+            "fk_score_dirty_citizen_id_citizen", "citizen", ["citizen_id"], ["id"]
+        )
     with op.batch_alter_table("score_snapshot") as batch_op:
         batch_op.create_foreign_key(
             "fk_score_snapshot_citizen_id_citizen", "citizen", ["citizen_id"], ["id"]
