@@ -31,13 +31,13 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     Integer,
     MetaData,
     String,
     Table,
-    and_,
     delete,
     func,
     insert,
@@ -52,7 +52,7 @@ from sqlalchemy.schema import CreateTable
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
 from points_engine import quality
-from points_engine.catalogue import current_catalogue
+from points_engine.catalogue import Entry, current_catalogue
 from points_engine.models import (
     BatchStatus,
     Citizen,
@@ -300,6 +300,10 @@ def _parse_date(raw: str) -> dt.date:
     return dt.date.fromisoformat(raw)
 
 
+# Entries a validator's cache holds before it starts again (each a few hundred bytes).
+_CACHED = 100_000
+
+
 class _Validator:
     def __init__(
         self,
@@ -317,16 +321,25 @@ class _Validator:
         self.sources = {s.code: s.id for s in sources}
         self.source_items = {s.code: frozenset(s.items) if s.items else None for s in sources}
         self.catalogue = current_catalogue(session)
+        # Work a city's rows repeat, done once: an ID number's check and keyed hash (a citizen has
+        # many records), an item's verdict for a source, an entry's due day for a day. Bounded: a
+        # cache is emptied when full rather than grow with a city-sized file.
+        self._citizens: dict[str, tuple[str, dt.date] | str] = {}
+        self._items: dict[
+            tuple[str, str], tuple[Entry | None, tuple[tuple[str, str, str], ...]]
+        ] = {}
+        self._due: dict[tuple[str, dt.date], dt.date] = {}
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
-        ref = _echo(str(raw.get("source_record_id") or ""), 128)
-        if not ref.isprintable():
-            ref = _printable(ref)
-        named = str(raw.get("source") or "").strip()
-        source = named if named in self.sources and named == (self.only_source or named) else ""
 
         def err(field_name: str, reason: str, code: str = "") -> None:
+            # Worked out for a refused row only (most rows are not).
+            ref = _echo(str(raw.get("source_record_id") or ""), 128)
+            if not ref.isprintable():
+                ref = _printable(ref)
+            named = str(raw.get("source") or "").strip()
+            source = named if named in self.sources and named == (self.only_source or named) else ""
             # A row with a missing cell shifts the ID number into another field: never echo one.
             errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source, code))
 
@@ -372,38 +385,29 @@ class _Validator:
             err("source_record_id", "longer than 128 characters", "too_long")
         if len(values["document_no"]) > 200:
             err("document_no", "longer than 200 characters", "too_long")
-        entry = None
-        item_ok = bool(values["item_code"])
-        if not item_ok:
-            pass
-        elif self.catalogue is None:
-            if values["item_code"] not in self.model.items:
-                item_ok = False
-                err("item_code", f"unknown scoring item {_echo(values['item_code'], 64)!r}")
-        else:
-            entry = self.catalogue.entries.get(values["item_code"])
-            refusal = self.catalogue.refusal(values["item_code"], values["source"])
-            if refusal is not None:
-                item_ok = False
-                err(
-                    "item_code",
-                    f"{_echo(values['item_code'], 64)!r} {refusal}" if entry is None else refusal,
-                    "uncatalogued" if entry is None else "not_reporter",
-                )
-        if source_id is not None and item_ok:
-            allowed = self.source_items[values["source"]]
-            if allowed is not None and values["item_code"] not in allowed:
-                err(
-                    "item_code",
-                    f"source {values['source']!r} does not report {_echo(values['item_code'], 64)!r}",
-                    "not_reporter",
-                )
+        verdict = self._items.get((values["item_code"], values["source"]))
+        if verdict is None:
+            verdict = self._item_verdict(values["item_code"], values["source"], source_id)
+            if len(self._items) >= _CACHED:
+                self._items.clear()
+            self._items[values["item_code"], values["source"]] = verdict
+        entry, item_errors = verdict
+        for item_error in item_errors:
+            err(*item_error)
         citizen = None
         if values["id_number"]:
-            try:
-                citizen = parse_id_number(values["id_number"], today=self.today)
-            except InvalidIdNumber as exc:
-                err("id_number", f"invalid ID number: {exc}")
+            citizen = self._citizens.get(values["id_number"])
+            if citizen is None:
+                try:
+                    parsed = parse_id_number(values["id_number"], today=self.today)
+                    citizen = (id_hash(self.key, parsed), parsed.birth_date)
+                except InvalidIdNumber as exc:
+                    citizen = f"invalid ID number: {exc}"
+                if len(self._citizens) >= _CACHED:
+                    self._citizens.clear()
+                self._citizens[values["id_number"]] = citizen
+            if isinstance(citizen, str):
+                err("id_number", citizen)
         dates: dict[str, dt.date] = {}
         for name in ("occurred_on", "reported_on"):
             if not values[name]:
@@ -422,20 +426,67 @@ class _Validator:
             err("status", f"must be one of {', '.join(SOURCE_STATUSES)}")
         if errors:
             return errors
-        assert citizen is not None and source_id is not None
+        assert isinstance(citizen, tuple) and source_id is not None
+        due_on = None
+        if entry is not None:
+            due_on = self._due.get((entry.code, dates["occurred_on"]))
+            if due_on is None:
+                if len(self._due) >= _CACHED:
+                    self._due.clear()
+                due_on = self._due[entry.code, dates["occurred_on"]] = entry.due_on(
+                    dates["occurred_on"]
+                )
         return _CleanRow(
             row=number,
             source_id=source_id,
             source_record_id=values["source_record_id"],
-            id_hash=id_hash(self.key, citizen),
-            birth_date=citizen.birth_date,
+            id_hash=citizen[0],
+            birth_date=citizen[1],
             item_code=values["item_code"],
             document_no=values["document_no"],
             occurred_on=dates["occurred_on"],
             reported_on=dates["reported_on"],
             status=status,
-            due_on=entry.due_on(dates["occurred_on"]) if entry is not None else None,
+            due_on=due_on,
         )
+
+    def _item_verdict(
+        self, item_code: str, source: str, source_id: int | None
+    ) -> tuple[Entry | None, tuple[tuple[str, str, str], ...]]:
+        """The catalogue entry of ``item_code`` and the errors (field, reason, code) of reporting it
+        from ``source`` (whose id is ``source_id`` when it is a known source)."""
+        errors: list[tuple[str, str, str]] = []
+        entry = None
+        item_ok = bool(item_code)
+        if not item_ok:
+            pass
+        elif self.catalogue is None:
+            if item_code not in self.model.items:
+                item_ok = False
+                errors.append(("item_code", f"unknown scoring item {_echo(item_code, 64)!r}", ""))
+        else:
+            entry = self.catalogue.entries.get(item_code)
+            refusal = self.catalogue.refusal(item_code, source)
+            if refusal is not None:
+                item_ok = False
+                errors.append(
+                    (
+                        "item_code",
+                        f"{_echo(item_code, 64)!r} {refusal}" if entry is None else refusal,
+                        "uncatalogued" if entry is None else "not_reporter",
+                    )
+                )
+        if source_id is not None and item_ok:
+            allowed = self.source_items[source]
+            if allowed is not None and item_code not in allowed:
+                errors.append(
+                    (
+                        "item_code",
+                        f"source {source!r} does not report {_echo(item_code, 64)!r}",
+                        "not_reporter",
+                    )
+                )
+        return entry, tuple(errors)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -595,11 +646,13 @@ _STAGE = Table(
     Column("due_on", Date),
     Column("citizen_id", BigInteger),
     Column("record_id", BigInteger),
+    # True when the row repeats its known record exactly.
+    Column("same", Boolean),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
 # The columns ingest fills (the rest are the database's to fill), and their binary COPY types.
-_LOADED = tuple(column.name for column in _STAGE.c)[:-2]
+_LOADED = tuple(column.name for column in _STAGE.c)[:-3]
 _LOADED_TYPES = [
     "int4",
     "int4",
@@ -678,23 +731,40 @@ def _write_chunk(
     known = session.execute(
         select(stage.source_id, func.count(), func.count(stage.record_id)).group_by(stage.source_id)
     ).all()
-    changed = session.execute(
-        select(
-            Record.id,
-            Record.revision,
-            Record.workflow,
-            Record.outcome,
-            Record.repaired_on,
-            Record.due_on,
-            *(getattr(Record, name).label(f"old_{name}") for name in COMPARED),
-            stage.source_id,
-            stage.due_on.label("new_due_on"),
-            *(stage[name] for name in COMPARED),
+    changed: Sequence[Any] = ()
+    if any(found for _, _, found in known):
+        # A known record is unchanged when the row repeats what it holds: a probe of its primary
+        # key per row (a scalar subquery, never a join the planner could turn into a scan).
+        same = (
+            select(literal(True))
+            .where(
+                Record.id == stage.record_id,
+                *(getattr(Record, name) == stage[name] for name in COMPARED),
+            )
+            .scalar_subquery()
         )
-        .join(Record, Record.id == stage.record_id)
-        .where(~and_(*(getattr(Record, name) == stage[name] for name in COMPARED)))
-        .order_by(stage.row_no)
-    ).all()
+        session.execute(update(_STAGE).where(stage.record_id.is_not(None)).values(same=same))
+        corrections = session.scalars(
+            select(stage.record_id).where(stage.record_id.is_not(None), stage.same.is_(None))
+        ).all()
+        if corrections:
+            changed = session.execute(
+                select(
+                    Record.id,
+                    Record.revision,
+                    Record.workflow,
+                    Record.outcome,
+                    Record.repaired_on,
+                    Record.due_on,
+                    *(getattr(Record, name).label(f"old_{name}") for name in COMPARED),
+                    stage.source_id,
+                    stage.due_on.label("new_due_on"),
+                    *(stage[name] for name in COMPARED),
+                )
+                .join(Record, Record.id == stage.record_id)
+                .where(Record.id.in_(corrections))
+                .order_by(stage.row_no)
+            ).all()
     corrected = Counter(row.source_id for row in changed)
     inserted = 0
     for source_id, rows, found in known:
@@ -707,7 +777,9 @@ def _write_chunk(
     report.inserted += inserted
     if inserted:
         _insert_records(session, batch, stamp, now)
-        mark_dirty_where(session, select(stage.citizen_id).where(stage.record_id.is_(None)))
+        mark_dirty_where(
+            session, select(stage.citizen_id).where(stage.record_id.is_(None)).distinct()
+        )
     _write_corrections(session, changed, model, batch, report, now)
     # Rows refused earlier whose records have now landed are resolved by the re-send.
     quality.resolve_rejections(session, _STAGE, batch_id=batch.id)
