@@ -197,17 +197,29 @@ def detect_format(path: Path) -> str:
 def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Yield (row number, fields) or (row number, error). CSV rows count from 2, after the header."""
     if fmt == "csv":
-        reader = csv.DictReader(stream)
-        if reader.fieldnames is None:
+        # csv.DictReader's rules (blank lines skipped, a short row's missing cells None), without
+        # its cost per row.
+        lines = csv.reader(stream)
+        header = next(lines, None)
+        if header is None:
             return  # an empty file: no rows, rather than one row with a bad header
-        missing = [f for f in REQUIRED if f not in reader.fieldnames]
+        missing = [f for f in REQUIRED if f not in header]
         if missing:
             yield 1, RowError(1, ",".join(missing), "missing column(s) in the header")
             return
-        for number, row in enumerate(reader, start=2):
-            if None in row:
+        width = len(header)
+        number = 1
+        for cells in lines:
+            if not cells:
+                continue
+            number += 1
+            if len(cells) == width:
+                yield number, dict(zip(header, cells, strict=True))
+            elif len(cells) > width:
                 yield number, RowError(number, "(row)", "more values than header columns")
             else:
+                row: dict[str, Any] = dict(zip(header, cells, strict=False))
+                row.update(dict.fromkeys(header[len(cells) :]))
                 yield number, row
         return
     for number, line in enumerate(stream, start=1):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import FromClause, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from citycredit.core.actors import Actor, NotPermitted
@@ -75,19 +76,28 @@ def save_tallies(
     session: Session, batch_id: int, day: dt.date, tallies: dict[int, list[int]]
 ) -> None:
     """The batch's running counts per source (received, inserted, updated, unchanged, rejected)."""
-    for source_id, (received, inserted, updated, unchanged, rejected) in tallies.items():
-        session.merge(
-            IngestTally(
-                batch_id=batch_id,
-                source_id=source_id,
-                day=day,
-                received=received,
-                inserted=inserted,
-                updated=updated,
-                unchanged=unchanged,
-                rejected=rejected,
-            )
+    if not tallies:
+        return
+    counts = ("received", "inserted", "updated", "unchanged", "rejected")
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = module.insert(IngestTally).values(
+        [
+            {
+                "batch_id": batch_id,
+                "source_id": source_id,
+                "day": day,
+                **dict(zip(counts, n, strict=True)),
+            }
+            for source_id, n in tallies.items()
+        ]
+    )
+    # One statement per chunk, whatever the number of sources (was a read and a write each).
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["batch_id", "source_id", "day"],
+            set_={name: statement.excluded[name] for name in counts},
         )
+    )
 
 
 def resolve_rejections(session: Session, landed: FromClause, *, batch_id: int) -> int:
