@@ -38,6 +38,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    any_,
+    bindparam,
     delete,
     func,
     insert,
@@ -46,6 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -756,10 +759,18 @@ def _write_chunk(
             .scalar_subquery()
         )
         session.execute(update(_STAGE).where(stage.record_id.is_not(None)).values(same=same))
-        corrections = session.scalars(
-            select(stage.record_id).where(stage.record_id.is_not(None), stage.same.is_(None))
-        ).all()
+        corrected_ids = select(stage.record_id).where(
+            stage.record_id.is_not(None), stage.same.is_(None)
+        )
+        corrections = session.scalars(corrected_ids).all()
         if corrections:
+            # By primary key: one array parameter on PostgreSQL (probes, whatever the statistics),
+            # the staging table on SQLite (whose bound parameters are limited in number).
+            by_id = (
+                Record.id == any_(bindparam("ids", corrections, type_=ARRAY(BigInteger)))
+                if session.get_bind().dialect.name == "postgresql"
+                else Record.id.in_(corrected_ids)
+            )
             changed = session.execute(
                 select(
                     Record.id,
@@ -774,7 +785,7 @@ def _write_chunk(
                     *(stage[name] for name in COMPARED),
                 )
                 .join(Record, Record.id == stage.record_id)
-                .where(Record.id.in_(corrections))
+                .where(by_id)
                 .order_by(stage.row_no)
             ).all()
     corrected = Counter(row.source_id for row in changed)
