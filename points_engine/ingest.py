@@ -23,33 +23,39 @@ import os
 import re
 import socket
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
     Date,
     Integer,
+    MetaData,
     String,
-    and_,
+    Table,
+    any_,
     bindparam,
+    delete,
     func,
     insert,
     literal,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateTable
 
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import InvalidIdNumber, id_hash, mask, parse_id_number
 from points_engine import quality
-from points_engine.catalogue import current_catalogue
+from points_engine.catalogue import Entry, current_catalogue
 from points_engine.models import (
     BatchStatus,
     Citizen,
@@ -60,7 +66,7 @@ from points_engine.models import (
     RecordStatus,
     RejectedRow,
 )
-from points_engine.operations import insert_ignore, mark_dirty, published_model
+from points_engine.operations import mark_dirty, mark_dirty_where, published_model
 from points_engine.record_state import new_record_state, source_restatement
 from points_engine.scoring_model import ScoringModel
 
@@ -194,17 +200,29 @@ def detect_format(path: Path) -> str:
 def read_rows(stream: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Yield (row number, fields) or (row number, error). CSV rows count from 2, after the header."""
     if fmt == "csv":
-        reader = csv.DictReader(stream)
-        if reader.fieldnames is None:
+        # csv.DictReader's rules (blank lines skipped, a short row's missing cells None), without
+        # its cost per row.
+        lines = csv.reader(stream)
+        header = next(lines, None)
+        if header is None:
             return  # an empty file: no rows, rather than one row with a bad header
-        missing = [f for f in REQUIRED if f not in reader.fieldnames]
+        missing = [f for f in REQUIRED if f not in header]
         if missing:
             yield 1, RowError(1, ",".join(missing), "missing column(s) in the header")
             return
-        for number, row in enumerate(reader, start=2):
-            if None in row:
+        width = len(header)
+        number = 1
+        for cells in lines:
+            if not cells:
+                continue
+            number += 1
+            if len(cells) == width:  # (checked: zip's own check would cost a fifth of the read)
+                yield number, dict(zip(header, cells, strict=False))
+            elif len(cells) > width:
                 yield number, RowError(number, "(row)", "more values than header columns")
             else:
+                row: dict[str, Any] = dict(zip(header, cells, strict=False))
+                row.update(dict.fromkeys(header[len(cells) :]))
                 yield number, row
         return
     for number, line in enumerate(stream, start=1):
@@ -297,6 +315,10 @@ def _parse_date(raw: str) -> dt.date:
     return dt.date.fromisoformat(raw)
 
 
+# Entries a validator's cache holds before it starts again (each a few hundred bytes).
+_CACHED = 100_000
+
+
 class _Validator:
     def __init__(
         self,
@@ -314,16 +336,25 @@ class _Validator:
         self.sources = {s.code: s.id for s in sources}
         self.source_items = {s.code: frozenset(s.items) if s.items else None for s in sources}
         self.catalogue = current_catalogue(session)
+        # Work a city's rows repeat, done once: an ID number's check and keyed hash (a citizen has
+        # many records), an item's verdict for a source, an entry's due day for a day. Bounded: a
+        # cache is emptied when full rather than grow with a city-sized file.
+        self._citizens: dict[str, tuple[str, dt.date] | str] = {}
+        self._items: dict[
+            tuple[str, str], tuple[Entry | None, tuple[tuple[str, str, str], ...]]
+        ] = {}
+        self._due: dict[tuple[str, dt.date], dt.date] = {}
 
     def check(self, number: int, raw: dict[str, Any]) -> _CleanRow | list[RowError]:
         errors: list[RowError] = []
-        ref = _echo(str(raw.get("source_record_id") or ""), 128)
-        if not ref.isprintable():
-            ref = _printable(ref)
-        named = str(raw.get("source") or "").strip()
-        source = named if named in self.sources and named == (self.only_source or named) else ""
 
         def err(field_name: str, reason: str, code: str = "") -> None:
+            # Worked out for a refused row only (most rows are not).
+            ref = _echo(str(raw.get("source_record_id") or ""), 128)
+            if not ref.isprintable():
+                ref = _printable(ref)
+            named = str(raw.get("source") or "").strip()
+            source = named if named in self.sources and named == (self.only_source or named) else ""
             # A row with a missing cell shifts the ID number into another field: never echo one.
             errors.append(RowError(number, field_name, _scrub(reason), _scrub(ref), source, code))
 
@@ -369,38 +400,29 @@ class _Validator:
             err("source_record_id", "longer than 128 characters", "too_long")
         if len(values["document_no"]) > 200:
             err("document_no", "longer than 200 characters", "too_long")
-        entry = None
-        item_ok = bool(values["item_code"])
-        if not item_ok:
-            pass
-        elif self.catalogue is None:
-            if values["item_code"] not in self.model.items:
-                item_ok = False
-                err("item_code", f"unknown scoring item {_echo(values['item_code'], 64)!r}")
-        else:
-            entry = self.catalogue.entries.get(values["item_code"])
-            refusal = self.catalogue.refusal(values["item_code"], values["source"])
-            if refusal is not None:
-                item_ok = False
-                err(
-                    "item_code",
-                    f"{_echo(values['item_code'], 64)!r} {refusal}" if entry is None else refusal,
-                    "uncatalogued" if entry is None else "not_reporter",
-                )
-        if source_id is not None and item_ok:
-            allowed = self.source_items[values["source"]]
-            if allowed is not None and values["item_code"] not in allowed:
-                err(
-                    "item_code",
-                    f"source {values['source']!r} does not report {_echo(values['item_code'], 64)!r}",
-                    "not_reporter",
-                )
+        verdict = self._items.get((values["item_code"], values["source"]))
+        if verdict is None:
+            verdict = self._item_verdict(values["item_code"], values["source"], source_id)
+            if len(self._items) >= _CACHED:
+                self._items.clear()
+            self._items[values["item_code"], values["source"]] = verdict
+        entry, item_errors = verdict
+        for item_error in item_errors:
+            err(*item_error)
         citizen = None
         if values["id_number"]:
-            try:
-                citizen = parse_id_number(values["id_number"], today=self.today)
-            except InvalidIdNumber as exc:
-                err("id_number", f"invalid ID number: {exc}")
+            citizen = self._citizens.get(values["id_number"])
+            if citizen is None:
+                try:
+                    parsed = parse_id_number(values["id_number"], today=self.today)
+                    citizen = (id_hash(self.key, parsed), parsed.birth_date)
+                except InvalidIdNumber as exc:
+                    citizen = f"invalid ID number: {exc}"
+                if len(self._citizens) >= _CACHED:
+                    self._citizens.clear()
+                self._citizens[values["id_number"]] = citizen
+            if isinstance(citizen, str):
+                err("id_number", citizen)
         dates: dict[str, dt.date] = {}
         for name in ("occurred_on", "reported_on"):
             if not values[name]:
@@ -419,20 +441,67 @@ class _Validator:
             err("status", f"must be one of {', '.join(SOURCE_STATUSES)}")
         if errors:
             return errors
-        assert citizen is not None and source_id is not None
+        assert isinstance(citizen, tuple) and source_id is not None
+        due_on = None
+        if entry is not None:
+            due_on = self._due.get((entry.code, dates["occurred_on"]))
+            if due_on is None:
+                if len(self._due) >= _CACHED:
+                    self._due.clear()
+                due_on = self._due[entry.code, dates["occurred_on"]] = entry.due_on(
+                    dates["occurred_on"]
+                )
         return _CleanRow(
             row=number,
             source_id=source_id,
             source_record_id=values["source_record_id"],
-            id_hash=id_hash(self.key, citizen),
-            birth_date=citizen.birth_date,
+            id_hash=citizen[0],
+            birth_date=citizen[1],
             item_code=values["item_code"],
             document_no=values["document_no"],
             occurred_on=dates["occurred_on"],
             reported_on=dates["reported_on"],
             status=status,
-            due_on=entry.due_on(dates["occurred_on"]) if entry is not None else None,
+            due_on=due_on,
         )
+
+    def _item_verdict(
+        self, item_code: str, source: str, source_id: int | None
+    ) -> tuple[Entry | None, tuple[tuple[str, str, str], ...]]:
+        """The catalogue entry of ``item_code`` and the errors (field, reason, code) of reporting it
+        from ``source`` (whose id is ``source_id`` when it is a known source)."""
+        errors: list[tuple[str, str, str]] = []
+        entry = None
+        item_ok = bool(item_code)
+        if not item_ok:
+            pass
+        elif self.catalogue is None:
+            if item_code not in self.model.items:
+                item_ok = False
+                errors.append(("item_code", f"unknown scoring item {_echo(item_code, 64)!r}", ""))
+        else:
+            entry = self.catalogue.entries.get(item_code)
+            refusal = self.catalogue.refusal(item_code, source)
+            if refusal is not None:
+                item_ok = False
+                errors.append(
+                    (
+                        "item_code",
+                        f"{_echo(item_code, 64)!r} {refusal}" if entry is None else refusal,
+                        "uncatalogued" if entry is None else "not_reporter",
+                    )
+                )
+        if source_id is not None and item_ok:
+            allowed = self.source_items[source]
+            if allowed is not None and item_code not in allowed:
+                errors.append(
+                    (
+                        "item_code",
+                        f"source {source!r} does not report {_echo(item_code, 64)!r}",
+                        "not_reporter",
+                    )
+                )
+        return entry, tuple(errors)
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -491,8 +560,8 @@ def ingest_rows(
     stamp = _Stamp(today, version, backfill)
 
     def flush_chunk() -> IngestReport:
+        # Also resolves the rows refused earlier that this chunk's records re-send.
         _write_chunk(session, chunk, model, batch, report, stamp)
-        quality.resolve_rejections(session, [r.key for r in chunk], batch_id=batch.id)
         session.add_all(rejected)
         quality.save_tallies(session, batch.id, today, report.tallies)
         chunk.clear()
@@ -570,6 +639,52 @@ class _Stamp(NamedTuple):
     backfill: bool = False
 
 
+# The staging table a chunk is loaded into before it is merged (one per connection, TEMPORARY: it
+# writes no WAL, no other session sees it, and it disappears with a crashed process). Its rows are
+# validated rows plus what ingest derives for a new record; ``citizen_id`` and ``record_id`` are
+# filled in the database.
+_STAGE = Table(
+    "ingest_stage",
+    MetaData(),
+    Column("row_no", Integer),
+    Column("source_id", Integer),
+    Column("source_record_id", String),
+    Column("id_hash", String),
+    Column("birth_date", Date),
+    Column("item_code", String),
+    Column("document_no", String),
+    Column("occurred_on", Date),
+    Column("reported_on", Date),
+    Column("source_status", String),
+    Column("repaired_on", Date),
+    Column("expires_on", Date),
+    Column("due_on", Date),
+    Column("citizen_id", BigInteger),
+    Column("record_id", BigInteger),
+    # True when the row repeats its known record exactly.
+    Column("same", Boolean),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
+# The columns ingest fills (the rest are the database's to fill), and their binary COPY types.
+_LOADED = tuple(column.name for column in _STAGE.c)[:-3]
+_LOADED_TYPES = [
+    "int4",
+    "int4",
+    "varchar",
+    "varchar",
+    "date",
+    "varchar",
+    "varchar",
+    "date",
+    "date",
+    "varchar",
+    "date",
+    "date",
+    "date",
+]
+
+
 def _write_chunk(
     session: Session,
     chunk: list[_CleanRow],
@@ -578,242 +693,284 @@ def _write_chunk(
     report: IngestReport,
     stamp: _Stamp,
 ) -> None:
+    """Write a chunk through the staging table: citizens, new records, corrections, tallies, marks.
+
+    The chunk is loaded into ``ingest_stage`` (a binary ``COPY`` on PostgreSQL) and merged with a
+    fixed number of statements whatever its size. Corrections — a known record sent with changed
+    content, the rare case — are read back and restated row by row by
+    :func:`points_engine.record_state.source_restatement`.
+    """
     if not chunk:
         return
     now = utcnow()
-    hashes = {row.id_hash: row.birth_date for row in chunk}
-    _insert_citizens(session, hashes, now)
-    citizen_of = dict(
-        session.execute(
-            select(Citizen.id_hash, Citizen.id).where(Citizen.id_hash.in_(list(hashes)))
-        ).all()
-    )
-    existing = _existing_records(session, chunk)
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[dict[str, Any]] = []
-    revisions: list[RecordRevision] = []
-    dirty: set[int] = set()
+    expiry = _expiry(model)
+    staged = []
     for row in chunk:
-        citizen_id = citizen_of[row.id_hash]
-        # An entry no item scores never expires (nothing of it counts).
-        item = model.items.get(row.item_code)
-        old = existing.get(row.key)
-        if old is None:
-            report.tally(row.source_id, INSERTED)
-            state = new_record_state(row.status, row.reported_on)
-            inserts.append(
-                (
-                    row.source_id,
-                    row.source_record_id,
-                    citizen_id,
-                    row.item_code,
-                    row.document_no,
-                    row.occurred_on,
-                    row.reported_on,
-                    *state.values(),
-                    item.expires_on(row.occurred_on, state["repaired_on"]) if item else None,
-                    1,
-                    batch.id,
-                    now,
-                    now,
-                    stamp.received_on,
-                    None if stamp.backfill else row.due_on,
-                    stamp.catalogue_version,
-                )
+        # A new record filed as repaired was repaired, as far as the platform knows, when reported
+        # (record_state.new_record_state, whose other state columns are constants here).
+        repaired_on = row.reported_on if row.status == _REPAIRED else None
+        staged.append(
+            (
+                row.row,
+                row.source_id,
+                row.source_record_id,
+                row.id_hash,
+                row.birth_date,
+                row.item_code,
+                row.document_no,
+                row.occurred_on,
+                row.reported_on,
+                row.status,
+                repaired_on,
+                expiry(row.item_code, row.occurred_on, repaired_on),
+                None if stamp.backfill else row.due_on,
             )
-            dirty.add(citizen_id)
-            continue
-        values: dict[str, Any] = {
-            "citizen_id": citizen_id,
-            "item_code": row.item_code,
-            "document_no": row.document_no,
-            "occurred_on": row.occurred_on,
-            "reported_on": row.reported_on,
-            "source_status": row.status,
-        }
-        if all(getattr(old, name) == values[name] for name in COMPARED):
-            report.unchanged += 1
-            report.tally(row.source_id, UNCHANGED)
-            continue
+        )
+    _load_stage(session, staged)
+    stage = _STAGE.c
+    _insert_citizens(session, now)
+    # Every row's citizen and known record: one index probe each, whatever the statistics say (a
+    # join could pick a scan of every record when the statistics are behind a big first load).
+    session.execute(
+        update(_STAGE).values(
+            citizen_id=select(Citizen.id).where(Citizen.id_hash == stage.id_hash).scalar_subquery(),
+            record_id=select(Record.id)
+            .where(
+                Record.source_id == stage.source_id,
+                Record.source_record_id == stage.source_record_id,
+            )
+            .scalar_subquery(),
+        )
+    )
+    # Counted and read before the new records land (they would look unchanged after).
+    known = session.execute(
+        select(stage.source_id, func.count(), func.count(stage.record_id)).group_by(stage.source_id)
+    ).all()
+    changed: Sequence[Any] = ()
+    if any(found for _, _, found in known):
+        # A known record is unchanged when the row repeats what it holds: a probe of its primary
+        # key per row (a scalar subquery, never a join the planner could turn into a scan).
+        same = (
+            select(literal(True))
+            .where(
+                Record.id == stage.record_id,
+                *(getattr(Record, name) == stage[name] for name in COMPARED),
+            )
+            .scalar_subquery()
+        )
+        session.execute(update(_STAGE).where(stage.record_id.is_not(None)).values(same=same))
+        corrected_ids = select(stage.record_id).where(
+            stage.record_id.is_not(None), stage.same.is_(None)
+        )
+        corrections = session.scalars(corrected_ids).all()
+        if corrections:
+            # By primary key: one array parameter on PostgreSQL (probes, whatever the statistics),
+            # the staging table on SQLite (whose bound parameters are limited in number).
+            by_id = (
+                Record.id == any_(bindparam("ids", corrections, type_=ARRAY(BigInteger)))
+                if session.get_bind().dialect.name == "postgresql"
+                else Record.id.in_(corrected_ids)
+            )
+            changed = session.execute(
+                select(
+                    Record.id,
+                    Record.revision,
+                    Record.workflow,
+                    Record.outcome,
+                    Record.repaired_on,
+                    Record.due_on,
+                    *(getattr(Record, name).label(f"old_{name}") for name in COMPARED),
+                    stage.source_id,
+                    stage.due_on.label("new_due_on"),
+                    *(stage[name] for name in COMPARED),
+                )
+                .join(Record, Record.id == stage.record_id)
+                .where(by_id)
+                .order_by(stage.row_no)
+            ).all()
+    corrected = Counter(row.source_id for row in changed)
+    inserted = 0
+    for source_id, rows, found in known:
+        if rows > found:
+            report.tally(source_id, INSERTED, rows - found)
+            inserted += rows - found
+        if found > corrected[source_id]:
+            report.tally(source_id, UNCHANGED, found - corrected[source_id])
+            report.unchanged += found - corrected[source_id]
+    report.inserted += inserted
+    if inserted:
+        _insert_records(session, batch, stamp, now)
+        mark_dirty_where(
+            session, select(stage.citizen_id).where(stage.record_id.is_(None)).distinct()
+        )
+    _write_corrections(session, changed, model, batch, report, now)
+    # Rows refused earlier whose records have now landed are resolved by the re-send.
+    quality.resolve_rejections(session, _STAGE, batch_id=batch.id)
+
+
+def _write_corrections(
+    session: Session,
+    changed: Sequence[Any],
+    model: ScoringModel,
+    batch: IngestBatch,
+    report: IngestReport,
+    now: dt.datetime,
+) -> None:
+    """Known records sent with changed content: an update, the previous content kept as a revision."""
+    if not changed:
+        return
+    updates: list[dict[str, Any]] = []
+    revisions: list[dict[str, Any]] = []
+    dirty: set[int] = set()
+    for row in changed:
         report.tally(row.source_id, UPDATED)
         revisions.append(
-            RecordRevision(
-                record_id=old.id,
-                revision=old.revision,
-                content={name: _jsonable(getattr(old, name)) for name in COMPARED},
-                replaced_at=now,
-                replaced_by_batch_id=batch.id,
-            )
+            {
+                "record_id": row.id,
+                "revision": row.revision,
+                "content": {name: _jsonable(getattr(row, f"old_{name}")) for name in COMPARED},
+                "replaced_at": now,
+                "replaced_by_batch_id": batch.id,
+            }
         )
         state = source_restatement(
-            row.status,
+            row.source_status,
             row.reported_on,
-            workflow=old.workflow,
-            outcome=old.outcome,
-            was=old.source_status,
-            repaired_on=old.repaired_on,
+            workflow=row.workflow,
+            outcome=row.outcome,
+            was=row.old_source_status,
+            repaired_on=row.repaired_on,
         )
+        # An entry no item scores never expires (nothing of it counts).
+        item = model.items.get(row.item_code)
         updates.append(
             {
-                **values,
+                **{name: getattr(row, name) for name in COMPARED},
                 **state,
-                "id": old.id,
+                "id": row.id,
                 "expires_on": (
                     item.expires_on(row.occurred_on, state["repaired_on"]) if item else None
                 ),
-                "due_on": old.due_on if stamp.backfill or row.due_on is None else row.due_on,
-                "revision": old.revision + 1,
+                "due_on": row.due_on if row.new_due_on is None else row.new_due_on,
+                "revision": row.revision + 1,
                 "batch_id": batch.id,
                 "updated_at": now,
             }
         )
-        dirty.update((old.citizen_id, values["citizen_id"]))
-    if inserts:
-        _insert_records(session, inserts)
-    if updates:
-        session.execute(update(Record), updates)
-    session.add_all(revisions)
+        dirty.update((row.old_citizen_id, row.citizen_id))
+    session.execute(insert(RecordRevision), revisions)
+    session.execute(update(Record), updates)
     mark_dirty(session, dirty)
-    report.inserted += len(inserts)
     report.updated += len(updates)
 
 
-_STORED = (
-    Record.id,
-    Record.source_id,
-    Record.source_record_id,
-    Record.citizen_id,
-    Record.item_code,
-    Record.document_no,
-    Record.occurred_on,
-    Record.reported_on,
-    Record.source_status,
-    Record.workflow,
-    Record.outcome,
-    Record.repaired_on,
-    Record.revision,
-    Record.due_on,
-)
-# The columns of a new record, in the order ``_write_chunk`` builds its values.
-_INSERTED = (
-    "source_id",
-    "source_record_id",
-    "citizen_id",
-    "item_code",
-    "document_no",
-    "occurred_on",
-    "reported_on",
-    "source_status",
-    "workflow",
-    "outcome",
-    "repaired_on",
-    "status",
-    "expiry_rescored",
-    "expires_on",
-    "revision",
-    "batch_id",
-    "created_at",
-    "updated_at",
-    "received_on",
-    "due_on",
-    "catalogue_version",
-)
+_REPAIRED = RecordStatus.REPAIRED.value
 
 
-def _insert_citizens(session: Session, births: dict[str, dt.date], now: dt.datetime) -> None:
-    """Create the citizens (keyed hash -> birth date) not known yet."""
-    if session.get_bind().dialect.name != "postgresql":
-        rows = [
-            {"id_hash": h, "birth_date": b, "consent_given": False, "created_at": now}
-            for h, b in births.items()
-        ]
-        insert_ignore(session, Citizen, rows)
+def _expiry(model: ScoringModel) -> Callable[[str, dt.date, dt.date | None], dt.date | None]:
+    """``item.expires_on`` by item code, remembered: a city's records share few (item, day) pairs."""
+    items = model.items
+    known: dict[tuple[str, dt.date, dt.date | None], dt.date | None] = {}
+
+    def expires_on(code: str, occurred_on: dt.date, repaired_on: dt.date | None) -> dt.date | None:
+        key = (code, occurred_on, repaired_on)
+        found = known.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            item = items.get(code)
+            found = known[key] = item.expires_on(occurred_on, repaired_on) if item else None
+        return found  # type: ignore[return-value]  # _UNKNOWN never returned
+
+    return expires_on
+
+
+_UNKNOWN = object()
+
+
+def _load_stage(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Empty the staging table (made on first use) and load ``rows``: on PostgreSQL a binary COPY."""
+    connection = session.connection()
+    create = CreateTable(_STAGE, if_not_exists=True)
+    if connection.dialect.name != "postgresql":
+        connection.execute(create)
+        connection.execute(delete(_STAGE))
+        connection.execute(insert(_STAGE), [dict(zip(_LOADED, row, strict=True)) for row in rows])
         return
-    # One statement with the values as arrays, not one per citizen.
-    new = (
-        func.unnest(
-            bindparam("id_hashes", list(births), type_=ARRAY(String)),
-            bindparam("birth_dates", list(births.values()), type_=ARRAY(Date)),
-        )
-        .table_valued("id_hash", "birth_date")
-        .render_derived(name="new")
-    )
+    # COPY runs on the session's own connection, so it belongs to the chunk's transaction. Binary
+    # COPY costs a fraction of text COPY, which costs a fraction of an INSERT per row. TRUNCATE, not
+    # DELETE: a temporary table is never vacuumed, so deleted rows would pile up chunk after chunk.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    prepare = f"{create.compile(dialect=connection.dialect)}; TRUNCATE {_STAGE.name}"
+    statement = f"COPY {_STAGE.name} ({', '.join(_LOADED)}) FROM STDIN (FORMAT BINARY)"
+    # The driver's statements bypass SQLAlchemy: log them as SQL echo logs every other statement.
+    connection.engine.logger.info("%s", prepare)
+    connection.engine.logger.info("%s [%d rows]", statement, len(rows))
+    with driver.cursor() as cursor:
+        cursor.execute(prepare)
+        with cursor.copy(statement) as copy:
+            copy.set_types(_LOADED_TYPES)
+            for row in rows:
+                copy.write_row(row)
+
+
+def _insert_citizens(session: Session, now: dt.datetime) -> None:
+    """Create the staged citizens not known yet, in the order the rows name them."""
+    stage = _STAGE.c
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    unknown = ~select(Citizen.id).where(Citizen.id_hash == stage.id_hash).exists()
     session.execute(
-        postgresql.insert(Citizen)
+        module.insert(Citizen)
         .from_select(
             ["id_hash", "birth_date", "consent_given", "created_at"],
             select(
-                new.c.id_hash,
-                new.c.birth_date,
+                stage.id_hash,
+                func.min(stage.birth_date),
                 literal(False),
                 literal(now, type_=Citizen.created_at.type),
-            ),
+            )
+            .where(unknown)
+            .group_by(stage.id_hash)
+            .order_by(func.min(stage.row_no)),
         )
+        # Another process may create the same citizen meanwhile.
         .on_conflict_do_nothing()
     )
 
 
-def _existing_records(session: Session, chunk: list[_CleanRow]) -> dict[tuple[int, str], Any]:
-    """The stored version of every record of the chunk that is already known, by its key."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One join with the keys passed as two arrays: a probe of the unique index per key, whatever
-        # the statistics say. Filtering on a literal source let a planner without fresh statistics
-        # (autovacuum behind a big first load) scan every record of the source, once per chunk.
-        keys = (
-            func.unnest(
-                bindparam("source_ids", [r.source_id for r in chunk], type_=ARRAY(Integer)),
-                bindparam("refs", [r.source_record_id for r in chunk], type_=ARRAY(String)),
-            )
-            .table_valued("source_id", "source_record_id")
-            .render_derived(name="keys")
+def _insert_records(session: Session, batch: IngestBatch, stamp: _Stamp, now: dt.datetime) -> None:
+    """The staged rows that name no known record, as new records (in the order of the input)."""
+    stage = _STAGE.c
+    state = new_record_state(RecordStatus.ACTIVE, dt.date.min)
+    columns = {
+        "source_id": stage.source_id,
+        "source_record_id": stage.source_record_id,
+        "citizen_id": stage.citizen_id,
+        "item_code": stage.item_code,
+        "document_no": stage.document_no,
+        "occurred_on": stage.occurred_on,
+        "reported_on": stage.reported_on,
+        "source_status": stage.source_status,
+        "workflow": literal(state["workflow"]),
+        "outcome": literal(state["outcome"]),
+        "repaired_on": stage.repaired_on,
+        # record_state.derived_status of a new record (no workflow, no outcome): the source's word.
+        "status": stage.source_status,
+        "expiry_rescored": literal(False),
+        "expires_on": stage.expires_on,
+        "revision": literal(1),
+        "batch_id": literal(batch.id),
+        "created_at": literal(now, type_=Record.created_at.type),
+        "updated_at": literal(now, type_=Record.updated_at.type),
+        "received_on": literal(stamp.received_on, type_=Date),
+        "due_on": stage.due_on,
+        "catalogue_version": literal(stamp.catalogue_version, type_=Integer),
+    }
+    session.execute(
+        insert(Record).from_select(
+            list(columns),
+            select(*columns.values()).where(stage.record_id.is_(None)).order_by(stage.row_no),
         )
-        found = session.execute(
-            select(*_STORED).join(
-                keys,
-                and_(
-                    Record.source_id == keys.c.source_id,
-                    Record.source_record_id == keys.c.source_record_id,
-                ),
-            )
-        )
-        return {(rec.source_id, rec.source_record_id): rec for rec in found}
-    by_source: dict[int, list[str]] = {}
-    for row in chunk:
-        by_source.setdefault(row.source_id, []).append(row.source_record_id)
-    existing = {}
-    for source_id, ids in by_source.items():
-        for rec in session.execute(
-            select(*_STORED).where(Record.source_id == source_id, Record.source_record_id.in_(ids))
-        ):
-            existing[(rec.source_id, rec.source_record_id)] = rec
-    return existing
-
-
-def _insert_records(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Insert new records (values in ``_INSERTED`` order); on PostgreSQL with a binary COPY."""
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(Record), [dict(zip(_INSERTED, row, strict=True)) for row in rows])
-        return
-    # COPY runs on the session's own connection, so it belongs to the chunk's transaction. Binary
-    # COPY costs a fraction of text COPY, which costs a fraction of an INSERT per row.
-    connection = session.connection()
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    statement = f"COPY {Record.__tablename__} ({', '.join(_INSERTED)}) FROM STDIN (FORMAT BINARY)"
-    # The driver's COPY bypasses SQLAlchemy: log it as SQL echo logs every other statement.
-    connection.engine.logger.info("%s [%d rows]", statement, len(rows))
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.set_types(_copy_types(connection.dialect))
-        for row in rows:
-            copy.write_row(row)
-
-
-@lru_cache(maxsize=1)
-def _copy_types(dialect: Dialect) -> list[str]:
-    """PostgreSQL type names of the ``_INSERTED`` columns, as binary COPY needs them exactly."""
-    columns = Record.__table__.c
-    # "VARCHAR(128)" -> "varchar": the driver knows types by name, without modifiers.
-    return [columns[name].type.compile(dialect=dialect).split("(")[0].lower() for name in _INSERTED]
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,11 +21,12 @@ less 10 when the ID-number error rate is above its target. docs/DATA_QUALITY.md 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import FromClause, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from citycredit.core.actors import Actor, NotPermitted
@@ -75,50 +76,42 @@ def save_tallies(
     session: Session, batch_id: int, day: dt.date, tallies: dict[int, list[int]]
 ) -> None:
     """The batch's running counts per source (received, inserted, updated, unchanged, rejected)."""
-    for source_id, (received, inserted, updated, unchanged, rejected) in tallies.items():
-        session.merge(
-            IngestTally(
-                batch_id=batch_id,
-                source_id=source_id,
-                day=day,
-                received=received,
-                inserted=inserted,
-                updated=updated,
-                unchanged=unchanged,
-                rejected=rejected,
-            )
-        )
-
-
-def resolve_rejections(session: Session, keys: Sequence[tuple[int, str]], *, batch_id: int) -> int:
-    """Rows refused earlier whose source record id has now landed: resolved by the re-send."""
-    if not keys:
-        return 0
-    by_source: dict[int, list[str]] = {}
-    for source_id, ref in keys:
-        by_source.setdefault(source_id, []).append(ref)
-    open_sources = set(
-        session.scalars(
-            select(RejectedRow.source_id)
-            .where(RejectedRow.resolved_at.is_(None), RejectedRow.source_id.in_(list(by_source)))
-            .distinct()
+    if not tallies:
+        return
+    counts = ("received", "inserted", "updated", "unchanged", "rejected")
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = module.insert(IngestTally).values(
+        [
+            {
+                "batch_id": batch_id,
+                "source_id": source_id,
+                "day": day,
+                **dict(zip(counts, n, strict=True)),
+            }
+            for source_id, n in tallies.items()
+        ]
+    )
+    # One statement per chunk, whatever the number of sources (was a read and a write each).
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["batch_id", "source_id", "day"],
+            set_={name: statement.excluded[name] for name in counts},
         )
     )
-    resolved = 0
-    now = utcnow()
-    for source_id in open_sources:
-        refs = by_source[source_id]
-        for start in range(0, len(refs), 1000):
-            resolved += session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
-                update(RejectedRow)
-                .where(
-                    RejectedRow.resolved_at.is_(None),
-                    RejectedRow.source_id == source_id,
-                    RejectedRow.source_record_id.in_(refs[start : start + 1000]),
-                )
-                .values(resolved_at=now, resolution="resent", resolved_by_batch_id=batch_id)
-            ).rowcount
-    return resolved
+
+
+def resolve_rejections(session: Session, landed: FromClause, *, batch_id: int) -> int:
+    """Rows refused earlier whose source record id has now landed (``landed``: rows with a
+    ``source_id`` and a ``source_record_id``, e.g. ingest's staging table): resolved by the re-send."""
+    return session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
+        update(RejectedRow)
+        .where(
+            RejectedRow.resolved_at.is_(None),
+            RejectedRow.source_id == landed.c.source_id,
+            RejectedRow.source_record_id == landed.c.source_record_id,
+        )
+        .values(resolved_at=utcnow(), resolution="resent", resolved_by_batch_id=batch_id)
+    ).rowcount
 
 
 def absorb_interrupted(session: Session, old_batch_id: int, new_batch_id: int) -> None:

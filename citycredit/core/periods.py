@@ -18,6 +18,8 @@ def add_months(day: dt.date, months: int) -> dt.date:
     """``day`` plus ``months`` calendar months, clamped to the end of a shorter month."""
     years, month0 = divmod(day.month - 1 + months, 12)
     year, month = day.year + years, month0 + 1
+    if day.day <= 28:  # every month has the day (the common case, without a calendar lookup)
+        return day.replace(year=year, month=month)
     return day.replace(
         year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
     )
