@@ -506,6 +506,90 @@ def scenario_for_use(
     return scenario, version
 
 
+@dataclass(frozen=True)
+class InUse:
+    """A scenario and its live version as a process remembers them (:func:`scenario_in_use`):
+    detached copies shared between requests, so read, never changed."""
+
+    scenario: Scenario
+    version: ScenarioVersion
+    rule: Condition
+    venues: frozenset[int]
+
+    def still_current(self, venue_id: int | None) -> ColumnElement[bool]:
+        """SQL that holds while the database still says what this copy says, for a statement over
+        ``scenario``. Every change of a scenario's status, venues or live version sets its
+        ``updated_at`` (``_transition``, ``set_venues``, ``publish``); the version's state and the
+        venue are checked as they are, not only through that stamp."""
+        current = (
+            (Scenario.id == self.scenario.id)
+            & (Scenario.updated_at == self.scenario.updated_at)
+            & (Scenario.status == self.scenario.status)
+            & select(ScenarioVersion.id)
+            .where(
+                ScenarioVersion.id == self.version.id,
+                ScenarioVersion.scenario_id == Scenario.id,
+                ScenarioVersion.state == "published",
+            )
+            .exists()
+        )
+        if venue_id is not None:
+            current &= (
+                select(ScenarioVenue.venue_id)
+                .where(ScenarioVenue.scenario_id == Scenario.id, ScenarioVenue.venue_id == venue_id)
+                .exists()
+            )
+        return current
+
+
+# (database, scenario code) → what the process last read. Never trusted alone: a statement that relies
+# on it checks it with InUse.still_current, and falls back to scenario_for_use when it no longer holds.
+_IN_USE: dict[tuple[str, str], InUse] = {}
+
+
+def _detached(row: Any) -> Any:
+    copy = type(row)()
+    for attribute in row.__mapper__.column_attrs:
+        setattr(copy, attribute.key, getattr(row, attribute.key))
+    return copy
+
+
+def scenario_in_use(
+    session: Session, code: str, *, venue_id: int | None, today: dt.date
+) -> InUse | None:
+    """A local venue's :func:`scenario_for_use` from the process's memory, read once per change:
+    None when it may not serve (then :func:`scenario_for_use` gives the precise reason). The caller
+    must make the statement that records its use conditional on :meth:`InUse.still_current`."""
+    key = (str(session.get_bind().engine.url), code)
+    found = _IN_USE.get(key)
+    if found is None:
+        try:
+            scenario, version = scenario_for_use(session, code, venue_id=None, today=today)
+        except (UnknownScenario, ScenarioUnavailable):
+            return None
+        venues = session.scalars(
+            select(ScenarioVenue.venue_id).where(ScenarioVenue.scenario_id == scenario.id)
+        ).all()
+        if len(_IN_USE) > 10_000:
+            _IN_USE.clear()
+        found = _IN_USE[key] = InUse(
+            _detached(scenario), _detached(version), rule_of(version), frozenset(venues)
+        )
+    version = found.version
+    if (
+        (version.valid_from is not None and today < version.valid_from)
+        or (version.valid_until is not None and today > version.valid_until)
+        or (venue_id is not None and venue_id not in found.venues)
+    ):
+        return None
+    return found
+
+
+def forget_in_use(session: Session, code: str) -> None:
+    """Drop the process's copy of a scenario (its use was refused as no longer current)."""
+    _IN_USE.pop((str(session.get_bind().engine.url), code), None)
+
+
 # --- writing ----------------------------------------------------------------------------------------
 
 

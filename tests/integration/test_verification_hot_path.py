@@ -1,0 +1,132 @@
+"""Verification's hot path (issue 14): what a process remembers between verifications — the scenario,
+the API client, verified access tokens — never outlives a change for longer than documented, and every
+verification is still one row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from citycredit.core import clients
+from citycredit.core.actors import Actor
+from citycredit.core.clients import ApiClient, AuthError, authenticate_bearer, register_client
+from citycredit.core.config import Settings, load_settings
+from credit_codes import operations
+from credit_codes.models import Verification
+from points_engine.models import Citizen
+from points_engine.operations import give_consent
+from scenarios import operations as scenarios
+from scenarios.demo import ensure_demo_scenarios
+from scenarios.models import Scenario
+from tests import factories
+from tests.rule_cases import ITEMISED
+
+LIBRARY = "library-deposit-free"
+CITY = Actor("credit-office", can_publish=True)
+
+
+def _city(session: Session, tmp_path: Path) -> tuple[Settings, Citizen, ApiClient]:
+    settings = load_settings(
+        env={"CITYCREDIT_INSTANCE_DIR": str(tmp_path)}, environment="development"
+    )
+    factories.source(session)
+    factories.published(session, ITEMISED)
+    ensure_demo_scenarios(session)
+    person = factories.citizen(session, consent=False)
+    factories.record(session, person, "AWARD", "2026-06-01")
+    give_consent(session, person, channel="app", as_of=dt.datetime.now(settings.tz).date())
+    desk = register_client(
+        session, name="desk", kind="venue", scopes=["verify"], key_secret=settings.key_secret
+    ).client
+    return settings, person, desk
+
+
+def _verify(session: Session, settings: Settings, person: Citizen, desk: ApiClient) -> bool:
+    now = dt.datetime.now(dt.UTC)
+    token = operations.issue_credit_code(session, settings, person, now=now, actor="app").token
+    result = operations.verify_presentation(
+        session, settings, desk, token, LIBRARY, now=now, remembered=True
+    )
+    return result.eligible
+
+
+def _rows(session: Session, person: Citizen) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Verification).where(Verification.citizen_id == person.id)
+    )
+
+
+def test_a_remembered_scenario_records_one_row_and_a_suspension_stops_it_at_once(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, person, desk = _city(session, tmp_path)
+    assert _verify(session, settings, person, desk)
+    with monkeypatch.context() as patched:  # from the process's memory, no second look
+        patched.setattr(operations, "scenario_for_use", None)
+        patched.setattr(operations, "forget_in_use", None)
+        assert _verify(session, settings, person, desk)
+    assert _rows(session, person) == 2
+    library = session.scalar(select(Scenario).where(Scenario.code == LIBRARY))
+    assert library is not None
+    scenarios.suspend(session, CITY, library)
+    with pytest.raises(scenarios.ScenarioUnavailable):
+        _verify(session, settings, person, desk)
+    assert _rows(session, person) == 2
+    scenarios.resume(session, CITY, library)
+    assert _verify(session, settings, person, desk)
+    assert _rows(session, person) == 3
+
+
+def test_a_client_revoked_by_another_process_verifies_nothing_more(
+    session: Session, tmp_path: Path
+) -> None:
+    settings, person, desk = _city(session, tmp_path)
+    assert _verify(session, settings, person, desk)
+    # Another process revokes it: this process's memory is not told.
+    session.execute(
+        update(ApiClient)
+        .where(ApiClient.id == desk.id)
+        .values(status="revoked", credential_version=ApiClient.credential_version + 1)
+    )
+    with pytest.raises(AuthError):
+        _verify(session, settings, person, desk)
+    assert _rows(session, person) == 1
+
+
+def test_a_bearer_token_is_refused_within_the_documented_bound_of_a_revocation_elsewhere(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _, desk = _city(session, tmp_path)
+    token, _ = clients.issue_access_token(
+        session, settings, desk, None, now=dt.datetime.now(dt.UTC)
+    )
+    assert authenticate_bearer(session, settings, token).client.id == desk.id
+    session.execute(
+        update(ApiClient)
+        .where(ApiClient.id == desk.id)
+        .values(status="revoked", credential_version=ApiClient.credential_version + 1)
+    )
+    # Within the bound the process may still accept it (the verification itself would not) …
+    assert authenticate_bearer(session, settings, token).client.id == desk.id
+    # … and past it never.
+    later = clients.time.monotonic() + clients.CLIENT_CACHE_SECONDS
+    monkeypatch.setattr(clients.time, "monotonic", lambda: later)
+    with pytest.raises(AuthError, match="revoked"):
+        authenticate_bearer(session, settings, token)
+
+
+def test_a_revocation_in_this_process_takes_effect_at_once(
+    session: Session, tmp_path: Path
+) -> None:
+    settings, _, desk = _city(session, tmp_path)
+    token, _ = clients.issue_access_token(
+        session, settings, desk, None, now=dt.datetime.now(dt.UTC)
+    )
+    assert authenticate_bearer(session, settings, token).scopes == {"verify"}
+    clients.revoke_client(session, desk)
+    with pytest.raises(AuthError):
+        authenticate_bearer(session, settings, token)
