@@ -198,9 +198,7 @@ def _check_claims(claims: dict[str, Any], *, issuer: str, leeway: int) -> None:
             except (ValueError, TypeError, OverflowError):
                 raise CodeRejectedError("token-malformed", f"{name} must be an integer") from None
             if moment > wall + leeway:
-                raise CodeRejectedError(
-                    "token-malformed", f"The token is not yet valid ({name})"
-                )
+                raise CodeRejectedError("token-malformed", f"The token is not yet valid ({name})")
     if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
         raise CodeRejectedError("token-malformed", "sub and jti must be strings")
     if claims["iss"] != issuer:

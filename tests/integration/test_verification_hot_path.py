@@ -15,6 +15,9 @@ from citycredit.core import clients
 from citycredit.core.actors import Actor
 from citycredit.core.clients import ApiClient, AuthError, authenticate_bearer, register_client
 from citycredit.core.config import Settings, load_settings
+from citycredit.core.db import make_session_factory
+from citycredit.web.app import create_app
+from citycredit.web.floor import PATH as FLOOR_PATH
 from credit_codes import operations
 from credit_codes.models import Verification
 from points_engine.models import Citizen
@@ -23,6 +26,8 @@ from scenarios import operations as scenarios
 from scenarios.demo import ensure_demo_scenarios
 from scenarios.models import Scenario
 from tests import factories
+from tests.databases import ScratchDatabase
+from tests.integration.citizen_support import citizen_app
 from tests.rule_cases import ITEMISED
 
 LIBRARY = "library-deposit-free"
@@ -130,3 +135,47 @@ def test_a_revocation_in_this_process_takes_effect_at_once(
     clients.revoke_client(session, desk)
     with pytest.raises(AuthError):
         authenticate_bearer(session, settings, token)
+
+
+def test_the_floor_endpoint_exists_only_when_a_benchmark_asks_and_records_one_row(
+    fresh_database: ScratchDatabase, tmp_path: Path
+) -> None:
+    with citizen_app(fresh_database, tmp_path) as city:
+        assert city.client().post(FLOOR_PATH, json={}).status_code == 404
+        assert FLOOR_PATH not in city.client().get("/api/openapi.json").get_data(as_text=True)
+    app = create_app(
+        {
+            "database_url": fresh_database.url,
+            "id_hash_key": factories.KEY,
+            "instance_dir": tmp_path,
+            "environment": "development",
+            "bench_floor": True,
+        }
+    )
+    settings = app.extensions["citycredit"].settings
+    with make_session_factory(fresh_database.engine)() as session:
+        _, person, desk = _city(session, tmp_path)
+        now = dt.datetime.now(dt.UTC)
+        token = operations.issue_credit_code(session, settings, person, now=now, actor="app").token
+        library = session.scalar(select(Scenario).where(Scenario.code == LIBRARY))
+        assert library is not None
+        version = scenarios.live_version(session, library.id)
+        assert version is not None
+        ids = {"client": desk.id, "scenario": library.id, "version": version.id}
+        session.commit()
+        person_id = person.id
+    client = app.test_client()
+    try:
+        answer = client.post(FLOOR_PATH, json={"token": token, **ids})
+        tampered = client.post(FLOOR_PATH, json={"token": token[:-4] + "AAAA", **ids})
+    finally:
+        app.extensions["citycredit"].engine.dispose()
+    assert answer.status_code == 200 and answer.get_json()["eligible"] is True
+    assert tampered.status_code == 422 and tampered.mimetype == "application/problem+json"
+    with make_session_factory(fresh_database.engine)() as session:
+        rows = session.scalar(
+            select(func.count())
+            .select_from(Verification)
+            .where(Verification.citizen_id == person_id)
+        )
+    assert rows == 1
