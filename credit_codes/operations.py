@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import Boolean, TextClause, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from citycredit.core import keys
 from citycredit.core.audit import audit
 from citycredit.core.clients import ApiClient, AuthError, forget_client
 from citycredit.core.config import Settings
+from citycredit.core.db import UTCDateTime
 from credit_codes import consent, tokens
 from credit_codes.models import (
     Redemption,
@@ -325,6 +326,41 @@ def verify_presentation(
     )
 
 
+_RECORD_IF_CURRENT = """
+INSERT INTO verification (public_id, client_id, citizen_id, scenario_id, scenario_version_id,
+                          token_jti, eligible, common_tier, at)
+SELECT :public_id, :client_id, :citizen_id, :scenario_id, :scenario_version_id,
+       :token_jti, :eligible, :common_tier, :at
+FROM scenario
+WHERE scenario.id = :scenario_id AND scenario.updated_at = :updated_at
+  AND scenario.status = :status
+  AND EXISTS (SELECT 1 FROM scenario_version
+              WHERE scenario_version.id = :scenario_version_id
+                AND scenario_version.scenario_id = scenario.id
+                AND scenario_version.state = 'published')
+  AND EXISTS (SELECT 1 FROM api_client
+              WHERE api_client.id = :client_id AND api_client.status = 'active'
+                AND api_client.credential_version = :credential_version)
+  {venue}
+RETURNING id
+"""
+_AT_VENUE = """AND EXISTS (SELECT 1 FROM scenario_venue
+              WHERE scenario_venue.scenario_id = scenario.id
+                AND scenario_venue.venue_id = :venue_id)"""
+
+
+def _record_statement(venue: bool) -> TextClause:
+    # Written once, as text: building it with select()/exists() cost more CPU than the round trip.
+    return text(_RECORD_IF_CURRENT.format(venue=_AT_VENUE if venue else "")).bindparams(
+        bindparam("at", type_=UTCDateTime()),
+        bindparam("updated_at", type_=UTCDateTime()),
+        bindparam("eligible", type_=Boolean()),
+    )
+
+
+_RECORD_STATEMENTS = {venue: _record_statement(venue) for venue in (False, True)}
+
+
 def _record_if_current(
     session: Session,
     in_use: InUse,
@@ -338,9 +374,10 @@ def _record_if_current(
 ) -> Verification | None:
     """:func:`record_verification` as one ``INSERT … SELECT … FROM scenario WHERE <still as
     remembered>``: the check of the remembered scenario costs no round trip of its own. None (and
-    nothing written) when the scenario is no longer as remembered, or the client is no longer
-    active with the credential version its access token carries: a client revoked in another
-    process verifies nothing more, although that process's copy of it lives a few seconds."""
+    nothing written) when the scenario is no longer as remembered (``InUse.still_current``: its
+    status, ``updated_at``, live version and venue), or the client is no longer active with the
+    credential version its access token carries: a client revoked in another process verifies
+    nothing more, although that process's copy of it lives a few seconds."""
     values: dict[str, Any] = {
         "public_id": "ver_" + secrets.token_hex(8),
         "client_id": client.id,
@@ -352,25 +389,15 @@ def _record_if_current(
         "common_tier": level,
         "at": now,
     }
-    columns = Verification.__table__.c
-    # Typed, so PostgreSQL does not take a parameter in a SELECT list for text.
-    selected = [literal(value, columns[name].type) for name, value in values.items()]
+    conditions = {
+        "updated_at": in_use.scenario.updated_at,
+        "status": in_use.scenario.status,
+        "credential_version": client.credential_version,
+    }
+    if client.venue_id is not None:
+        conditions["venue_id"] = client.venue_id
     inserted = session.execute(
-        insert(Verification)
-        .from_select(
-            list(values),
-            select(*selected).where(
-                in_use.still_current(client.venue_id),
-                select(ApiClient.id)
-                .where(
-                    ApiClient.id == client.id,
-                    ApiClient.status == "active",
-                    ApiClient.credential_version == client.credential_version,
-                )
-                .exists(),
-            ),
-        )
-        .returning(Verification.id)
+        _RECORD_STATEMENTS[client.venue_id is not None], {**values, **conditions}
     ).scalar_one_or_none()
     if inserted is None:
         return None

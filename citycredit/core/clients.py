@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_c
 
 from citycredit.core import keys
 from citycredit.core.config import Settings
-from citycredit.core.db import Base, utcnow
+from citycredit.core.db import Base, database_name, utcnow
 from citycredit.core.passwords import check_password, is_password_hash
 from citycredit.core.registry import all_client_kinds, all_scopes
 from citycredit.core.text import control_character, lone_surrogate
@@ -382,7 +382,7 @@ def authenticate_bearer(session: Session, settings: Settings, token: str) -> Cal
     """The client an access token speaks for, without a database read on most requests: a token
     already verified is remembered until it expires, and the client's row for
     ``CLIENT_CACHE_SECONDS`` (docs/API.md, "Revocation")."""
-    database = str(session.get_bind().engine.url)
+    database = database_name(session)
     claims = _verified_claims(session, settings, database, token)
     client = _current_client(session, database, claims["sub"], claims.get("cv"))
     return Caller(client, frozenset(claims["scope"].split()))

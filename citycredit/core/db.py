@@ -7,6 +7,7 @@ caller that owns the unit of work (request wrapper, CLI command, job runner) com
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -109,6 +110,18 @@ def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front: concurrent writers (two desks redeeming) then wait on
     # busy_timeout instead of failing with SQLITE_BUSY when a read transaction tries to upgrade.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_database_names: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def database_name(session: Session) -> str:
+    """The session's database as a process-wide cache key (its engine's URL, rendered once)."""
+    engine = session.get_bind().engine
+    name = _database_names.get(engine)
+    if name is None:
+        name = _database_names[engine] = str(engine.url)
+    return name
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from citycredit.core import clients
@@ -24,7 +24,7 @@ from points_engine.models import Citizen
 from points_engine.operations import give_consent
 from scenarios import operations as scenarios
 from scenarios.demo import ensure_demo_scenarios
-from scenarios.models import Scenario
+from scenarios.models import Scenario, ScenarioVenue, Venue
 from tests import factories
 from tests.databases import ScratchDatabase
 from tests.integration.citizen_support import citizen_app
@@ -179,3 +179,51 @@ def test_the_floor_endpoint_exists_only_when_a_benchmark_asks_and_records_one_ro
             .where(Verification.citizen_id == person_id)
         )
     assert rows == 1
+
+
+def test_a_venue_desk_verifies_only_where_its_venue_still_honours_the_scenario(
+    session: Session, tmp_path: Path
+) -> None:
+    settings, person, _ = _city(session, tmp_path)
+    library = session.scalar(select(Scenario).where(Scenario.code == LIBRARY))
+    assert library is not None
+    venue = Venue(
+        code="library-east",
+        operator_id=library.operator_id,
+        category=library.category,
+        name_zh="东区图书馆",
+        name_en="East library",
+    )
+    session.add(venue)
+    session.flush()
+    venue_id = venue.id
+    assert _verify(session, settings, person, desk_without_venue := _city_desk(session, settings))
+    # Another process lets the venue honour the scenario (this process remembers it without).
+    session.add(ScenarioVenue(scenario_id=library.id, venue_id=venue_id))
+    session.flush()
+    desk = register_client(
+        session,
+        name="venue desk",
+        kind="venue",
+        scopes=["verify"],
+        venue_id=venue_id,
+        key_secret=settings.key_secret,
+    ).client
+    assert _verify(session, settings, person, desk)
+    assert _verify(session, settings, person, desk)
+    # Another process takes the venue off the scenario, without touching updated_at.
+    session.execute(
+        delete(ScenarioVenue).where(
+            ScenarioVenue.scenario_id == library.id, ScenarioVenue.venue_id == venue_id
+        )
+    )
+    with pytest.raises(scenarios.ScenarioUnavailable, match="venue"):
+        _verify(session, settings, person, desk)
+    assert _rows(session, person) == 3
+    assert desk_without_venue.venue_id is None
+
+
+def _city_desk(session: Session, settings: Settings) -> ApiClient:
+    return register_client(
+        session, name="city desk", kind="venue", scopes=["verify"], key_secret=settings.key_secret
+    ).client
