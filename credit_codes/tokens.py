@@ -268,6 +268,8 @@ def verify_parsed(
             raise TokenRejected(f"the token is not valid: {name} must be an integer") from None
         if moment > wall + leeway:
             raise TokenRejected(f"the token is not valid: The token is not yet valid ({name})")
+    if isinstance(claims["iat"], (str, bool)):  # PyJWT takes "123"; the lifetime check below cannot
+        raise TokenRejected("the token is not valid: iat must be a number")
     for name, what in (("sub", "Subject"), ("jti", "JWT ID")):
         if not isinstance(claims[name], str):
             raise TokenRejected(f"the token is not valid: {what} must be a string")

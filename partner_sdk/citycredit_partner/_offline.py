@@ -171,11 +171,15 @@ def _verify_own(
     moment = (now or dt.datetime.now(dt.UTC)).timestamp()
     if claims["exp"] + leeway < moment:
         raise CodeRejectedError("token-expired", "ask the citizen to show a fresh code")
-    if claims["exp"] - claims["iat"] > MAX_LIFETIME or not 1 <= int(claims["ct"]) <= 5:
+    try:
+        level = int(claims["ct"])
+    except (ValueError, TypeError, OverflowError):
+        raise CodeRejectedError("token-malformed", "the tier is not a level") from None
+    if claims["exp"] - claims["iat"] > MAX_LIFETIME or not 1 <= level <= 5:
         raise CodeRejectedError("token-malformed", "the claims are out of range")
     return OfflineVerification(
         issuer=claims["iss"],
-        tier_level=int(claims["ct"]),
+        tier_level=level,
         local_tier=str(claims.get("lt", "")),
         kid=kid,
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
@@ -199,6 +203,8 @@ def _check_claims(claims: dict[str, Any], *, issuer: str, leeway: int) -> None:
                 raise CodeRejectedError("token-malformed", f"{name} must be an integer") from None
             if moment > wall + leeway:
                 raise CodeRejectedError("token-malformed", f"The token is not yet valid ({name})")
+    if isinstance(claims["iat"], (str, bool)):  # PyJWT takes "123"; the lifetime check cannot
+        raise CodeRejectedError("token-malformed", "iat must be a number")
     if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
         raise CodeRejectedError("token-malformed", "sub and jti must be strings")
     if claims["iss"] != issuer:
