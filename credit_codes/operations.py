@@ -7,15 +7,15 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from sqlalchemy import update
+from sqlalchemy import Boolean, TextClause, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from citycredit.core import keys
 from citycredit.core.audit import audit
-from citycredit.core.clients import ApiClient
+from citycredit.core.clients import ApiClient, AuthError, forget_client
 from citycredit.core.config import Settings
+from citycredit.core.db import UTCDateTime
 from credit_codes import consent, tokens
 from credit_codes.models import (
     Redemption,
@@ -30,7 +30,13 @@ from points_engine.tiers import common_tier
 from scenarios.benefits import age_on
 from scenarios.eligibility import CitizenFacts
 from scenarios.models import Scenario, ScenarioVersion
-from scenarios.operations import rule_of, scenario_for_use
+from scenarios.operations import (
+    InUse,
+    forget_in_use,
+    rule_of,
+    scenario_for_use,
+    scenario_in_use,
+)
 
 
 class NotScored(Exception):
@@ -101,20 +107,25 @@ class Presentation:
 
 
 def open_presentation(
-    session: Session, settings: Settings, token: str, *, now: dt.datetime
+    session: Session,
+    settings: Settings,
+    token: str,
+    *,
+    now: dt.datetime,
+    parsed: tokens.ParsedCode | None = None,
 ) -> Presentation:
-    """Check a presented code completely; raise the precise :class:`tokens.TokenRejected` if it fails."""
-    header = tokens.read_header(token)
-    try:
-        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-    except jwt.PyJWTError as exc:
-        raise tokens.TokenRejected(f"cannot read the token claims: {exc}") from None
+    """Check a presented code completely; raise the precise :class:`tokens.TokenRejected` if it fails.
+    ``parsed``: the code as :func:`tokens.parse_code` read it, if already read."""
+    code = parsed if parsed is not None else tokens.parse_code(token)
+    issuer = code.claims.get("iss")
     if issuer != settings.city_code:
         raise tokens.WrongIssuer(f"issued by {str(issuer)[:32]!r}, this is {settings.city_code!r}")
-    public = keys.public_key_for(session, header["kid"])
+    public = keys.public_key_for(session, code.header["kid"])
     if public is None:
-        raise tokens.UnknownKey(f"key {str(header['kid'])[:32]!r} is not published by this city")
-    claims = tokens.verify_code(token, public_key=public, issuer=settings.city_code, now=now)
+        raise tokens.UnknownKey(
+            f"key {str(code.header['kid'])[:32]!r} is not published by this city"
+        )
+    claims = tokens.verify_parsed(code, public_key=public, issuer=settings.city_code, now=now)
     sealed = tokens.open_sealed(
         settings.token_key, claims["sub"], issuer=settings.city_code, jti=claims["jti"]
     )
@@ -202,6 +213,20 @@ def record_verification(
     return verification
 
 
+def require_current_client(session: Session, client: ApiClient) -> None:
+    """Raise :class:`AuthError` unless the client, as the database says now, is active with the
+    credential version ``client`` carries (a process's copy of it may be seconds old)."""
+    current = session.execute(
+        select(ApiClient.status, ApiClient.credential_version).where(ApiClient.id == client.id)
+    ).first()
+    if current is None or current.status != "active":
+        forget_client(client.client_id)
+        raise AuthError("invalid_token", "this client has been revoked")
+    if current.credential_version != client.credential_version:
+        forget_client(client.client_id)
+        raise AuthError("invalid_token", "the client's credentials changed; fetch a new token")
+
+
 def verify_presentation(
     session: Session,
     settings: Settings,
@@ -210,18 +235,33 @@ def verify_presentation(
     scenario_code: str,
     *,
     now: dt.datetime,
+    parsed: tokens.ParsedCode | None = None,
+    remembered: bool = False,
 ) -> VerificationResult:
     """Eligible or not, and the tier — all a venue learns. Every verification is recorded.
 
     The scenario must be in effect today and, for a venue's client, honoured at that venue. The
     eligibility rule of the live version decides; the tier is the one the code vouches for.
+    ``parsed``: the code as :func:`tokens.parse_code` read it. ``remembered``: take the scenario
+    from the process's memory (:func:`scenario_in_use`) and insert the verification row at once, on
+    condition that the scenario is still as remembered (a redemption needs the row in the session,
+    so it reads the scenario as it is).
     """
     today = now.astimezone(settings.tz).date()
-    scenario, version = scenario_for_use(
-        session, scenario_code, venue_id=client.venue_id, today=today
+    in_use = (
+        scenario_in_use(session, scenario_code, venue_id=client.venue_id, today=today)
+        if remembered
+        else None
     )
+    if in_use is None:
+        scenario, version = scenario_for_use(
+            session, scenario_code, venue_id=client.venue_id, today=today
+        )
+        rule = rule_of(version)
+    else:
+        scenario, version, rule = in_use.scenario, in_use.version, in_use.rule
     try:
-        presented = open_presentation(session, settings, token, now=now)
+        presented = open_presentation(session, settings, token, now=now, parsed=parsed)
     except tokens.TokenRejected as exc:
         audit(
             session,
@@ -236,7 +276,6 @@ def verify_presentation(
     # withdrawn; withdrawal stops new codes at once instead.
     # Every fact comes from the code itself (tier, and the sealed score and direct-tier flag) or
     # never changes (age from the birth date): the answer cannot reveal a withdrawal since issue.
-    rule = rule_of(version)
     age = None
     if "age" in rule.facts_needed():
         citizen = session.get(Citizen, presented.citizen_id)
@@ -249,6 +288,28 @@ def verify_presentation(
         has_direct_tier_record=presented.direct_tier,
     )
     eligible = rule.evaluate(facts).eligible
+    if in_use is not None:
+        recorded = _record_if_current(
+            session,
+            in_use,
+            client,
+            jti=presented.jti,
+            eligible=eligible,
+            level=presented.common_tier,
+            now=now,
+            citizen_id=presented.citizen_id,
+        )
+        if recorded is None:
+            # The client or the scenario changed since the process read them: forget the scenario,
+            # and answer as both are now.
+            forget_in_use(session, scenario_code)
+            require_current_client(session, client)
+            return verify_presentation(
+                session, settings, client, token, scenario_code, now=now, parsed=parsed
+            )
+        return VerificationResult(
+            recorded, scenario, version, eligible, presented.common_tier, Issuer.local(settings)
+        )
     verification = record_verification(
         session,
         client,
@@ -263,6 +324,84 @@ def verify_presentation(
     return VerificationResult(
         verification, scenario, version, eligible, presented.common_tier, Issuer.local(settings)
     )
+
+
+_RECORD_IF_CURRENT = """
+INSERT INTO verification (public_id, client_id, citizen_id, scenario_id, scenario_version_id,
+                          token_jti, eligible, common_tier, at)
+SELECT :public_id, :client_id, :citizen_id, :scenario_id, :scenario_version_id,
+       :token_jti, :eligible, :common_tier, :at
+FROM scenario
+WHERE scenario.id = :scenario_id AND scenario.updated_at = :updated_at
+  AND scenario.status = :status
+  AND EXISTS (SELECT 1 FROM scenario_version
+              WHERE scenario_version.id = :scenario_version_id
+                AND scenario_version.scenario_id = scenario.id
+                AND scenario_version.state = 'published')
+  AND EXISTS (SELECT 1 FROM api_client
+              WHERE api_client.id = :client_id AND api_client.status = 'active'
+                AND api_client.credential_version = :credential_version)
+  {venue}
+RETURNING id
+"""
+_AT_VENUE = """AND EXISTS (SELECT 1 FROM scenario_venue
+              WHERE scenario_venue.scenario_id = scenario.id
+                AND scenario_venue.venue_id = :venue_id)"""
+
+
+def _record_statement(venue: bool) -> TextClause:
+    # Written once, as text: building it with select()/exists() cost more CPU than the round trip.
+    return text(_RECORD_IF_CURRENT.format(venue=_AT_VENUE if venue else "")).bindparams(
+        bindparam("at", type_=UTCDateTime()),
+        bindparam("updated_at", type_=UTCDateTime()),
+        bindparam("eligible", type_=Boolean()),
+    )
+
+
+_RECORD_STATEMENTS = {venue: _record_statement(venue) for venue in (False, True)}
+
+
+def _record_if_current(
+    session: Session,
+    in_use: InUse,
+    client: ApiClient,
+    *,
+    jti: str,
+    eligible: bool,
+    level: int,
+    now: dt.datetime,
+    citizen_id: int,
+) -> Verification | None:
+    """:func:`record_verification` as one ``INSERT … SELECT … FROM scenario WHERE <still as
+    remembered>``: the check of the remembered scenario costs no round trip of its own. None (and
+    nothing written) when the scenario is no longer as remembered (``InUse.still_current``: its
+    status, ``updated_at``, live version and venue), or the client is no longer active with the
+    credential version its access token carries: a client revoked in another process verifies
+    nothing more, although that process's copy of it lives a few seconds."""
+    values: dict[str, Any] = {
+        "public_id": "ver_" + secrets.token_hex(8),
+        "client_id": client.id,
+        "citizen_id": citizen_id,
+        "scenario_id": in_use.scenario.id,
+        "scenario_version_id": in_use.version.id,
+        "token_jti": jti,
+        "eligible": eligible,
+        "common_tier": level,
+        "at": now,
+    }
+    conditions = {
+        "updated_at": in_use.scenario.updated_at,
+        "status": in_use.scenario.status,
+        "credential_version": client.credential_version,
+    }
+    if client.venue_id is not None:
+        conditions["venue_id"] = client.venue_id
+    inserted = session.execute(
+        _RECORD_STATEMENTS[client.venue_id is not None], {**values, **conditions}
+    ).scalar_one_or_none()
+    if inserted is None:
+        return None
+    return Verification(id=inserted, **values)
 
 
 @dataclass(frozen=True)
@@ -292,6 +431,7 @@ def redeem(
     scenario_code: str,
     *,
     now: dt.datetime,
+    parsed: tokens.ParsedCode | None = None,
 ) -> RedemptionResult:
     """Grant the benefit once per code and within the version's quotas, exactly, under concurrency.
 
@@ -302,7 +442,9 @@ def redeem(
     the database serialises per row, always in that order. All of it happens in one savepoint, so a
     refused redemption leaves no row and every counter untouched.
     """
-    result = verify_presentation(session, settings, client, token, scenario_code, now=now)
+    result = verify_presentation(
+        session, settings, client, token, scenario_code, now=now, parsed=parsed
+    )
     return grant(session, settings, client, result, now=now)
 
 
@@ -317,6 +459,8 @@ def grant(
     """Redeem a verified code (:func:`redeem`'s second half, shared by locals and visitors).
 
     A visitor's quotas count by the pairwise pseudonym their city gave us (``visitor_id``)."""
+    # A benefit is never granted on a process's seconds-old copy of a revoked client.
+    require_current_client(session, client)
     session.flush()  # the redemption refers to the verification's id
     if not result.eligible:
         raise NotEligible("the citizen does not qualify for this benefit")

@@ -12,18 +12,22 @@ offline via the JWKS.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
+import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 CODE_LIFETIME = dt.timedelta(seconds=120)
 ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ("iss", "sub", "ct", "iat", "exp", "jti")
 
 
 class TokenRejected(Exception):
@@ -181,6 +185,11 @@ def read_header(token: str) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise TokenRejected(f"cannot read the token header: {exc}") from None
+    return check_header(header)
+
+
+def check_header(header: dict[str, Any]) -> dict[str, Any]:
+    """The checks of an unverified header that must come before any key is chosen."""
     alg = header.get("alg")
     if alg in (None, "none", "None", "NONE"):
         raise TokenUnsigned("the token declares no signature algorithm")
@@ -189,6 +198,86 @@ def read_header(token: str) -> dict[str, Any]:
     if not isinstance(header.get("kid"), str):
         raise UnknownKey("the token names no key id (kid)")
     return header
+
+
+@dataclass(frozen=True)
+class ParsedCode:
+    """A compact JWS read once: its checked header, its claims (not yet verified) and what the
+    signature covers. Every later check works on this, so a code is decoded once per request."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def _segment(data: bytes) -> bytes:
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+
+
+def parse_code(token: str) -> ParsedCode:
+    """Decode a code once, in PyJWT's order and with its refusals: the header (checked as
+    :func:`read_header` checks it), then the claims. Raises a :class:`TokenRejected`."""
+    try:
+        signing_input, crypto = token.encode("utf-8").rsplit(b".", 1)
+        header_part, payload_part = signing_input.split(b".", 1)
+        header = json.loads(_segment(header_part))
+        payload = _segment(payload_part)
+        signature = _segment(crypto)
+    except (ValueError, UnicodeError, binascii.Error, RecursionError) as exc:
+        # json's and base64's errors are ValueErrors; a lone surrogate cannot be encoded.
+        raise TokenRejected(f"cannot read the token header: {exc}") from None
+    if not isinstance(header, dict):
+        raise TokenRejected("cannot read the token header: it is not a JSON object")
+    check_header(header)
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise TokenRejected(f"cannot read the token claims: {exc}") from None
+    if not isinstance(claims, dict):
+        raise TokenRejected("cannot read the token claims: they are not a JSON object")
+    return ParsedCode(header, claims, signing_input, signature)
+
+
+def verify_parsed(
+    code: ParsedCode,
+    *,
+    public_key: Ed25519PublicKey,
+    issuer: str,
+    now: dt.datetime,
+    leeway: int = 5,
+) -> dict[str, Any]:
+    """:func:`verify_code` on a code :func:`parse_code` read: one Ed25519 check, then PyJWT's claim
+    checks (required claims, ``iat``/``nbf`` as integers not in the future, ``iss``, no ``aud``) and
+    ours. Raises a :class:`TokenRejected`."""
+    try:
+        public_key.verify(code.signature, code.signing_input)
+    except InvalidSignature:
+        raise BadSignature("the signature does not verify against the city's key") from None
+    claims = code.claims
+    for name in REQUIRED_CLAIMS:
+        if claims.get(name) is None:
+            raise TokenRejected(f'the token is not valid: Token is missing the "{name}" claim')
+    wall = time.time()  # as PyJWT: "not yet valid" is judged by the process clock
+    for name in ("iat", "nbf"):
+        if name not in claims:
+            continue
+        try:
+            moment = int(claims[name])
+        except (ValueError, TypeError, OverflowError):
+            raise TokenRejected(f"the token is not valid: {name} must be an integer") from None
+        if moment > wall + leeway:
+            raise TokenRejected(f"the token is not valid: The token is not yet valid ({name})")
+    if isinstance(claims["iat"], (str, bool)):  # PyJWT takes "123"; the lifetime check below cannot
+        raise TokenRejected("the token is not valid: iat must be a number")
+    for name, what in (("sub", "Subject"), ("jti", "JWT ID")):
+        if not isinstance(claims[name], str):
+            raise TokenRejected(f"the token is not valid: {what} must be a string")
+    if not isinstance(claims["iss"], str) or claims["iss"] != issuer:
+        raise WrongIssuer("the token's issuer is not this city")
+    if claims.get("aud"):
+        raise TokenRejected("the token is not valid: Invalid audience")
+    return _check_times(claims, now=now, leeway=leeway)
 
 
 def verify_code(
@@ -217,6 +306,10 @@ def verify_code(
         raise AlgorithmNotAllowed(str(exc)) from None
     except jwt.PyJWTError as exc:
         raise TokenRejected(f"the token is not valid: {exc}") from None
+    return _check_times(claims, now=now, leeway=leeway)
+
+
+def _check_times(claims: dict[str, Any], *, now: dt.datetime, leeway: int) -> dict[str, Any]:
     expires = claims["exp"]
     # Not checked by PyJWT (verify_exp is off): a NumericDate, not a string, a boolean or NaN.
     if isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires != expires:

@@ -14,7 +14,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -79,14 +78,10 @@ def issuer_of(token: str) -> str:
     return _claimed_issuer(token)[0]
 
 
-def _claimed_issuer(token: str) -> tuple[str, dict[str, Any]]:
-    """The claimed issuer and the checked header (:func:`tokens.read_header`)."""
-    header = tokens.read_header(token)
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise tokens.TokenRejected(f"cannot read the token claims: {exc}") from None
-    return str(claims.get("iss", ""))[:32], header
+def _claimed_issuer(token: str) -> tuple[str, tokens.ParsedCode]:
+    """The claimed issuer and the code read once (:func:`tokens.parse_code`: its header checked)."""
+    parsed = tokens.parse_code(token)
+    return str(parsed.claims.get("iss", ""))[:32], parsed
 
 
 def open_visitor_code(
@@ -259,11 +254,22 @@ def verify_code(
     now: dt.datetime,
 ) -> codes.VerificationResult:
     """Eligible or not, the common level and the issuing city: a local code or a visitor's."""
-    issuer, header = _issuer_or_audit(session, client, token, scenario_code)
+    issuer, parsed = _issuer_or_audit(session, client, token, scenario_code)
     if issuer == settings.city_code:
-        return codes.verify_presentation(session, settings, client, token, scenario_code, now=now)
+        return codes.verify_presentation(
+            session, settings, client, token, scenario_code, now=now, parsed=parsed, remembered=True
+        )
+    # A verification is never recorded on a process's seconds-old copy of a revoked client.
+    codes.require_current_client(session, client)
     return verify_visitor(
-        session, settings, client, token, scenario_code, issuer=issuer, now=now, header=header
+        session,
+        settings,
+        client,
+        token,
+        scenario_code,
+        issuer=issuer,
+        now=now,
+        header=parsed.header,
     )
 
 
@@ -277,9 +283,9 @@ def redeem_code(
     now: dt.datetime,
 ) -> codes.RedemptionResult:
     """Grant the benefit once per code, within quotas per person (a visitor's by pseudonym)."""
-    issuer, header = _issuer_or_audit(session, client, token, scenario_code)
+    issuer, parsed = _issuer_or_audit(session, client, token, scenario_code)
     if issuer == settings.city_code:
-        return codes.redeem(session, settings, client, token, scenario_code, now=now)
+        return codes.redeem(session, settings, client, token, scenario_code, now=now, parsed=parsed)
     result = verify_visitor(
         session,
         settings,
@@ -289,15 +295,15 @@ def redeem_code(
         issuer=issuer,
         now=now,
         purpose="redemption",
-        header=header,
+        header=parsed.header,
     )
     return codes.grant(session, settings, client, result, now=now)
 
 
 def _issuer_or_audit(
     session: Session, client: ApiClient, token: str, scenario_code: str
-) -> tuple[str, dict[str, Any]]:
-    """The code's claimed issuer (and its checked header); a code that cannot even name one names
+) -> tuple[str, tokens.ParsedCode]:
+    """The code's claimed issuer (and the code as read once); a code that cannot even name one names
     no citizen, so its rejection goes to the audit log (the rest are verification rows)."""
     try:
         return _claimed_issuer(token)

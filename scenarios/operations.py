@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, object_session
 from citycredit.core import actors
 from citycredit.core.actors import Actor, require_four_eyes
 from citycredit.core.audit import audit
-from citycredit.core.db import utcnow
+from citycredit.core.db import database_name, utcnow
 from citycredit.core.text import control_character, lone_surrogate
 from scenarios.eligibility import Condition, RuleError, parse_rule
 from scenarios.models import (
@@ -504,6 +504,74 @@ def scenario_for_use(
     if visitor and not version.open_to_visitors:
         raise ScenarioUnavailable(code, "is not offered to visitors from partner cities")
     return scenario, version
+
+
+@dataclass(frozen=True)
+class InUse:
+    """A scenario and its live version as a process remembers them (:func:`scenario_in_use`):
+    detached copies shared between requests, so read, never changed.
+
+    A copy is still current while the scenario's ``status`` and ``updated_at`` are unchanged, the
+    version is still the published one and (for a venue's desk) the venue still honours it: every
+    change of status, venues or live version sets ``updated_at`` (``_transition``, ``set_venues``,
+    ``publish``), and the version's state and the venue are checked as they are."""
+
+    scenario: Scenario
+    version: ScenarioVersion
+    rule: Condition
+    venues: frozenset[int]
+
+
+# (database, scenario code) → what the process last read. Never trusted alone: the statement that relies
+# on it checks in the database that it is still current, and falls back to scenario_for_use if not.
+_IN_USE: dict[tuple[str, str], InUse] = {}
+
+
+def _detached(row: Any) -> Any:
+    copy = type(row)()
+    for attribute in row.__mapper__.column_attrs:
+        setattr(copy, attribute.key, getattr(row, attribute.key))
+    return copy
+
+
+def scenario_in_use(
+    session: Session, code: str, *, venue_id: int | None, today: dt.date
+) -> InUse | None:
+    """A local venue's :func:`scenario_for_use` from the process's memory, read once per change:
+    None when it may not serve (then :func:`scenario_for_use` gives the precise reason). The caller
+    must make the statement that records its use conditional on the copy being still current
+    (:class:`InUse`)."""
+    key = (database_name(session), code)
+    found = _IN_USE.get(key)
+    if found is not None and venue_id is not None and venue_id not in found.venues:
+        found = None  # perhaps a venue added since: look again before saying no
+    if found is None:
+        try:
+            scenario, version = scenario_for_use(session, code, venue_id=None, today=today)
+        except (UnknownScenario, ScenarioUnavailable):
+            _IN_USE.pop(key, None)
+            return None
+        venues = session.scalars(
+            select(ScenarioVenue.venue_id).where(ScenarioVenue.scenario_id == scenario.id)
+        ).all()
+        if len(_IN_USE) > 10_000:
+            _IN_USE.clear()
+        found = _IN_USE[key] = InUse(
+            _detached(scenario), _detached(version), rule_of(version), frozenset(venues)
+        )
+    version = found.version
+    if (
+        (version.valid_from is not None and today < version.valid_from)
+        or (version.valid_until is not None and today > version.valid_until)
+        or (venue_id is not None and venue_id not in found.venues)
+    ):
+        return None
+    return found
+
+
+def forget_in_use(session: Session, code: str) -> None:
+    """Drop the process's copy of a scenario (its use was refused as no longer current)."""
+    _IN_USE.pop((database_name(session), code), None)
 
 
 # --- writing ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +27,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
 from citycredit.core import keys
 from citycredit.core.config import Settings
-from citycredit.core.db import Base, utcnow
+from citycredit.core.db import Base, database_name, utcnow
 from citycredit.core.passwords import check_password, is_password_hash
 from citycredit.core.registry import all_client_kinds, all_scopes
 from citycredit.core.text import control_character, lone_surrogate
@@ -165,6 +166,7 @@ def rotate_secret(session: Session, client: ApiClient, *, key_secret: bytes) -> 
     client.secret_hash = hash_secret(secret, key_secret)
     client.credential_version += 1  # every access token issued before is void from now on
     session.flush()
+    forget_client(client.client_id)  # other processes: within CLIENT_CACHE_SECONDS
     return secret
 
 
@@ -173,6 +175,7 @@ def revoke_client(session: Session, client: ApiClient) -> None:
     client.revoked_at = utcnow()
     client.credential_version += 1
     session.flush()
+    forget_client(client.client_id)  # other processes: within CLIENT_CACHE_SECONDS
 
 
 def find_client(session: Session, client_id: str) -> ApiClient | None:
@@ -291,7 +294,64 @@ class Caller:
     scopes: frozenset[str]
 
 
-def authenticate_bearer(session: Session, settings: Settings, token: str) -> Caller:
+# How long a process trusts its copy of a client: revoking a client, or rotating its secret, takes
+# effect at once in the process that did it, and in every other process within this many seconds.
+CLIENT_CACHE_SECONDS = 5.0
+# (database, client id) → (a copy of the client's row, when it was read; time.monotonic()).
+_clients: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+# (database, access token) → its verified claims, for as long as the token lives: a desk sends one
+# token for minutes, and checking its signature again would tell nothing new.
+_verified_tokens: dict[tuple[str, str], dict[str, Any]] = {}
+_CACHE_LIMIT = 10_000
+
+
+def forget_client(client_id: str) -> None:
+    """Drop every process-local copy of a client (it was revoked, or its credentials changed)."""
+    for key in [key for key in _clients if key[1] == client_id]:
+        _clients.pop(key, None)
+
+
+def _client_copy(row: dict[str, Any]) -> ApiClient:
+    # Each request gets its own instance, detached (session.get() never hands it out): a view that
+    # changed it could not change another request's.
+    client = ApiClient(**row)
+    make_transient_to_detached(client)
+    return client
+
+
+def _current_client(session: Session, database: str, client_id: str, version: Any) -> ApiClient:
+    """The active client with credential version ``version``, from the process's copy when it is
+    younger than ``CLIENT_CACHE_SECONDS`` and carries that version, else from the database."""
+    now = time.monotonic()
+    cached = _clients.get((database, client_id))
+    if cached is not None and now - cached[1] < CLIENT_CACHE_SECONDS:
+        row = cached[0]
+        if row["status"] == "active" and row["credential_version"] == version:
+            return _client_copy(row)
+    client = find_client(session, client_id)
+    if client is None or client.status != "active":
+        _clients.pop((database, client_id), None)
+        raise AuthError("invalid_token", "this client has been revoked")
+    if version != client.credential_version:
+        raise AuthError("invalid_token", "the client's credentials changed; fetch a new token")
+    if len(_clients) > _CACHE_LIMIT:
+        _clients.clear()
+    _clients[(database, client_id)] = (
+        {attribute.key: getattr(client, attribute.key) for attribute in _COLUMNS},
+        now,
+    )
+    return client
+
+
+_COLUMNS = ApiClient.__mapper__.column_attrs
+
+
+def _verified_claims(
+    session: Session, settings: Settings, database: str, token: str
+) -> dict[str, Any]:
+    cached = _verified_tokens.get((database, token))
+    if cached is not None and cached["exp"] > time.time():
+        return cached
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -307,9 +367,22 @@ def authenticate_bearer(session: Session, settings: Settings, token: str) -> Cal
         raise AuthError("invalid_token", "the access token has expired; fetch a new one") from None
     except jwt.PyJWTError as exc:
         raise AuthError("invalid_token", f"the access token is not valid: {exc}") from None
-    client = find_client(session, claims["sub"])
-    if client is None or client.status != "active":
-        raise AuthError("invalid_token", "this client has been revoked")
-    if claims.get("cv") != client.credential_version:
-        raise AuthError("invalid_token", "the client's credentials changed; fetch a new token")
+    if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("scope"), str):
+        raise AuthError("invalid_token", "the access token names no client or scope")
+    if isinstance(
+        claims.get("exp"), int
+    ):  # always, from this city; a token without one is not kept
+        if len(_verified_tokens) > _CACHE_LIMIT:
+            _verified_tokens.clear()
+        _verified_tokens[(database, token)] = claims
+    return claims
+
+
+def authenticate_bearer(session: Session, settings: Settings, token: str) -> Caller:
+    """The client an access token speaks for, without a database read on most requests: a token
+    already verified is remembered until it expires, and the client's row for
+    ``CLIENT_CACHE_SECONDS`` (docs/API.md, "Revocation")."""
+    database = database_name(session)
+    claims = _verified_claims(session, settings, database, token)
+    client = _current_client(session, database, claims["sub"], claims.get("cv"))
     return Caller(client, frozenset(claims["scope"].split()))

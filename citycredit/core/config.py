@@ -87,6 +87,10 @@ class Settings:
     # Audit events younger than this are not sealed yet: longer than the longest request (gunicorn's
     # 60 s), so a transaction that commits after a later one never lands below the sealed mark.
     audit_seal_grace_seconds: int = 300
+    # --- benchmarks (issue 14) ---
+    # Serve POST /bench/verification-floor (citycredit.web.floor), the least a verification can
+    # cost, for bench/verify.py. Development only: production refuses to start with it.
+    bench_floor: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -273,8 +277,12 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
             " of seconds",
             "90 seconds to 1 day",
         ),
+        bench_floor=env.get("CITYCREDIT_BENCH_FLOOR", "") == "1",
     )
-    return settings.with_overrides(**overrides)
+    settings = settings.with_overrides(**overrides)
+    if settings.bench_floor and settings.environment == "production":
+        raise ConfigError("CITYCREDIT_BENCH_FLOOR is for benchmarks: never in production")
+    return settings
 
 
 def _whole_number(

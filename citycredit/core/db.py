@@ -7,6 +7,8 @@ caller that owns the unit of work (request wrapper, CLI command, job runner) com
 from __future__ import annotations
 
 import datetime as dt
+import select
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -14,6 +16,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Integer, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
@@ -83,14 +86,36 @@ def make_engine(url: str, *, schema: str | None = None, echo: bool = False) -> E
             # seconds, as a 503, instead of holding a worker for the operating system's minutes.
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
         kwargs["connect_args"] = connect_args
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
         # A pooled connection is tested before use, so one that died with a restarted server is
         # replaced instead of failing the first request after the restart.
-        kwargs["pool_pre_ping"] = True
-    engine = create_engine(url, **kwargs)
+        event.listen(engine, "checkout", _ping_if_hung_up)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _ping_if_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's pre-ping without its round trip on a healthy connection (issue 14: it was one of
+    a verification's four). An idle connection has nothing to read; one the server closed (a
+    restart, a cut) has its end of file waiting: only then is it pinged, and replaced if the ping
+    fails (DisconnectionError makes the pool retry with a new connection). Anything else waiting
+    (a notice) costs the ping every checkout used to cost."""
+    try:
+        waiting, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except Exception:  # a closed connection has no socket to look at
+        raise DisconnectionError("the connection's socket is gone") from None
+    if not waiting:
+        return
+    autocommit = dbapi_connection.autocommit
+    try:
+        dbapi_connection.autocommit = True  # the ping opens no transaction
+        dbapi_connection.execute("SELECT 1")
+        dbapi_connection.autocommit = autocommit
+    except Exception:
+        raise DisconnectionError("the server closed the connection") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -109,6 +134,18 @@ def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock up front: concurrent writers (two desks redeeming) then wait on
     # busy_timeout instead of failing with SQLITE_BUSY when a read transaction tries to upgrade.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_database_names: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def database_name(session: Session) -> str:
+    """The session's database as a process-wide cache key (its engine's URL, rendered once)."""
+    engine = session.get_bind().engine
+    name = _database_names.get(engine)
+    if name is None:
+        name = _database_names[engine] = str(engine.url)
+    return name
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from citycredit.core.db import Base, JSONDoc, utcnow
+from citycredit.core.db import Base, JSONDoc, database_name, utcnow
 from citycredit.core.text import control_character, lone_surrogate
 
 # The longest-lived token a key signs (access tokens); a retired key stays published this long.
@@ -145,8 +145,7 @@ def public_key_for(
     if control_character(kid) or lone_surrogate(kid):
         return None  # no key has one, and PostgreSQL cannot even compare text holding NUL
     now = now or utcnow()
-    bind = session.get_bind()
-    cache_key = (str(bind.engine.url), kid)
+    cache_key = (database_name(session), kid)
     cached = _public_keys.get(cache_key)
     if cached is None or now - cached[2] > CACHE_TTL:
         key = session.scalar(select(SigningKey).where(SigningKey.kid == kid))

@@ -16,6 +16,7 @@ from citycredit.core.registry import installed_domains, resolve_all
 from citycredit.web.api import init_api
 from citycredit.web.compression import init_compression
 from citycredit.web.context import db_session, platform_of
+from citycredit.web.floor import init_floor
 from citycredit.web.pipeline import PipelineFlask, init_pipeline
 from citycredit.web.security import init_security
 from points_engine import queries
@@ -36,6 +37,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     init_pipeline(app)  # first: its commit must run after every other after_request hook
     _register_pages(app)
     init_api(app)
+    init_floor(app)  # benchmarks only: registered when Settings.bench_floor is on
     for domain in installed_domains():
         for init in resolve_all(domain.web):
             init(app)

@@ -4,13 +4,17 @@ list, in the order docs/FEDERATION.md gives ("Credit codes across cities")."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
+from cryptography.exceptions import InvalidSignature
 from jwt import PyJWK
 
 from ._errors import CodeRejectedError, TrustListError
@@ -18,6 +22,7 @@ from ._models import OfflineVerification
 from ._trustlist import TrustListCache
 
 MAX_LIFETIME = 120
+REQUIRED_CLAIMS = ("iss", "sub", "ct", "iat", "exp", "jti")
 
 
 class KeyCache:
@@ -77,77 +82,138 @@ def verify_offline(
 ) -> OfflineVerification:
     """Check a code offline. ``issuer`` is the desk's own city; with ``trust``, other members' codes
     are checked as a visitor's, without it they are ``wrong-issuer``."""
-    header, unverified = _read(token)
-    claimed_issuer = unverified.get("iss")
+    code = _read(token)
+    claimed_issuer = code.claims.get("iss")
     if claimed_issuer == issuer:
-        return _verify_own(token, header, keys=keys, issuer=issuer, now=now, leeway=leeway)
+        return _verify_own(code, keys=keys, issuer=issuer, now=now, leeway=leeway)
     if trust is None:
         raise CodeRejectedError(
             "wrong-issuer", f"issued by {str(claimed_issuer)[:32]!r}, expected {issuer!r}"
         )
     return _verify_visitor(
-        token, header, unverified, trust=trust, own_issuer=issuer, now=now, leeway=leeway
+        token, code.header, code.claims, trust=trust, own_issuer=issuer, now=now, leeway=leeway
     )
 
 
-def _read(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header (its algorithm checked) and the claims, not yet verified."""
+class _Code(NamedTuple):
+    """A compact JWS decoded once: header (its algorithm checked), unverified claims, and what the
+    signature covers."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def _segment(data: bytes) -> bytes:
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+
+
+# Headers already read and accepted, by their encoded text: every code signed with one key has the
+# same header, so a busy desk decodes it once. Only accepted headers are kept, and at most a few.
+_headers: dict[bytes, dict[str, Any]] = {}
+
+
+def _read(token: str) -> _Code:
+    """Decode the code once, with PyJWT's refusals in its order: the header, then the claims."""
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise CodeRejectedError("token-malformed", str(exc)) from None
+        signing_input, crypto = token.encode("utf-8").rsplit(b".", 1)
+        header_part, payload_part = signing_input.split(b".", 1)
+        header = _headers.get(header_part)
+        if header is None:
+            header = _read_header(json.loads(_segment(header_part)))
+            if len(_headers) < 64:
+                _headers[header_part] = header
+        payload = _segment(payload_part)
+        signature = _segment(crypto)
+    except (ValueError, UnicodeError, binascii.Error, RecursionError, AttributeError) as exc:
+        raise CodeRejectedError("token-malformed", f"not a compact JWS: {exc}") from None
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise CodeRejectedError("token-malformed", f"the claims are not JSON: {exc}") from None
+    if not isinstance(claims, dict):
+        raise CodeRejectedError("token-malformed", "the claims are not a JSON object")
+    return _Code(header, claims, signing_input, signature)
+
+
+def _read_header(header: Any) -> dict[str, Any]:
+    if not isinstance(header, dict):
+        raise CodeRejectedError("token-malformed", "the header is not a JSON object")
     alg = header.get("alg")
     if alg in (None, "none", "None", "NONE"):
         raise CodeRejectedError("token-unsigned", "the code declares no signature algorithm")
     if alg != "EdDSA":
         raise CodeRejectedError("algorithm-not-allowed", f"algorithm {alg!r} is not accepted")
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise CodeRejectedError("token-malformed", str(exc)) from None
-    return header, claims
+    return header
 
 
 def _verify_own(
-    token: str,
-    header: dict[str, Any],
+    code: _Code,
     *,
     keys: KeyCache,
     issuer: str,
     now: dt.datetime | None,
     leeway: int,
 ) -> OfflineVerification:
-    kid = str(header.get("kid", ""))
+    kid = str(code.header.get("kid", ""))
     key = keys.key(kid)
     if key is None:
         raise CodeRejectedError("unknown-key", f"key {kid[:32]!r} is not in the city's JWKS")
     try:
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=["EdDSA"],
-            issuer=issuer,
-            options={"require": ["iss", "sub", "ct", "iat", "exp", "jti"], "verify_exp": False},
-        )
-    except jwt.InvalidSignatureError:
+        key.key.verify(code.signature, code.signing_input)
+    except InvalidSignature:
         raise CodeRejectedError(
             "bad-signature", "the signature does not match the content"
         ) from None
-    except jwt.PyJWTError as exc:
-        raise CodeRejectedError("token-malformed", str(exc)) from None
+    claims = code.claims
+    _check_claims(claims, issuer=issuer, leeway=leeway)
     moment = (now or dt.datetime.now(dt.UTC)).timestamp()
     if claims["exp"] + leeway < moment:
         raise CodeRejectedError("token-expired", "ask the citizen to show a fresh code")
-    if claims["exp"] - claims["iat"] > MAX_LIFETIME or not 1 <= int(claims["ct"]) <= 5:
+    try:
+        level = int(claims["ct"])
+    except (ValueError, TypeError, OverflowError):
+        raise CodeRejectedError("token-malformed", "the tier is not a level") from None
+    if claims["exp"] - claims["iat"] > MAX_LIFETIME or not 1 <= level <= 5:
         raise CodeRejectedError("token-malformed", "the claims are out of range")
     return OfflineVerification(
         issuer=claims["iss"],
-        tier_level=int(claims["ct"]),
+        tier_level=level,
         local_tier=str(claims.get("lt", "")),
         kid=kid,
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
         code_id=claims["jti"],
     )
+
+
+def _check_claims(claims: dict[str, Any], *, issuer: str, leeway: int) -> None:
+    """PyJWT's checks of verified claims, as ``jwt.decode`` made them before: every required claim,
+    ``iat`` and ``nbf`` whole seconds not in the future (by this machine's clock), ``sub`` and
+    ``jti`` strings, ``iss`` the city, no ``aud``; ``exp`` a number."""
+    for name in REQUIRED_CLAIMS:
+        if claims.get(name) is None:
+            raise CodeRejectedError("token-malformed", f'Token is missing the "{name}" claim')
+    wall = time.time()
+    for name in ("iat", "nbf"):
+        if name in claims:
+            try:
+                moment = int(claims[name])
+            except (ValueError, TypeError, OverflowError):
+                raise CodeRejectedError("token-malformed", f"{name} must be an integer") from None
+            if moment > wall + leeway:
+                raise CodeRejectedError("token-malformed", f"The token is not yet valid ({name})")
+    if isinstance(claims["iat"], (str, bool)):  # PyJWT takes "123"; the lifetime check cannot
+        raise CodeRejectedError("token-malformed", "iat must be a number")
+    if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+        raise CodeRejectedError("token-malformed", "sub and jti must be strings")
+    if claims["iss"] != issuer:
+        raise CodeRejectedError("token-malformed", "Invalid issuer")
+    if claims.get("aud"):
+        raise CodeRejectedError("token-malformed", "Invalid audience")
+    expires = claims["exp"]
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires != expires:
+        raise CodeRejectedError("token-malformed", "exp must be a date in seconds")
 
 
 def _verify_visitor(

@@ -107,3 +107,18 @@ def test_the_command_line_says_what_is_missing_and_writes_secrets_once(tmp_path:
     other_env = dict(line.split("=", 1) for line in lines)
     settings = load_settings(env={**PRODUCTION, **other_env}, instance_dir=other)
     assert settings.id_hash_key == bytes.fromhex((tmp_path / "id_hash.key").read_text().strip())
+
+
+def test_the_benchmarks_floor_endpoint_is_refused_in_production(tmp_path: Path) -> None:
+    env = {
+        **PRODUCTION,
+        "CITYCREDIT_ID_HASH_KEY": "11" * 32,
+        "CITYCREDIT_KEY_SECRET": "22" * 32,
+        "CITYCREDIT_TOKEN_KEY": "33" * 32,
+        "CITYCREDIT_SECRET_KEY": "ab" * 16,
+    }
+    assert not load_settings(env=env, instance_dir=tmp_path).bench_floor
+    with pytest.raises(ConfigError, match="CITYCREDIT_BENCH_FLOOR"):
+        load_settings(env={**env, "CITYCREDIT_BENCH_FLOOR": "1"}, instance_dir=tmp_path)
+    development = {"CITYCREDIT_ENV": "development", "CITYCREDIT_BENCH_FLOOR": "1"}
+    assert load_settings(env=development, instance_dir=tmp_path).bench_floor

@@ -44,12 +44,25 @@ def require_scope(scope: str | None) -> Callable[[F], F]:
     return decorate
 
 
+def _challenge(scope: str | None) -> str:
+    return 'Bearer realm="citycredit"' + (f', scope="{scope}"' if scope else "")
+
+
+def token_refused(exc: AuthError, scope: str | None) -> Problem:
+    """The 401 for an access token refused (also when a use case finds its client revoked)."""
+    return Problem(
+        "invalid-token",
+        exc.detail,
+        headers={"WWW-Authenticate": _challenge(scope) + ', error="invalid_token"'},
+    )
+
+
 def authenticate(scope: str | None) -> Caller:
     """Check the request's bearer token and ``scope``; the client is then at :func:`caller`."""
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    challenge = 'Bearer realm="citycredit"' + (f', scope="{scope}"' if scope else "")
+    challenge = _challenge(scope)
     if scheme.lower() != "bearer" or not token:
         raise Problem(
             "invalid-token",
@@ -59,11 +72,7 @@ def authenticate(scope: str | None) -> Caller:
     try:
         found = authenticate_bearer(db_session(), platform_of(current_app).settings, token.strip())
     except AuthError as exc:
-        raise Problem(
-            "invalid-token",
-            exc.detail,
-            headers={"WWW-Authenticate": challenge + ', error="invalid_token"'},
-        ) from None
+        raise token_refused(exc, scope) from None
     if scope is not None and scope not in found.scopes:
         raise Problem(
             "insufficient-scope",

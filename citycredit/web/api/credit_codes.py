@@ -8,9 +8,10 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from citycredit.core.clients import AuthError
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import InvalidIdNumber, parse_id_number
-from citycredit.web.api.auth import caller, require_scope
+from citycredit.web.api.auth import caller, require_scope, token_refused
 from citycredit.web.api.idempotent import HEADER_DOC, idempotent
 from citycredit.web.api.openapi import ID_NUMBER, ID_NUMBER_PATTERN, SCENARIO_CODE, problems
 from citycredit.web.api.problems import PROBLEM_TYPES, Problem
@@ -161,6 +162,8 @@ def verify(body: dict[str, Any]) -> Any:
         s2s.FederationRefusal,
     ) as exc:
         raise _refusal(exc) from None
+    except AuthError as exc:  # revoked since this process last read the client
+        raise token_refused(exc, "verify") from None
     return result.as_dict()
 
 
@@ -194,6 +197,8 @@ def redeem(body: dict[str, Any]) -> Any:
         s2s.FederationRefusal,
     ) as exc:
         raise _refusal(exc) from None
+    except AuthError as exc:  # revoked since this process last read the client
+        raise token_refused(exc, "redeem") from None
     return result.as_dict()
 
 
