@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ import qrcode  # noqa: E402
 import zxingcpp  # noqa: E402
 from PIL import Image  # noqa: E402
 from qrcode.constants import ERROR_CORRECT_M  # noqa: E402
+from ratios import Ratio  # noqa: E402  # bench/ratios.py
 
 from credit_codes import qr  # noqa: E402
 
@@ -57,19 +57,6 @@ RENDER_TARGET = 0.8  # our server render's rate / zxing-cpp writer's rate, SVG a
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Target:
-    name: str
-    value: float
-    op: str
-    target: float
-
-    def line(self) -> str:
-        met = self.value <= self.target if self.op == "<=" else self.value >= self.target
-        verdict = "met" if met else "MISSED"
-        return f"RATIO {self.name} {self.value:.3f} target {self.op} {self.target:g} {verdict}"
 
 
 def cpu_rate(work: Callable[[str], Any], tokens: list[str], rounds: int, batch: int) -> float:
@@ -239,20 +226,20 @@ def main() -> None:
     rates = renders(tokens, args, figures)
     renewal = figures["renewal"]
     targets = [
-        Target("renewal_bytes", renewal["bytes_now_max"], "<=", RENEWAL_BYTES_TARGET),
-        Target(
+        Ratio("renewal_bytes", renewal["bytes_now_max"], "<=", RENEWAL_BYTES_TARGET),
+        Ratio(
             "renewal_cpu_now_over_before",
             renewal["per_cpu_second_before_estimate"] / renewal["per_cpu_second_now"],
             "<=",
             RENEWAL_CPU_TARGET,
         ),
-        Target(
+        Ratio(
             "server_svg_over_zxing_writer",
             rates["ours_svg"] / rates["zxing_svg"],
             ">=",
             RENDER_TARGET,
         ),
-        Target(
+        Ratio(
             "server_png_over_zxing_writer",
             rates["ours_png"] / rates["zxing_png"],
             ">=",

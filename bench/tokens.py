@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 import flask  # noqa: E402
 import httpx  # noqa: E402
+from ratios import Ratio  # noqa: E402  # bench/ratios.py
 from verify import (  # noqa: E402
     SCENARIO,
     CodePool,
@@ -87,22 +88,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 # High enough that no phase is refused, so the limiter does its whole work on every request.
 UNREFUSED = "10000000 per minute"
 UNTHROTTLED_APP = "unthrottled:app"
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    value: float
-    op: str  # ">=" or "<="
-    target: float
-
-    @property
-    def met(self) -> bool:
-        return self.value >= self.target if self.op == ">=" else self.value <= self.target
-
-    def line(self) -> str:
-        verdict = "met" if self.met else "MISSED"
-        return f"RATIO {self.name} {self.value:.3f} target {self.op} {self.target:g} {verdict}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -205,7 +190,7 @@ def _load(
 
 def measure_tokens(
     server: LiveServer, args: argparse.Namespace, out: dict[str, Any]
-) -> list[Target]:
+) -> list[Ratio]:
     venue = server.credentials["venue"]
     send = token_sender(venue.client_id, venue.client_secret)
     if args.warmup > 0:
@@ -242,8 +227,8 @@ def measure_tokens(
     out["tokens"]["in_process_cpu_ms"] = cpu_ms
     log(f"token in process: {cpu_ms:.2f} ms of CPU")
     return [
-        Target("token_over_healthz", ratio, ">=", TOKEN_RATIO_TARGET),
-        Target("token_cpu_ms_in_process", cpu_ms, "<=", TOKEN_CPU_MS_TARGET),
+        Ratio("token_over_healthz", ratio, ">=", TOKEN_RATIO_TARGET),
+        Ratio("token_cpu_ms_in_process", cpu_ms, "<=", TOKEN_CPU_MS_TARGET),
     ]
 
 
@@ -276,7 +261,7 @@ def _token_in_process(server: LiveServer, args: argparse.Namespace) -> float:
 
 def measure_limiter(
     found: dict[str, LiveServer], args: argparse.Namespace, out: dict[str, Any]
-) -> list[Target]:
+) -> list[Ratio]:
     off = found["off"]
     creds = off.credentials
     pool = CodePool(off.url, creds["app"], [creds["good"], creds["excellent"]], 100)
@@ -334,7 +319,7 @@ def measure_limiter(
         if summary[name]["errors"]:
             out["notes"].append(f"{name}: {summary[name]['errors']} verifications failed")
         ratio = summary[name]["throughput"] / base if base else 0.0
-        targets.append(Target(f"verify_limiter_{name}_over_off", ratio, ">=", LIMITER_TARGET))
+        targets.append(Ratio(f"verify_limiter_{name}_over_off", ratio, ">=", LIMITER_TARGET))
     return targets
 
 
@@ -387,7 +372,7 @@ def _in_process(
 
 def measure_in_process(
     found: dict[str, LiveServer], args: argparse.Namespace, out: dict[str, Any]
-) -> list[Target]:
+) -> list[Ratio]:
     """What the limiter adds to a verification, in process: no HTTP, no gunicorn, no load generator.
 
     The app is built in this process on the same database, once per storage. Three figures, each the
@@ -425,13 +410,13 @@ def measure_in_process(
         log(f"in process, {name}: {results[name]}")
         ratio = verification / (verification + added)
         targets.append(
-            Target(f"verify_in_process_limiter_{name}_over_off", ratio, ">=", LIMITER_TARGET)
+            Ratio(f"verify_in_process_limiter_{name}_over_off", ratio, ">=", LIMITER_TARGET)
         )
     out["in_process"] = results
     return targets
 
 
-def render(out: dict[str, Any], targets: list[Target]) -> str:
+def render(out: dict[str, Any], targets: list[Ratio]) -> str:
     lines = [
         "Token endpoint and rate limiter benchmark",
         f"  command   {out['command']}",
@@ -499,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             names.append("redis")
         else:
             out["notes"].append(f"Redis at {REDIS_URL} did not answer ({reason}): not measured")
-    targets: list[Target] = []
+    targets: list[Ratio] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp,
         servers(args, Path(tmp), names) as found,

@@ -72,6 +72,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
+from ratios import Op, Ratio, print_ratios  # noqa: E402  # bench/ratios.py
 
 from citycredit.core.config import Settings, load_settings  # noqa: E402
 from citycredit_partner import PartnerClient  # noqa: E402
@@ -1402,28 +1403,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in figures.profiles:
         print(f"Profile ({name}): {args.out / f'{stem}-profile-{name}.txt'}")
     print()
-    for line in ratio_lines(figures):
-        print(line)
+    print_ratios(ratios_of(figures))
     return 0
 
 
-def ratio_lines(figures: Figures) -> list[str]:
-    """The last lines of the output: ``RATIO <name> <value> target <op> <target> <met|MISSED>``."""
-    wanted: list[tuple[str, str, str, float]] = [
+def ratios_of(figures: Figures) -> list[Ratio]:
+    """The ratios the run is held to, printed last (``bench/ratios.py``)."""
+    wanted: list[tuple[str, str, Op, float]] = [
         ("verify_over_floor", "verify_over_floor", ">=", FLOOR_TARGET),
         ("verify_p99_ms", "verify_p99_ms", "<=", P99_TARGET_MS),
         ("verify_over_healthz", "verify_over_healthz", ">=", HTTP_TARGET),
         ("sdk_verify_over_raw_ed25519", "offline_over_raw", ">=", OFFLINE_TARGET),
     ]
-    lines = []
-    for name, key, op, target in wanted:
-        if key not in figures.ratios:
-            continue
-        value = float(figures.ratios[key])
-        met = value >= target if op == ">=" else value <= target
-        shown = f"{value:.1f}" if key.endswith("_ms") else f"{value:.3f}"
-        lines.append(f"RATIO {name} {shown} target {op} {target:g} {'met' if met else 'MISSED'}")
-    return lines
+    return [
+        Ratio(name, float(figures.ratios[key]), op, target)
+        for name, key, op, target in wanted
+        if key in figures.ratios
+    ]
 
 
 def run_everything(
