@@ -104,7 +104,10 @@ def _ping_if_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     fails (DisconnectionError makes the pool retry with a new connection). Anything else waiting
     (a notice) costs the ping every checkout used to cost."""
     try:
-        waiting, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+        # poll, not select: select refuses descriptors above 1023, which a busy worker reaches.
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+        waiting = poller.poll(0)
     except Exception:  # a closed connection has no socket to look at
         raise DisconnectionError("the connection's socket is gone") from None
     if not waiting:
