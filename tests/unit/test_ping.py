@@ -43,3 +43,4 @@ def test_an_idle_connection_on_a_descriptor_above_1023_is_used_without_a_ping() 
     finally:
         os.close(high)
         ours.close()
+        theirs.close()
