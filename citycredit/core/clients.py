@@ -307,7 +307,8 @@ _CACHE_LIMIT = 10_000
 
 def forget_client(client_id: str) -> None:
     """Drop every process-local copy of a client (it was revoked, or its credentials changed)."""
-    for key in [key for key in _clients if key[1] == client_id]:
+    # list() copies the keys in one step: another thread may add a client meanwhile.
+    for key in [key for key in list(_clients) if key[1] == client_id]:
         _clients.pop(key, None)
 
 
