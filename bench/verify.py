@@ -275,6 +275,26 @@ def _cpu_between(
     )
 
 
+def _cpu_split(
+    before: CpuSnapshot, after: CpuSnapshot, generator: str, generator_cpu: float
+) -> dict[str, float]:
+    """The machine's CPU seconds between two snapshots, by who spent them: the load generator (named
+    ``generator``), gunicorn, PostgreSQL, interrupts and everything else."""
+    server_cpu = _cpu_between(before.processes, after.processes, "gunicorn")
+    database_cpu = _cpu_between(before.processes, after.processes, "postgresql")
+    busy = after.busy - before.busy
+    interrupts = after.interrupts - before.interrupts
+    return {
+        generator: generator_cpu,
+        "gunicorn": server_cpu,
+        "postgresql": database_cpu,
+        "interrupts": interrupts,
+        "other_processes": max(0.0, busy - generator_cpu - server_cpu - database_cpu - interrupts),
+        "machine_busy": busy,
+        "steal": after.steal - before.steal,
+    }
+
+
 def _machine_cpu() -> tuple[float, float, float, float]:
     """CPU seconds of the whole machine since boot, from /proc/stat: (busy, total, interrupts, steal).
 
@@ -565,20 +585,8 @@ def run_load(
         stopped_by = "count" if total >= requests else "time cap"
     elapsed_cpu = after.total - before.total
     client_cpu = after.client - before.client
-    server_cpu = _cpu_between(before.processes, after.processes, "gunicorn")
-    database_cpu = _cpu_between(before.processes, after.processes, "postgresql")
-    busy = after.busy - before.busy
-    interrupts = after.interrupts - before.interrupts
     answered = max(1, len(ordered))
-    cpu = {
-        "bench_process": client_cpu,
-        "gunicorn": server_cpu,
-        "postgresql": database_cpu,
-        "interrupts": interrupts,
-        "other_processes": max(0.0, busy - client_cpu - server_cpu - database_cpu - interrupts),
-        "machine_busy": busy,
-        "steal": after.steal - before.steal,
-    }
+    cpu = _cpu_split(before, after, "bench_process", client_cpu)
     return LoadResult(
         name=name,
         clients=clients,
@@ -594,7 +602,7 @@ def run_load(
         stopped_by=stopped_by,
         cpu_seconds={key: round(value, 2) for key, value in cpu.items()},
         cpu_ms_per_request={key: round(1000 * value / answered, 3) for key, value in cpu.items()},
-        machine_busy_percent=100 * busy / elapsed_cpu if elapsed_cpu > 0 else 0.0,
+        machine_busy_percent=100 * cpu["machine_busy"] / elapsed_cpu if elapsed_cpu > 0 else 0.0,
     )
 
 
@@ -717,20 +725,8 @@ def run_wrk(
     }
     ok = summary["requests"] - summary["status"]
     generator = (reaped.ru_utime + reaped.ru_stime) - (children.ru_utime + children.ru_stime)
-    server_cpu = _cpu_between(before.processes, after.processes, "gunicorn")
-    database_cpu = _cpu_between(before.processes, after.processes, "postgresql")
-    busy = after.busy - before.busy
-    interrupts = after.interrupts - before.interrupts
     elapsed_cpu = after.total - before.total
-    cpu = {
-        "load_generator": generator,
-        "gunicorn": server_cpu,
-        "postgresql": database_cpu,
-        "interrupts": interrupts,
-        "other_processes": max(0.0, busy - generator - server_cpu - database_cpu - interrupts),
-        "machine_busy": busy,
-        "steal": after.steal - before.steal,
-    }
+    cpu = _cpu_split(before, after, "load_generator", generator)
     answered = max(1, summary["requests"])
     return LoadResult(
         name=name,
@@ -747,7 +743,7 @@ def run_wrk(
         stopped_by="duration",
         cpu_seconds={key: round(value, 2) for key, value in cpu.items()},
         cpu_ms_per_request={key: round(1000 * value / answered, 3) for key, value in cpu.items()},
-        machine_busy_percent=100 * busy / elapsed_cpu if elapsed_cpu > 0 else 0.0,
+        machine_busy_percent=100 * cpu["machine_busy"] / elapsed_cpu if elapsed_cpu > 0 else 0.0,
     )
 
 

@@ -463,8 +463,9 @@ def apply_work(
     model_version_id: int,
     run_id: str,
     scope: Scope = everyone,
-) -> RunResult:
-    """Turn a run's work rows into snapshots where the result changed, then drop the work rows.
+) -> int:
+    """Turn a run's work rows into snapshots where the result changed, then drop the work rows;
+    returns how many snapshots were written.
 
     ``scope`` (the run's) narrows the snapshots compared with to the run's citizens, so a chunk of a
     full recompute reads its own snapshots, not the city's. No statement anti-joins the snapshots
@@ -520,11 +521,8 @@ def apply_work(
         .on_conflict_do_nothing(index_elements=["citizen_id"], index_where=text("is_current"))
         .returning(_s.c.citizen_id)
     ).all()
-    citizens = session.execute(
-        select(func.count()).select_from(_w).where(w.run_id == run_id)
-    ).scalar_one()
     session.execute(delete(_w).where(w.run_id == run_id))
-    return RunResult(run_id, citizens, len(written))
+    return len(written)
 
 
 def recompute(
@@ -555,7 +553,7 @@ def score_stored(
     run_id = compute_into_work(
         session, model, model_version_id, as_of=as_of, scope=scope, stored=True, changed_only=True
     )
-    changed = apply_work(session, model, model_version_id, run_id, scope).changed
+    changed = apply_work(session, model, model_version_id, run_id, scope)
     scored = session.execute(
         select(func.count()).select_from(_c).where(_c.c.consent_given.is_(True), scope(_c.c.id))
     ).scalar_one()
