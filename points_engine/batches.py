@@ -87,6 +87,7 @@ def ingest(
     backfill: bool = False,
     progress: Callable[[IngestReport], None] | None = None,
     report_path: Path | None = None,
+    workers: int = 1,
 ) -> IngestResult:
     """Ingest numbered rows as one batch, then rescore the citizens they touched.
 
@@ -141,7 +142,12 @@ def ingest(
     # interrupted drain leaves behind are caught up by the scheduler (dirty marks survive).
     started = time.perf_counter()
     try:
-        scored = drain_dirty(session, as_of=today)
+        scored = drain_dirty(
+            session,
+            as_of=today,
+            commit=session.commit if commit_chunks else None,
+            workers=workers,
+        )
         if commit_chunks:
             session.commit()
     except BaseException:

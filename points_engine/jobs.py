@@ -26,7 +26,8 @@ def expire_due_records(session: Session, ctx: JobContext) -> None:
 def drain_dirty_scores(session: Session, ctx: JobContext) -> None:
     """Catch up on scores an interrupted ingest left to recompute."""
     try:
-        result = operations.drain_dirty(session, as_of=ctx.today())
+        # A transaction per range when the marks are city-wide (an import interrupted before its drain).
+        result = operations.drain_dirty(session, as_of=ctx.today(), commit=session.commit)
     except operations.NoPublishedModel:
         return
     if result.citizens:

@@ -273,16 +273,48 @@ def mark_dirty_where(session: Session, citizen_select: Select[Any]) -> None:
     )
 
 
-def drain_dirty(session: Session, *, as_of: dt.date, slice_size: int = 5000) -> scoring.RunResult:
+DRAIN_BY_RANGES_ABOVE = 50_000
+"""More marks than this, with the caller's commit, and a drain goes range by range (see drain_dirty)."""
+
+
+def drain_dirty(
+    session: Session,
+    *,
+    as_of: dt.date,
+    slice_size: int = 5000,
+    commit: Callable[[], None] | None = None,
+    workers: int = 1,
+    chunk_size: int = 50_000,
+) -> scoring.RunResult:
     """Recompute every citizen marked dirty, clearing each mark as it is taken (same transaction).
 
     Marks are taken a slice at a time (lowest ids first), so memory stays bounded whatever an import
     touched; a mark another transaction commits meanwhile is either taken by a later slice or stays
     for the next drain, never deleted unscored. Stops after as many slices as there were marks at the
     start, so a steady stream of new marks cannot keep it running.
+
+    City-wide marks (more than :data:`DRAIN_BY_RANGES_ABOVE`, e.g. after a city's first import) with
+    ``commit`` given go as :func:`recompute_all` goes: citizen-id ranges of ``chunk_size``, each its
+    own transaction, on ``workers`` connections (PostgreSQL), contributions rebuilt for a whole range
+    at once. Slices of ids in one transaction took over 30 minutes for a million citizens.
     """
     version, model = published_model(session)
     pending = session.execute(select(func.count()).select_from(ScoreDirty)).scalar_one()
+    if commit is not None and pending > DRAIN_BY_RANGES_ABOVE:
+        low, high = session.execute(
+            select(func.min(ScoreDirty.citizen_id), func.max(ScoreDirty.citizen_id))
+        ).one()
+        spans = [(start, start + chunk_size - 1) for start in range(low, high + 1, chunk_size)]
+        summary = _run_ranges(
+            session,
+            spans,
+            lambda own, span: _recompute_range(
+                own, model, version.id, span, as_of, chunk_size, only_dirty=True
+            ),
+            commit=commit,
+            workers=workers,
+        )
+        return scoring.RunResult("", summary.citizens, summary.changed)
     citizens = changed = 0
     for _ in range(-(-pending // slice_size)):
         first = select(ScoreDirty.citizen_id).order_by(ScoreDirty.citizen_id).limit(slice_size)
@@ -326,11 +358,33 @@ def recompute_all(
     """
     version, model = published_model(session)
     version_id = version.id
-    ranges = list(scoring.citizen_id_ranges(session, chunk_size))
+    return _run_ranges(
+        session,
+        list(scoring.citizen_id_ranges(session, chunk_size)),
+        lambda own, span: _recompute_range(own, model, version_id, span, as_of, chunk_size),
+        commit=commit,
+        workers=workers,
+        progress=progress,
+    )
+
+
+RangeRun = Callable[[Session, tuple[int, int]], scoring.RunResult]
+
+
+def _run_ranges(
+    session: Session,
+    ranges: list[tuple[int, int]],
+    run: RangeRun,
+    *,
+    commit: Callable[[], None] | None,
+    workers: int,
+    progress: Progress | None = None,
+) -> RecomputeSummary:
+    """``run`` each range, a transaction each when ``commit`` is given, on ``workers`` connections
+    where the session's own engine can lend them (PostgreSQL; not inside an outer transaction on
+    one connection, whose uncommitted rows others could not see)."""
     summary = RecomputeSummary()
     bind = session.get_bind()
-    # Only where the session's own engine can lend more connections (not inside an outer
-    # transaction on one connection, whose uncommitted rows others could not see).
     parallel = (
         workers > 1
         and commit is not None
@@ -340,7 +394,7 @@ def recompute_all(
     )
     if not parallel:
         for span in ranges:
-            result = _recompute_range(session, model, version_id, span, as_of, chunk_size)
+            result = run(session, span)
             summary.citizens += result.citizens
             summary.changed += result.changed
             if commit is not None:
@@ -364,7 +418,7 @@ def recompute_all(
                 if span is None:
                     return
                 try:
-                    result = _recompute_range(own, model, version_id, span, as_of, chunk_size)
+                    result = run(own, span)
                     own.commit()
                 except BaseException as exc:  # re-raised in the caller's thread
                     own.rollback()
@@ -394,7 +448,11 @@ def _recompute_range(
     span: tuple[int, int],
     as_of: dt.date,
     chunk_size: int,
+    *,
+    only_dirty: bool = False,
 ) -> scoring.RunResult:
+    """Score a citizen-id range; ``only_dirty``: only its dirty citizens (all of the range when many
+    are: one set-based pass costs less than a long id list)."""
     low, high = span
     scope = scoring.id_range(low, high)
     if session.get_bind().dialect.name == "postgresql":
@@ -410,10 +468,15 @@ def _recompute_range(
             .returning(ScoreDirty.citizen_id)
         )
     )
-    if len(stale) > chunk_size // 10:
+    many = len(stale) > chunk_size // 10
+    if many:
         scoring.refresh_contributions(session, version_id, scope)
     elif stale:
         scoring.refresh_contributions(session, version_id, scoring.citizen_ids(stale))
+    if only_dirty and not many:
+        if not stale:
+            return scoring.RunResult("", 0, 0)
+        scope = scoring.citizen_ids(stale)
     return scoring.score_stored(session, model, version_id, as_of=as_of, scope=scope)
 
 

@@ -172,8 +172,17 @@ def _why_no_rows(path: Path, fmt: str) -> str | None:
     help="Historic records loaded in bulk (存量): held to no reporting deadline, so they count in "
     "no on-time rate.",
 )
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Database connections that rescore a city-wide import's citizens at once (PostgreSQL).",
+)
 @pass_ctx
-def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int, backfill: bool) -> None:
+def ingest(
+    ctx: Context, file: Path, report: Path | None, chunk_size: int, backfill: bool, workers: int
+) -> None:
     """Ingest records from a CSV or JSON Lines file; bad rows are reported, good rows land.
 
     A rerun of a file whose earlier run was interrupted completes it (stored rows change nothing).
@@ -190,7 +199,9 @@ def ingest(ctx: Context, file: Path, report: Path | None, chunk_size: int, backf
         click.echo(f"{file}: no rows to ingest (the file is {holds}); nothing recorded")
         return
     report_path = report or file.with_name(file.name + ".report.csv")
-    result = _ingest_file(ctx, file, fmt, report_path, chunk_size, backfill=backfill)
+    result = _ingest_file(
+        ctx, file, fmt, report_path, chunk_size, backfill=backfill, workers=workers
+    )
     summary = result.report
     if result.completes is not None:
         click.echo(f"batch #{summary.batch_id} {result.completes}")
@@ -217,6 +228,7 @@ def _ingest_file(
     *,
     today: dt.date | None = None,
     backfill: bool = False,
+    workers: int = 1,
 ) -> batches.IngestResult:
     """The ingest use case with a progress bar, its failures told as the operator can act on them
     (``today``: the city day the batch is received; the demo backdates its history)."""
@@ -243,6 +255,7 @@ def _ingest_file(
                 backfill=backfill,
                 progress=advance,
                 report_path=report_path,
+                workers=workers,
             )
     except (operations.EngineError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -205,3 +205,61 @@ def test_ranges_scored_on_several_connections_give_what_one_connection_gives(
         assert (many.citizens, many.changed) == (one.citizens, one.changed) == (len(alone),) * 2
         assert _current(session) == alone
         assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
+
+
+def test_a_city_wide_drain_goes_by_ranges_and_scores_only_the_dirty(
+    fresh_database: ScratchDatabase, monkeypatch: Any
+) -> None:
+    """After a city's first import every citizen is dirty: the drain goes range by range (each its
+    own transaction, several connections on PostgreSQL) and leaves what the rules give; a range with
+    few marks scores only those citizens."""
+    monkeypatch.setattr(operations, "DRAIN_BY_RANGES_ABOVE", 20)
+    ranges: list[tuple[int, int]] = []
+    by_range = operations._recompute_range
+
+    def spy(session: Session, *args: Any, **kwargs: Any) -> scoring.RunResult:
+        ranges.append(args[2])
+        return by_range(session, *args, **kwargs)
+
+    monkeypatch.setattr(operations, "_recompute_range", spy)
+    engine = fresh_database.engine
+    with Session(engine) as session:
+        ensure_sources(session)
+        ensure_reference_models(session, actor="test")
+        session.execute(delete(ScoreDirty))
+        rows = generate_rows(CityPlan(citizens=90, records_per_citizen=5, seed=8, today=START))
+        batch = start_batch(session, "synthetic", "csv")
+        numbered = ((n, dict(row)) for n, row in enumerate(rows, start=2))
+        for _ in ingest_rows(session, numbered, key=KEY, batch=batch, today=START, chunk_size=40):
+            pass
+        operations.give_consent_bulk(session, select(Citizen.id).where(Citizen.id > 0), channel="t")
+        session.commit()
+        marked = session.scalar(select(func.count()).select_from(ScoreDirty))
+        assert marked is not None and marked > 20
+        wide = operations.drain_dirty(
+            session, as_of=START, chunk_size=40, commit=session.commit, workers=3
+        )
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(ScoreDirty)) == 0
+        assert _current(session) == _from_rules(session, START)
+        assert wide.changed == len(_current(session))
+        assert len(ranges) >= 2  # ranges 40 wide
+
+        # Three citizens in different ranges lose their snapshots and are marked: only they are
+        # scored (3 marks in a 40-wide range are fewer than a tenth of it).
+        ids = sorted(_current(session))
+        few = [ids[0], ids[len(ids) // 2], ids[-1]]
+        session.execute(
+            delete(ScoreSnapshot).where(
+                ScoreSnapshot.citizen_id.in_(few), ScoreSnapshot.is_current.is_(True)
+            )
+        )
+        operations.mark_dirty(session, few)
+        monkeypatch.setattr(operations, "DRAIN_BY_RANGES_ABOVE", 2)
+        session.commit()
+        sparse = operations.drain_dirty(
+            session, as_of=START, chunk_size=40, commit=session.commit, workers=3
+        )
+        session.commit()
+        assert (sparse.citizens, sparse.changed) == (3, 3)
+        assert _current(session) == _from_rules(session, START)
