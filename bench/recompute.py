@@ -157,7 +157,12 @@ def records_csv(plan: CityPlan) -> tuple[Path, int]:
 
 
 def ingest_like_cli(
-    sessions: sessionmaker[Session], path: Path, today: dt.date, chunk_size: int, figures: Figures
+    sessions: sessionmaker[Session],
+    path: Path,
+    today: dt.date,
+    chunk_size: int,
+    figures: Figures,
+    workers: int,
 ) -> ingestion.IngestReport:
     """The use case ``citycredit ingest`` runs (a commit per chunk), minus the progress bar."""
     session = sessions()
@@ -170,6 +175,7 @@ def ingest_like_cli(
             chunk_size=chunk_size,
             commit_chunks=True,
             report_path=path.with_name(path.name + ".report.csv"),
+            workers=workers,
         )
     finally:
         session.close()
@@ -466,7 +472,7 @@ def load_city(
         demo.ensure_sources(session)
         demo.ensure_reference_models(session, actor="bench")
         session.commit()
-    summary = ingest_like_cli(sessions, path, today, args.ingest_chunk_size, figures)
+    summary = ingest_like_cli(sessions, path, today, args.ingest_chunk_size, figures, args.workers)
     figures.seconds["ingest_total"] = (
         figures.seconds["ingest_rows"] + figures.seconds["ingest_drain_dirty"]
     )
