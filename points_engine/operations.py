@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from citycredit.core import events
 from citycredit.core.audit import audit
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import CitizenId, id_hash
@@ -131,6 +132,7 @@ def withdraw_consent(
     # A dirty mark stays: the citizen's stored contributions (not a score) are still rebuilt.
     session.execute(delete(ScoreSnapshot).where(ScoreSnapshot.citizen_id == citizen.id))
     session.flush()
+    events.announce(session, "consent.withdrawn", citizen_id=citizen.id)
 
 
 # --- model versions -------------------------------------------------------------------------------

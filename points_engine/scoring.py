@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
+from citycredit.core import events
 from citycredit.core.db import JSONDoc, add_days, add_period, json_object_agg, utcnow
 from points_engine.models import (
     Citizen,
@@ -522,6 +523,9 @@ def apply_work(
         .returning(_s.c.citizen_id)
     ).all()
     session.execute(delete(_w).where(w.run_id == run_id))
+    if written:
+        # In this transaction: e.g. the citizens' linked partners are told of a new level (push).
+        events.announce(session, "scores.written", citizen_ids=list(written))
     return len(written)
 
 

@@ -24,7 +24,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import ColumnElement, delete, false, or_, select, true
 from sqlalchemy.orm import Session, object_session
 
-from citycredit.core import actors
+from citycredit.core import actors, events
 from citycredit.core.actors import Actor, require_four_eyes
 from citycredit.core.audit import audit
 from citycredit.core.db import database_name, utcnow
@@ -791,10 +791,13 @@ def publish(session: Session, actor: Actor, scenario: Scenario, note: str = "") 
     pending.reviewed_at = now
     pending.review_note = note.strip()[:500] or None
     pending.published_at = now
+    before = scenario.status
     if scenario.status in ("draft", "in_review"):
         scenario.status = "published"
     scenario.updated_at = now
     session.flush()
+    if scenario.status == "published":  # a new version of a suspended scenario waits for resume
+        _announce(session, scenario, before)
     audit(
         session,
         actor=actor.name,
@@ -835,6 +838,7 @@ def _transition(
         ):
             version.state = "withdrawn"
     session.flush()
+    _announce(session, scenario, before)
     audit(
         session,
         actor=actor.name,
@@ -844,6 +848,19 @@ def _transition(
         reason=reason.strip()[:500],
     )
     return scenario
+
+
+def _announce(session: Session, scenario: Scenario, before: str) -> None:
+    """Tell the domains above (webhooks to partners) that a scenario's status changed."""
+    events.announce(
+        session,
+        "scenario.status",
+        scenario_id=scenario.id,
+        code=scenario.code,
+        operator_id=scenario.operator_id,
+        status=scenario.status,
+        before=before,
+    )
 
 
 def suspend(session: Session, actor: Actor, scenario: Scenario, reason: str = "") -> Scenario:

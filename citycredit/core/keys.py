@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from citycredit.core import events
 from citycredit.core.db import Base, JSONDoc, database_name, utcnow
 from citycredit.core.text import control_character, lone_surrogate
 
@@ -61,8 +62,10 @@ def create_signing_key(session: Session, secret: bytes) -> SigningKey:
     # A kid derived from the key itself (RFC 7638 in spirit): stable, and unique without a registry.
     kid = _b64(hashlib.sha256(raw).digest()[:9])
     now = utcnow()
+    rotated = False
     for key in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
         key.retired_at = now
+        rotated = True
     key = SigningKey(
         kid=kid,
         public_jwk=public_jwk(private.public_key(), kid),
@@ -75,6 +78,8 @@ def create_signing_key(session: Session, secret: bytes) -> SigningKey:
     )
     session.add(key)
     session.flush()
+    if rotated:  # a city's first key replaces none: nothing for partners to refresh
+        events.announce(session, "keys.rotated", kid=kid)
     return key
 
 

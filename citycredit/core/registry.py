@@ -26,6 +26,7 @@ INSTALLED_DOMAINS = (
     "federation",
     "citizen",
     "governance",
+    "push",
     "admin",
 )
 
@@ -51,6 +52,9 @@ class Domain:
     admin_pages: tuple[str, ...] = ()
     # ``module:attr`` of click commands or sequences of them, added to the ``citycredit`` command.
     cli: tuple[str, ...] = ()
+    # Facts announced by lower domains (``citycredit.core.events``) → ``module:attr`` of handlers,
+    # called in the announcer's transaction.
+    listens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def resolve(path: str) -> Any:

@@ -1,0 +1,180 @@
+"""Webhook subscriptions: the one owner of a subscription's secret and status.
+
+A subscription belongs to one API client; personal events reach it only when that client belongs to
+the operator a citizen linked. The secret is returned once, when made or rotated, and never again.
+Rotation keeps the previous secret signing beside the new one for ``overlap`` (Standard Webhooks
+sends several signatures in one ``webhook-signature`` header), so a receiver switches without losing
+a delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets as random
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from citycredit.core.audit import audit
+from citycredit.core.clients import ApiClient
+from citycredit.core.db import utcnow
+from push import secrets
+from push.models import EVENT_TYPES, PERSONAL_EVENTS, Subscription
+
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+
+
+class SubscriptionError(Exception):
+    """A subscription cannot be made or changed as asked; the message is meant for the operator."""
+
+
+def check_url(url: str, *, allow_http: bool) -> str:
+    """An absolute https URL (http too where the city allows it: tests and demos on loopback)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes or not parts.hostname or len(url) > 2000:
+        raise SubscriptionError(
+            "the URL must be an absolute "
+            + " or ".join(schemes)
+            + " URL of at most 2000 characters"
+        )
+    if parts.username or parts.password:
+        raise SubscriptionError("the URL must not carry a user name or password")
+    return url
+
+
+def check_event_types(types: Iterable[str], client: ApiClient) -> list[str]:
+    chosen = sorted(set(types))
+    if not chosen:
+        raise SubscriptionError("choose at least one event type")
+    unknown = [t for t in chosen if t not in EVENT_TYPES]
+    if unknown:
+        raise SubscriptionError(f"unknown event type(s): {', '.join(unknown)}")
+    personal = [t for t in chosen if t in PERSONAL_EVENTS]
+    if personal and client.operator_id is None:
+        raise SubscriptionError(
+            f"{', '.join(personal)}: only an operator's system receives events about linked citizens"
+        )
+    return chosen
+
+
+def create_subscription(
+    session: Session,
+    client: ApiClient,
+    *,
+    url: str,
+    event_types: Iterable[str],
+    key_secret: bytes,
+    actor: str,
+    allow_http: bool = False,
+) -> tuple[Subscription, str]:
+    """A new active subscription and its secret (shown to the caller once, never again)."""
+    if client.status != "active":
+        raise SubscriptionError("the client is revoked")
+    public_id = "sub_" + random.token_urlsafe(12)
+    secret = secrets.new_secret()
+    subscription = Subscription(
+        public_id=public_id,
+        client_id=client.id,
+        url=check_url(url, allow_http=allow_http),
+        event_types=check_event_types(event_types, client),
+        secret_enc=secrets.seal(secret, key_secret=key_secret, subscription=public_id),
+        status="active",
+        created_at=utcnow(),
+    )
+    session.add(subscription)
+    session.flush()
+    audit(
+        session,
+        actor=actor,
+        action="webhook.subscription.create",
+        subscription=public_id,
+        client=client.client_id,
+        url=subscription.url,
+        events=subscription.event_types,
+    )
+    return subscription, secret
+
+
+def rotate_secret(
+    session: Session,
+    subscription: Subscription,
+    *,
+    key_secret: bytes,
+    actor: str,
+    overlap: dt.timedelta = ROTATION_OVERLAP,
+) -> str:
+    """A new secret (returned once); the current one keeps signing beside it for ``overlap``."""
+    now = utcnow()
+    secret = secrets.new_secret()
+    subscription.previous_secret_enc = subscription.secret_enc
+    subscription.previous_until = now + overlap
+    subscription.secret_enc = secrets.seal(
+        secret, key_secret=key_secret, subscription=subscription.public_id
+    )
+    session.flush()
+    audit(
+        session,
+        actor=actor,
+        action="webhook.subscription.rotate",
+        subscription=subscription.public_id,
+        overlap_until=subscription.previous_until.isoformat(),
+    )
+    return secret
+
+
+def signing_secrets(
+    subscription: Subscription, *, key_secret: bytes, now: dt.datetime
+) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, and the previous one during its
+    overlap."""
+    found = [
+        secrets.unseal(
+            subscription.secret_enc, key_secret=key_secret, subscription=subscription.public_id
+        )
+    ]
+    if (
+        subscription.previous_secret_enc
+        and subscription.previous_until is not None
+        and subscription.previous_until > now
+    ):
+        found.append(
+            secrets.unseal(
+                subscription.previous_secret_enc,
+                key_secret=key_secret,
+                subscription=subscription.public_id,
+            )
+        )
+    return found
+
+
+def set_status(
+    session: Session, subscription: Subscription, status: str, *, actor: str, reason: str = ""
+) -> None:
+    """Enable, disable or delete a subscription (a deleted one keeps its deliveries as history).
+    Enabling clears the failure streak, so an endpoint brought back is not disabled again at once."""
+    if status not in ("active", "disabled", "deleted"):
+        raise SubscriptionError(f"unknown status {status!r}")
+    if subscription.status == "deleted":
+        raise SubscriptionError("the subscription is deleted")
+    now = utcnow()
+    before = subscription.status
+    subscription.status = status
+    if status == "active":
+        subscription.failing_since = None
+        subscription.disabled_at = None
+        subscription.disabled_reason = None
+    elif status == "disabled":
+        subscription.disabled_at = now
+        subscription.disabled_reason = reason.strip()[:500] or "disabled by " + actor
+    session.flush()
+    audit(
+        session,
+        actor=actor,
+        action="webhook.subscription." + status,
+        subscription=subscription.public_id,
+        before=before,
+        reason=reason.strip()[:500],
+    )
