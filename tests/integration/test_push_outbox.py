@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core import keys
-from citycredit.core.actors import Actor
 from citycredit.core.clients import ApiClient, register_client
 from points_engine import operations
 from push import links
