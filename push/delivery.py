@@ -21,7 +21,7 @@ def resend(session: Session, delivery_ids: Iterable[int], *, actor: str) -> int:
     if not ids:
         return 0
     now = utcnow()
-    queued = session.execute(
+    queued = session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
         update(Delivery)
         .where(Delivery.id.in_(ids), Delivery.status.in_(("delivered", "dead", "pending")))
         .values(status="pending", next_attempt_at=now, lease_until=None)
