@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from citycredit.core.db import utcnow
@@ -26,40 +26,36 @@ _STATUS_EVENTS = {
 
 def scores_written(session: Session, *, citizen_ids: Sequence[int]) -> None:
     """``tier.changed`` for each live link whose operator was last told another level than the
-    citizen's current snapshot holds. A citizen nobody linked costs one index probe, and no event."""
+    citizen's current snapshot holds. One statement per slice of citizens (an UPDATE of the links
+    that changed, returning them); a citizen nobody linked costs an index probe and no event."""
     now = utcnow()
+    until = links.valid_until(now)
+    snapshot = ScoreSnapshot.__table__.c
     out: list[Outgoing] = []
     for start in range(0, len(citizen_ids), SLICE):
         ids = citizen_ids[start : start + SLICE]
         changed = session.execute(
-            select(Link.id, Link.operator_id, Link.pseudonym, ScoreSnapshot.common_tier)
-            .join(
-                ScoreSnapshot,
-                (ScoreSnapshot.citizen_id == Link.citizen_id) & ScoreSnapshot.is_current.is_(True),
-            )
+            update(Link)
             .where(
                 Link.citizen_id.in_(ids),
                 Link.revoked_at.is_(None),
-                (Link.sent_level.is_(None)) | (Link.sent_level != ScoreSnapshot.common_tier),
+                snapshot.citizen_id == Link.citizen_id,
+                snapshot.is_current.is_(True),
+                Link.sent_level.is_distinct_from(snapshot.common_tier),
             )
+            .values(sent_level=snapshot.common_tier)
+            .returning(Link.operator_id, Link.pseudonym, Link.sent_level),
+            execution_options={"synchronize_session": False},
         ).all()
-        for link_id, operator_id, pseudonym, level in changed:
-            session.execute(
-                update(Link).where(Link.id == link_id).values(sent_level=level),
-                execution_options={"synchronize_session": False},
+        out.extend(
+            Outgoing(
+                "tier.changed",
+                pseudonym,
+                {"pseudonym": pseudonym, "common_level": level, "valid_until": until},
+                operator_id=operator_id,
             )
-            out.append(
-                Outgoing(
-                    "tier.changed",
-                    pseudonym,
-                    {
-                        "pseudonym": pseudonym,
-                        "common_level": level,
-                        "valid_until": links.valid_until(now),
-                    },
-                    operator_id=operator_id,
-                )
-            )
+            for operator_id, pseudonym, level in changed
+        )
     emit(session, out, now=now)
 
 
