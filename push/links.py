@@ -121,7 +121,10 @@ def revoke_link(session: Session, link: Link, *, by: str, actor: str) -> bool:
             Delivery.subscription_id.in_(
                 of_operator.where(ApiClient.operator_id == link.operator_id)
             ),
-            Delivery.event_id.in_(select(Event.id).where(Event.type == "tier.changed")),
+            # Through the queue's index on (subscription, key) and the event's primary key.
+            select(Event.id)
+            .where(Event.id == Delivery.event_id, Event.type == "tier.changed")
+            .exists(),
         )
         .values(status="cancelled", last_error="link revoked")
         .execution_options(synchronize_session=False)

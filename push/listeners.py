@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import update
+from sqlalchemy import String, func, literal, update
 from sqlalchemy.orm import Session
 
 from citycredit.core.db import utcnow
 from points_engine.models import ScoreSnapshot
-from push import links
+from push import links, outbox
 from push.models import Link
-from push.outbox import Outgoing, emit
 
 # Citizen ids per statement (SQLite allows 32,766 parameters; PostgreSQL takes them as one array).
 SLICE = 5000
@@ -26,15 +25,18 @@ _STATUS_EVENTS = {
 
 def scores_written(session: Session, *, citizen_ids: Sequence[int]) -> None:
     """``tier.changed`` for each live link whose operator was last told another level than the
-    citizen's current snapshot holds. One statement per slice of citizens (an UPDATE of the links
-    that changed, returning them); a citizen nobody linked costs an index probe and no event."""
+    citizen's current snapshot holds. Per slice of citizens, one UPDATE of the links that changed
+    (on PostgreSQL the events and deliveries are inserted by the same statement); a citizen nobody
+    linked costs an index probe and no event."""
     now = utcnow()
     until = links.valid_until(now)
     snapshot = ScoreSnapshot.__table__.c
-    out: list[Outgoing] = []
+    targets = outbox.subscribed_operators(session, "tier.changed")
+    set_based = session.get_bind().dialect.name == "postgresql"
+    out: list[outbox.Outgoing] = []
     for start in range(0, len(citizen_ids), SLICE):
         ids = citizen_ids[start : start + SLICE]
-        changed = session.execute(
+        changed = (
             update(Link)
             .where(
                 Link.citizen_id.in_(ids),
@@ -44,19 +46,36 @@ def scores_written(session: Session, *, citizen_ids: Sequence[int]) -> None:
                 Link.sent_level.is_distinct_from(snapshot.common_tier),
             )
             .values(sent_level=snapshot.common_tier)
-            .returning(Link.operator_id, Link.pseudonym, Link.sent_level),
-            execution_options={"synchronize_session": False},
-        ).all()
+        )
+        if not targets:  # nobody listens: only remember what the operators would now be told
+            session.execute(changed, execution_options={"synchronize_session": False})
+            continue
+        returning = changed.returning(
+            Link.operator_id, Link.pseudonym.label("ordering_key"), Link.sent_level
+        )
+        if set_based:
+            rows = returning.cte("changed")
+            data = func.jsonb_build_object(
+                "pseudonym",
+                rows.c.ordering_key,
+                "common_level",
+                rows.c.sent_level,
+                "valid_until",
+                literal(until, type_=String),
+            )
+            outbox.emit_personal_rows(session, "tier.changed", rows, data, targets=targets, now=now)
+            continue
+        found = session.execute(returning, execution_options={"synchronize_session": False})
         out.extend(
-            Outgoing(
+            outbox.Outgoing(
                 "tier.changed",
                 pseudonym,
                 {"pseudonym": pseudonym, "common_level": level, "valid_until": until},
                 operator_id=operator_id,
             )
-            for operator_id, pseudonym, level in changed
+            for operator_id, pseudonym, level in found
         )
-    emit(session, out, now=now)
+    outbox.emit(session, out, now=now)
 
 
 def consent_withdrawn(session: Session, *, citizen_id: int) -> None:
@@ -72,12 +91,13 @@ def scenario_status(
     event = _STATUS_EVENTS.get(status)
     if event is None or (status == "retired" and before not in ("published", "suspended")):
         return
-    emit(session, [Outgoing(event, code, {"scenario": code, "status": status})])
+    outbox.emit(session, [outbox.Outgoing(event, code, {"scenario": code, "status": status})])
 
 
 def keys_rotated(session: Session, *, kid: str) -> None:
     """``keys.rotated``: the city signs with a new key; partners refresh the JWKS (the old key
     stays published while codes it signed can still be valid)."""
-    emit(
-        session, [Outgoing("keys.rotated", "keys", {"kid": kid, "jwks": "/.well-known/jwks.json"})]
+    rotated = outbox.Outgoing(
+        "keys.rotated", "keys", {"kid": kid, "jwks": "/.well-known/jwks.json"}
     )
+    outbox.emit(session, [rotated])

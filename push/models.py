@@ -127,17 +127,22 @@ class Event(Base):
     """The outbox: one row per event, written in the transaction of the change that causes it.
 
     ``operator_id`` set: a personal event, for that operator's subscriptions only; NULL: for every
-    subscription to the type. ``ordering_key``: the pseudonym (personal) or the scenario code."""
+    subscription to the type. ``ordering_key``: the pseudonym (personal) or the scenario code.
+
+    Events and their deliveries are written only by ``push.outbox``, from rows it has just read, in
+    bulk when a recompute changes many levels: they carry no foreign keys and few indexes (each of
+    those cost about a tenth of a recompute that changes 10% of the levels; bench/push_outbox.py)."""
 
     __tablename__ = "webhook_event"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    # Random (the receiver's deduplication key), so not indexed: nothing looks an event up by it.
+    public_id: Mapped[str] = mapped_column(String(40))
     type: Mapped[str] = mapped_column(String(32))
-    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"))
+    operator_id: Mapped[int | None] = mapped_column(Integer)
     ordering_key: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Delivery(Base):
@@ -170,8 +175,8 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    event_id: Mapped[int] = mapped_column(BigFK, ForeignKey("webhook_event.id"), index=True)
-    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id"))
+    event_id: Mapped[int] = mapped_column(BigFK)
+    subscription_id: Mapped[int] = mapped_column(Integer)
     ordering_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -14,7 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Integer,
+    String,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+    values,
+)
 from sqlalchemy.orm import Session
 
 from citycredit.core.clients import ApiClient
@@ -95,3 +107,69 @@ def emit(session: Session, events: Sequence[Outgoing], *, now: dt.datetime | Non
     ]
     session.execute(insert(Delivery), rows)
     return len(rows)
+
+
+def subscribed_operators(session: Session, event_type: str) -> dict[int, list[int]]:
+    """Operator → its clients' active subscriptions to a personal ``event_type``."""
+    found: dict[int, list[int]] = {}
+    for sid, operator, types in _subscribers(session):
+        if operator is not None and event_type in types:
+            found.setdefault(operator, []).append(sid)
+    return found
+
+
+def emit_personal_rows(
+    session: Session,
+    event_type: str,
+    rows: CTE,
+    data: ColumnElement[Any],
+    *,
+    targets: dict[int, list[int]],
+    now: dt.datetime,
+) -> None:
+    """Set-based :func:`emit` of a personal event (PostgreSQL): one event per row of ``rows`` (a
+    CTE with ``operator_id`` and ``ordering_key``, e.g. an UPDATE … RETURNING) whose operator has
+    subscribers (``targets``, from :func:`subscribed_operators`), ``data`` a JSON expression over
+    the row, and its deliveries — one statement, no row through Python."""
+    stamp = literal(now, type_=Event.created_at.type)
+    told = (
+        insert(Event)
+        .from_select(
+            ["public_id", "type", "operator_id", "ordering_key", "data", "created_at"],
+            select(
+                literal("msg_") + func.replace(cast(func.gen_random_uuid(), String), "-", ""),
+                literal(event_type),
+                rows.c.operator_id,
+                rows.c.ordering_key,
+                data,
+                stamp,
+            ).where(rows.c.operator_id.in_(list(targets))),
+        )
+        .returning(Event.id, Event.operator_id, Event.ordering_key)
+        .cte("told")
+    )
+    subs = values(column("sid", Integer), column("op", Integer), name="subs").data(
+        [(sid, operator) for operator, sids in targets.items() for sid in sids]
+    )
+    session.execute(
+        insert(Delivery).from_select(
+            [
+                "event_id",
+                "subscription_id",
+                "ordering_key",
+                "status",
+                "attempts",
+                "created_at",
+                "next_attempt_at",
+            ],
+            select(
+                told.c.id,
+                subs.c.sid,
+                told.c.ordering_key,
+                literal("pending"),
+                literal(0),
+                stamp,
+                stamp,
+            ).join_from(told, subs, subs.c.op == told.c.operator_id),
+        )
+    )

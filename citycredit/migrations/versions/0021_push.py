@@ -2,11 +2,12 @@
 
 Links a citizen made with an operator's system, one-time authorization codes, the redirect URIs an
 operator registered, webhook subscriptions with sealed secrets, the outbox of events and one delivery
-per event and subscription, with every attempt.
+per event and subscription, with every attempt. Events and deliveries have no foreign keys (see
+push/models.py).
 
 Revision ID: 0021
 Revises: 0020
-Create Date: 2026-12-07 07:18:19.817924
+Create Date: 2026-12-07 07:32:36.401085
 """
 
 from __future__ import annotations
@@ -25,6 +26,45 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "webhook_delivery",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("subscription_id", sa.Integer(), nullable=False),
+        sa.Column("ordering_key", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("lease_until", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column("delivered_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('pending', 'delivered', 'dead', 'cancelled')",
+            name=op.f("ck_webhook_delivery_status"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_delivery")),
+    )
+    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_webhook_delivery_due",
+            ["next_attempt_at"],
+            unique=False,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        )
+        batch_op.create_index(
+            "ix_webhook_delivery_order",
+            ["subscription_id", "ordering_key", "id"],
+            unique=False,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        )
+        batch_op.create_index(
+            "ix_webhook_delivery_subscription", ["subscription_id", "id"], unique=False
+        )
+
+    op.create_table(
         "webhook_event",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("public_id", sa.String(length=40), nullable=False),
@@ -37,15 +77,29 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["operator_id"], ["operator.id"], name=op.f("fk_webhook_event_operator_id_operator")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_event")),
-        sa.UniqueConstraint("public_id", name=op.f("uq_webhook_event_public_id")),
     )
-    with op.batch_alter_table("webhook_event", schema=None) as batch_op:
+    op.create_table(
+        "webhook_attempt",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "delivery_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["webhook_delivery.id"],
+            name=op.f("fk_webhook_attempt_delivery_id_webhook_delivery"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_attempt")),
+    )
+    with op.batch_alter_table("webhook_attempt", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_webhook_attempt_at"), ["at"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_webhook_event_created_at"), ["created_at"], unique=False
+            batch_op.f("ix_webhook_attempt_delivery_id"), ["delivery_id"], unique=False
         )
 
     op.create_table(
@@ -160,103 +214,8 @@ def upgrade() -> None:
             batch_op.f("ix_webhook_subscription_client_id"), ["client_id"], unique=False
         )
 
-    op.create_table(
-        "webhook_delivery",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("subscription_id", sa.Integer(), nullable=False),
-        sa.Column("ordering_key", sa.String(length=64), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("next_attempt_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("lease_until", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_status_code", sa.Integer(), nullable=True),
-        sa.Column("last_error", sa.String(length=500), nullable=True),
-        sa.Column("delivered_at", citycredit.core.db.UTCDateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'delivered', 'dead', 'cancelled')",
-            name=op.f("ck_webhook_delivery_status"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["webhook_event.id"],
-            name=op.f("fk_webhook_delivery_event_id_webhook_event"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["subscription_id"],
-            ["webhook_subscription.id"],
-            name=op.f("fk_webhook_delivery_subscription_id_webhook_subscription"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_delivery")),
-    )
-    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_webhook_delivery_due",
-            ["next_attempt_at"],
-            unique=False,
-            postgresql_where=sa.text("status = 'pending'"),
-            sqlite_where=sa.text("status = 'pending'"),
-        )
-        batch_op.create_index(
-            batch_op.f("ix_webhook_delivery_event_id"), ["event_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_webhook_delivery_order",
-            ["subscription_id", "ordering_key", "id"],
-            unique=False,
-            postgresql_where=sa.text("status = 'pending'"),
-            sqlite_where=sa.text("status = 'pending'"),
-        )
-        batch_op.create_index(
-            "ix_webhook_delivery_subscription", ["subscription_id", "id"], unique=False
-        )
-
-    op.create_table(
-        "webhook_attempt",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "delivery_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("at", citycredit.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("error", sa.String(length=500), nullable=True),
-        sa.Column("duration_ms", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["webhook_delivery.id"],
-            name=op.f("fk_webhook_attempt_delivery_id_webhook_delivery"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_attempt")),
-    )
-    with op.batch_alter_table("webhook_attempt", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_webhook_attempt_at"), ["at"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_webhook_attempt_delivery_id"), ["delivery_id"], unique=False
-        )
-
 
 def downgrade() -> None:
-    with op.batch_alter_table("webhook_attempt", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_webhook_attempt_delivery_id"))
-        batch_op.drop_index(batch_op.f("ix_webhook_attempt_at"))
-
-    op.drop_table("webhook_attempt")
-    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
-        batch_op.drop_index("ix_webhook_delivery_subscription")
-        batch_op.drop_index(
-            "ix_webhook_delivery_order",
-            postgresql_where=sa.text("status = 'pending'"),
-            sqlite_where=sa.text("status = 'pending'"),
-        )
-        batch_op.drop_index(batch_op.f("ix_webhook_delivery_event_id"))
-        batch_op.drop_index(
-            "ix_webhook_delivery_due",
-            postgresql_where=sa.text("status = 'pending'"),
-            sqlite_where=sa.text("status = 'pending'"),
-        )
-
-    op.drop_table("webhook_delivery")
     with op.batch_alter_table("webhook_subscription", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_subscription_client_id"))
 
@@ -273,7 +232,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_link_citizen_id"))
 
     op.drop_table("link")
-    with op.batch_alter_table("webhook_event", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_webhook_event_created_at"))
+    with op.batch_alter_table("webhook_attempt", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_attempt_delivery_id"))
+        batch_op.drop_index(batch_op.f("ix_webhook_attempt_at"))
 
+    op.drop_table("webhook_attempt")
     op.drop_table("webhook_event")
+    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_delivery_subscription")
+        batch_op.drop_index(
+            "ix_webhook_delivery_order",
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        )
+        batch_op.drop_index(
+            "ix_webhook_delivery_due",
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        )
+
+    op.drop_table("webhook_delivery")
