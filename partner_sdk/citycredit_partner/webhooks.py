@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_SEEN_TTL",
     "EVENT_TYPES",
     "LIBRARY_TOLERANCE",
+    "Headers",
     "InMemorySeenStore",
     "KeysRotated",
     "LinkRevoked",
@@ -329,7 +330,15 @@ class _Closing:
 _Result = TypeVar("_Result")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+class Headers(Protocol):
+    """A request's headers: a dict, or a framework's (Flask/Werkzeug, Django, httpx, http.server)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def _header(headers: Headers, name: str) -> str | None:
     """A header by name, whatever the mapping's case rules (a framework's headers, or a dict)."""
     value = headers.get(name)
     if value is None:
@@ -377,7 +386,7 @@ class WebhookReceiver:
     def __repr__(self) -> str:  # never the secrets
         return f"<WebhookReceiver secrets={len(self._signers)} tolerance={self.tolerance:g}>"
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+    def verify(self, body: bytes, headers: Headers) -> WebhookEvent:
         """The event, if the body is signed with one of the secrets within the replay window;
         raises a :class:`WebhookRejectedError` otherwise. Does not look at the seen store."""
         if not isinstance(body, bytes | bytearray | memoryview):
@@ -441,9 +450,7 @@ class WebhookReceiver:
             webhook_id=webhook_id,
         )
 
-    def receive(
-        self, body: bytes, headers: Mapping[str, str], *, mark: bool = True
-    ) -> WebhookEvent | None:
+    def receive(self, body: bytes, headers: Headers, *, mark: bool = True) -> WebhookEvent | None:
         """The verified event, or None when its ``webhook-id`` was already processed.
 
         With ``mark`` (the default) the id is marked seen before the event is returned; with
@@ -462,7 +469,7 @@ class WebhookReceiver:
     def process(
         self,
         body: bytes,
-        headers: Mapping[str, str],
+        headers: Headers,
         handler: Callable[[WebhookEvent], _Result],
     ) -> WebhookEvent | None:
         """Verify, skip a duplicate (None), run ``handler(event)``, then mark the id seen. If the

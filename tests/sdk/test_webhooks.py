@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,10 @@ def test_each_event_type_has_its_typed_payload(
 def test_header_names_are_matched_whatever_their_case() -> None:
     headers = {name.title(): value for name, value in signed(body()).items()}
     assert receiver().receive(body(), headers) is not None
+    from_http_server = http.client.HTTPMessage()  # BaseHTTPRequestHandler.headers
+    for name, value in headers.items():
+        from_http_server[name.upper()] = value
+    assert receiver().receive(body(), from_http_server) is not None
 
 
 @pytest.mark.parametrize(
@@ -301,8 +307,6 @@ def test_the_sqlite_store_remembers_ids_across_a_restart(tmp_path: Path) -> None
 
 
 def test_the_sqlite_store_purges_expired_ids(tmp_path: Path) -> None:
-    import sqlite3
-
     store = SQLiteSeenStore(tmp_path / "seen.sqlite3", ttl=10)
     for number in range(300):
         assert store.add(f"msg_{number}", now=NOW + number)
