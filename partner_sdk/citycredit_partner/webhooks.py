@@ -255,6 +255,11 @@ class InMemorySeenStore:
                 del self._expiry[oldest]
             return True
 
+    def discard(self, webhook_id: str) -> None:
+        """Forget an id (before asking the city to resend an event you processed, then lost)."""
+        with self._lock:
+            self._expiry.pop(webhook_id, None)
+
 
 class SQLiteSeenStore:
     """Ids in a SQLite file (table ``citycredit_webhook_seen``), so they survive a restart of the
@@ -310,6 +315,13 @@ class SQLiteSeenStore:
                     "DELETE FROM citycredit_webhook_seen WHERE expires_at <= ?", (now,)
                 )
         return added == 1
+
+    def discard(self, webhook_id: str) -> None:
+        """Forget an id (before asking the city to resend an event you processed, then lost)."""
+        with self._connect() as connection:
+            connection.execute(
+                "DELETE FROM citycredit_webhook_seen WHERE webhook_id = ?", (webhook_id,)
+            )
 
 
 class _Closing:

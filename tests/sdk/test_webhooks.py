@@ -268,13 +268,16 @@ def test_process_marks_the_id_only_after_the_handler_succeeded(make_store: Any) 
 
 
 def test_receive_marks_before_returning_unless_asked_not_to(make_store: Any) -> None:
-    city = receiver(seen=make_store())
+    store = make_store()
+    city = receiver(seen=store)
     unmarked = city.receive(body(), signed(body()), mark=False)
     assert unmarked is not None
     assert city.receive(body(), signed(body()), mark=False) is not None  # still not marked
     city.mark_processed(unmarked)
     assert city.receive(body(), signed(body()), mark=False) is None
     assert city.receive(body(), signed(body())) is None
+    store.discard("msg_1")  # before asking for a resend of an event processed, then lost
+    assert city.receive(body(), signed(body())) is not None
 
 
 def test_of_concurrent_copies_only_one_is_returned(make_store: Any) -> None:
