@@ -41,6 +41,7 @@ from ._errors import (
 from ._models import (
     Benefit,
     Issuer,
+    LinkedMember,
     OfflineVerification,
     Redemption,
     Tier,
@@ -80,6 +81,7 @@ __all__ = [
     "Issuer",
     "KeysRotated",
     "LinkRevoked",
+    "LinkedMember",
     "NotEligibleError",
     "NotFoundError",
     "OfflineVerification",

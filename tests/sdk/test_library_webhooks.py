@@ -44,7 +44,9 @@ def by_hand(secret: str, webhook_id: str, at: int, body: bytes) -> str:
 
 
 def event(kind: str, created: dt.datetime, **data: object) -> bytes:
-    payload = {"type": kind, "timestamp": created.isoformat(), "data": data}
+    # As the city writes it: UTC with a Z, compact JSON.
+    stamp = created.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    payload = {"type": kind, "timestamp": stamp, "data": data}
     return json.dumps(payload, separators=(",", ":")).encode()
 
 

@@ -13,13 +13,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from standardwebhooks import Webhook
 
 from citycredit_partner import (
     InMemorySeenStore,
     KeysRotated,
+    LinkedMember,
     LinkRevoked,
+    NotFoundError,
+    PartnerClient,
     PartnerError,
     ScenarioChanged,
     SQLiteSeenStore,
@@ -53,7 +57,7 @@ def body(kind: str = "tier.changed", **data: Any) -> bytes:
         "common_level": 4,
         "valid_until": "2026-12-07T08:00:00+00:00",
     }
-    event = {"type": kind, "timestamp": "2026-11-30T08:00:00.123456+00:00", "data": data}
+    event = {"type": kind, "timestamp": "2026-11-30T08:00:00.123456Z", "data": data}
     return json.dumps(event, separators=(",", ":")).encode()
 
 
@@ -332,3 +336,31 @@ def test_the_memory_store_is_bounded_oldest_first() -> None:
         True,
     ]
     assert not store.add("msg_4", now=NOW)
+
+
+def test_a_member_s_level_is_pulled_again_before_it_expires() -> None:
+    asked: list[str] = []
+
+    def city(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 300})
+        asked.append(request.url.raw_path.decode())
+        if request.url.path == "/api/v1/links/lk_7Qm2":
+            member = {
+                "pseudonym": "lk_7Qm2",
+                "common_level": 3,
+                "valid_until": "2026-12-14T08:00:00+00:00",
+                "scenarios": ["library-deposit-free"],
+            }
+            return httpx.Response(200, json=member)
+        problem = {"type": "/problems/not-found", "title": "Not found", "status": 404}
+        return httpx.Response(404, json=problem)
+
+    transport = httpx.MockTransport(city)
+    with PartnerClient("cc_test", "s", "https://city.test", transport=transport) as desk:
+        assert desk.link("lk_7Qm2") == LinkedMember(
+            "lk_7Qm2", 3, dt.datetime(2026, 12, 14, 8, tzinfo=dt.UTC), ("library-deposit-free",)
+        )
+        with pytest.raises(NotFoundError):  # revoked: forget the member
+            desk.link("lk_gone/../../records")
+    assert asked == ["/api/v1/links/lk_7Qm2", "/api/v1/links/lk_gone%2F..%2F..%2Frecords"]
