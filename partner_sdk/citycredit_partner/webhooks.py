@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
@@ -81,7 +81,8 @@ EVENT_TYPES = (
 )
 _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _MAX_ID_LENGTH = 255
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Whole unix seconds; ten digits reach the year 2286 (more would overflow a datetime).
+_TIMESTAMP = re.compile(r"[0-9]{1,10}")
 
 
 # ---- events -------------------------------------------------------------------------------------
@@ -339,8 +340,6 @@ class _Closing:
 
 # ---- the receiver -------------------------------------------------------------------------------
 
-_Result = TypeVar("_Result")
-
 
 class Headers(Protocol):
     """A request's headers: a dict, or a framework's (Flask/Werkzeug, Django, httpx, http.server)."""
@@ -482,7 +481,7 @@ class WebhookReceiver:
         self,
         body: bytes,
         headers: Headers,
-        handler: Callable[[WebhookEvent], _Result],
+        handler: Callable[[WebhookEvent], object],
     ) -> WebhookEvent | None:
         """Verify, skip a duplicate (None), run ``handler(event)``, then mark the id seen. If the
         handler raises, the id stays unmarked (the city's retry will be processed) and the
