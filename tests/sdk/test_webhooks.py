@@ -36,6 +36,7 @@ from citycredit_partner import (
     WebhookSignatureError,
     WebhookTimestampError,
 )
+from citycredit_partner.testing import new_webhook_secret, signed_webhook
 from citycredit_partner.webhooks import DEFAULT_SEEN_TTL
 
 OLD = "whsec_" + base64.b64encode(b"the old secret, 24 bytes").decode()
@@ -364,3 +365,18 @@ def test_a_member_s_level_is_pulled_again_before_it_expires() -> None:
         with pytest.raises(NotFoundError):  # revoked: forget the member
             desk.link("lk_gone/../../records")
     assert asked == ["/api/v1/links/lk_7Qm2", "/api/v1/links/lk_gone%2F..%2F..%2Frecords"]
+
+
+def test_the_testing_helper_signs_as_the_city_does() -> None:
+    old, new = new_webhook_secret(), new_webhook_secret()
+    data = {"pseudonym": "lk_读者", "common_level": 2, "valid_until": "2026-12-14T08:00:00+00:00"}
+    body, sent = signed_webhook([old, new], "tier.changed", data, webhook_id="msg_t", sent_at=NOW)
+    assert "lk_读者".encode() in body and b" " not in body  # compact UTF-8, as the city sends
+    assert len(sent["webhook-signature"].split()) == 2
+    for holder in (old, new):
+        event = receiver(holder).receive(body, sent)
+        assert event is not None and event.payload == TierChanged(
+            "lk_读者", 2, dt.datetime(2026, 12, 14, 8, tzinfo=dt.UTC)
+        )
+    with pytest.raises(WebhookSignatureError):
+        receiver(new_webhook_secret()).receive(body, sent)
