@@ -34,6 +34,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -265,7 +266,7 @@ class InMemorySeenStore:
 class SQLiteSeenStore:
     """Ids in a SQLite file (table ``citycredit_webhook_seen``), so they survive a restart of the
     receiver; shared safely by the threads and processes of one host. Expired ids are purged as
-    new ones are added."""
+    new ones are added. ``close()`` closes its connections (one per thread that used it)."""
 
     _PURGE_EVERY = 256
 
@@ -277,65 +278,95 @@ class SQLiteSeenStore:
         self.path = os.fspath(path)
         self.ttl = ttl
         self._added = 0
-        with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS citycredit_webhook_seen"
-                " (webhook_id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
-            )
-            connection.execute(
-                "CREATE INDEX IF NOT EXISTS citycredit_webhook_seen_expiry"
-                " ON citycredit_webhook_seen (expires_at)"
-            )
+        self._local = threading.local()
+        self._opened: weakref.WeakSet[_Held] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        connection = self._connection()
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS citycredit_webhook_seen"
+            " (webhook_id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
+        )
+        connection.execute(
+            "CREATE INDEX IF NOT EXISTS citycredit_webhook_seen_expiry"
+            " ON citycredit_webhook_seen (expires_at)"
+        )
 
-    def _connect(self) -> _Closing:
-        # A connection per call: no connection crosses threads or a fork, and each statement
-        # commits at once (autocommit); WAL lets readers and one writer go side by side.
-        return _Closing(sqlite3.connect(self.path, timeout=30, isolation_level=None))
+    def _connection(self) -> sqlite3.Connection:
+        # One connection per thread, and a new one in a forked child: none is used by two threads
+        # or processes. Kept open while its thread lives, since closing the last connection to a
+        # WAL file checkpoints it (an fsync per webhook). Autocommit: each statement commits.
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and held.pid == os.getpid():
+            return held.connection
+        # check_same_thread=False only so that a finished thread's connection can be closed by
+        # whichever thread collects it.
+        connection = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        # WAL's NORMAL: no fsync per mark. A power cut may forget the last marks (the city's retry
+        # of such an event is then processed once more); a crashed receiver loses nothing.
+        connection.execute("PRAGMA synchronous=NORMAL")
+        self._local.held = held = _Held(connection)
+        with self._lock:
+            self._opened.add(held)
+        return connection
+
+    def close(self) -> None:
+        """Close the connections (when no thread uses the store any more)."""
+        with self._lock:
+            opened = list(self._opened)
+        for held in opened:
+            held.close()
+        self._local = threading.local()
 
     def contains(self, webhook_id: str, *, now: float) -> bool:
-        with self._connect() as connection:
-            row = connection.execute(
+        row = (
+            self._connection()
+            .execute(
                 "SELECT 1 FROM citycredit_webhook_seen WHERE webhook_id = ? AND expires_at > ?",
                 (webhook_id, now),
-            ).fetchone()
+            )
+            .fetchone()
+        )
         return row is not None
 
     def add(self, webhook_id: str, *, now: float) -> bool:
-        with self._connect() as connection:
-            # One statement, so atomic: a live row is left alone (0 rows), an expired one renewed.
-            added = connection.execute(
-                "INSERT INTO citycredit_webhook_seen (webhook_id, expires_at) VALUES (?, ?)"
-                " ON CONFLICT (webhook_id) DO UPDATE SET expires_at = excluded.expires_at"
-                " WHERE citycredit_webhook_seen.expires_at <= ?",
-                (webhook_id, now + self.ttl, now),
-            ).rowcount
+        connection = self._connection()
+        # One statement, so atomic: a live row is left alone (0 rows), an expired one renewed.
+        added = connection.execute(
+            "INSERT INTO citycredit_webhook_seen (webhook_id, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (webhook_id) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE citycredit_webhook_seen.expires_at <= ?",
+            (webhook_id, now + self.ttl, now),
+        ).rowcount
+        with self._lock:
             self._added += 1
-            if self._added % self._PURGE_EVERY == 1:
-                connection.execute(
-                    "DELETE FROM citycredit_webhook_seen WHERE expires_at <= ?", (now,)
-                )
+            purge = self._added % self._PURGE_EVERY == 1
+        if purge:
+            connection.execute("DELETE FROM citycredit_webhook_seen WHERE expires_at <= ?", (now,))
         return added == 1
 
     def discard(self, webhook_id: str) -> None:
         """Forget an id (before asking the city to resend an event you processed, then lost)."""
-        with self._connect() as connection:
-            connection.execute(
-                "DELETE FROM citycredit_webhook_seen WHERE webhook_id = ?", (webhook_id,)
-            )
+        self._connection().execute(
+            "DELETE FROM citycredit_webhook_seen WHERE webhook_id = ?", (webhook_id,)
+        )
 
 
-class _Closing:
-    """``with sqlite3.connect(...)`` commits but does not close; this closes."""
+class _Held:
+    """A thread's connection, closed when the thread's locals go (the thread ended)."""
 
     def __init__(self, connection: sqlite3.Connection):
+        self.pid = os.getpid()
         self.connection = connection
 
-    def __enter__(self) -> sqlite3.Connection:
-        return self.connection
+    def close(self) -> None:
+        if self.pid == os.getpid():  # a forked child leaves its parent's connection alone
+            self.connection.close()
 
-    def __exit__(self, *exc: object) -> None:
-        self.connection.close()
+    def __del__(self) -> None:
+        self.close()
 
 
 # ---- the receiver -------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gc
 import http.client
 import json
+import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,13 +230,18 @@ def test_secrets_are_checked_when_the_receiver_is_made_and_never_shown() -> None
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    made: list[SQLiteSeenStore] = []
+
     def make(**options: Any) -> Any:
         if request.param == "memory":
             return InMemorySeenStore(**options)
-        return SQLiteSeenStore(tmp_path / "seen.sqlite3", **options)
+        made.append(SQLiteSeenStore(tmp_path / "seen.sqlite3", **options))
+        return made[-1]
 
-    return make
+    yield make
+    for store in made:
+        store.close()
 
 
 def test_a_second_copy_of_an_id_is_dropped_until_it_expires(make_store: Any) -> None:
@@ -380,3 +388,19 @@ def test_the_testing_helper_signs_as_the_city_does() -> None:
         )
     with pytest.raises(WebhookSignatureError):
         receiver(new_webhook_secret()).receive(body, sent)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+def test_the_sqlite_store_does_not_keep_a_file_open_per_finished_thread(tmp_path: Path) -> None:
+    # A threaded server (Flask's, http.server's) answers each request in a new thread.
+    store = SQLiteSeenStore(tmp_path / "seen.sqlite3")
+    before = len(os.listdir("/proc/self/fd"))
+    for number in range(60):
+        thread = threading.Thread(target=store.add, args=(f"msg_{number}",), kwargs={"now": NOW})
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) < before + 10
+    assert all(store.contains(f"msg_{number}", now=NOW) for number in range(60))
+    store.close()
+    assert len(os.listdir("/proc/self/fd")) < before
