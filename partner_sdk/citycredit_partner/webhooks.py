@@ -26,6 +26,7 @@ When is an id marked seen?
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 import json
@@ -366,7 +367,8 @@ class _Held:
             self.connection.close()
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # at interpreter exit the modules may be gone
+            self.close()
 
 
 # ---- the receiver -------------------------------------------------------------------------------
