@@ -9,6 +9,9 @@ with PartnerClient(client_id, client_secret, "https://credit.example.gov.cn") as
 
 Visitors from partner cities are verified offline against the federation's trust list:
 ``PartnerClient(..., trust_anchor=fingerprint).verify_offline(code).visitor``.
+
+Webhooks from the city (a linked member's level changed, a link revoked, …) are verified and
+deduplicated by ``WebhookReceiver(secret, seen=SQLiteSeenStore(path)).process(body, headers, handler)``.
 """
 
 from ._client import PartnerClient
@@ -29,10 +32,16 @@ from ._errors import (
     ScenarioUnavailableError,
     ServerError,
     TrustListError,
+    WebhookHeaderError,
+    WebhookPayloadError,
+    WebhookRejectedError,
+    WebhookSignatureError,
+    WebhookTimestampError,
 )
 from ._models import (
     Benefit,
     Issuer,
+    LinkedMember,
     OfflineVerification,
     Redemption,
     Tier,
@@ -47,6 +56,17 @@ from ._trustlist import (
     public_jwk,
     verify_trust_list,
 )
+from .webhooks import (
+    InMemorySeenStore,
+    KeysRotated,
+    LinkRevoked,
+    ScenarioChanged,
+    SeenStore,
+    SQLiteSeenStore,
+    TierChanged,
+    WebhookEvent,
+    WebhookReceiver,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -56,8 +76,12 @@ __all__ = [
     "Benefit",
     "CodeRejectedError",
     "ConflictError",
+    "InMemorySeenStore",
     "InvalidRequestError",
     "Issuer",
+    "KeysRotated",
+    "LinkRevoked",
+    "LinkedMember",
     "NotEligibleError",
     "NotFoundError",
     "OfflineVerification",
@@ -67,15 +91,26 @@ __all__ = [
     "QuotaExhaustedError",
     "RateLimitError",
     "Redemption",
+    "SQLiteSeenStore",
+    "ScenarioChanged",
     "ScenarioUnavailableError",
+    "SeenStore",
     "ServerError",
     "Tier",
+    "TierChanged",
     "TrustAnchor",
     "TrustList",
     "TrustListCache",
     "TrustListError",
     "UploadResult",
     "Verification",
+    "WebhookEvent",
+    "WebhookHeaderError",
+    "WebhookPayloadError",
+    "WebhookReceiver",
+    "WebhookRejectedError",
+    "WebhookSignatureError",
+    "WebhookTimestampError",
     "jwk_thumbprint",
     "public_jwk",
     "verify_trust_list",

@@ -11,11 +11,12 @@ import threading
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from ._errors import APIConnectionError, PartnerError, error_from_response
-from ._models import OfflineVerification, Redemption, UploadResult, Verification
+from ._models import LinkedMember, OfflineVerification, Redemption, UploadResult, Verification
 from ._offline import KeyCache, verify_offline
 from ._trustlist import DEFAULT_MAX_AGE, TrustListCache
 
@@ -124,6 +125,12 @@ class PartnerClient:
             idempotency_key=idempotency_key or str(uuid.uuid4()),
         )
         return UploadResult(**data)
+
+    def link(self, pseudonym: str) -> LinkedMember:
+        """A linked member's level now (scope ``links:read``): refresh it before ``valid_until``.
+        A revoked link, or one that never was, raises :class:`NotFoundError`: forget the member."""
+        data = self._request("GET", "/api/v1/links/" + quote(pseudonym, safe=""))
+        return LinkedMember.from_api(data)
 
     @property
     def issuer(self) -> str:

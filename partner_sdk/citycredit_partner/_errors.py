@@ -4,6 +4,11 @@ PartnerError
 ├── APIConnectionError          the city could not be reached (after retries)
 ├── CodeRejectedError           the credit code must not be honoured (.reason: expired, bad-signature…)
 ├── TrustListError              a federation trust list was refused (.reason: trust-list-rollback…)
+├── WebhookRejectedError        a webhook that must not be processed; answer 400 (.reason)
+│   ├── WebhookHeaderError      missing-header, malformed-header
+│   ├── WebhookSignatureError   bad-signature: no signature matches any of the receiver's secrets
+│   ├── WebhookTimestampError   timestamp-too-old, timestamp-too-new: outside the replay window
+│   └── WebhookPayloadError     malformed-body: signed by the city, but not an event the SDK reads
 └── APIStatusError              the API answered with an error (.status, .problem)
     ├── AuthenticationError     401: wrong credentials, revoked client
     ├── PermissionDeniedError   403: missing scope
@@ -39,6 +44,11 @@ __all__ = [
     "ScenarioUnavailableError",
     "ServerError",
     "TrustListError",
+    "WebhookHeaderError",
+    "WebhookPayloadError",
+    "WebhookRejectedError",
+    "WebhookSignatureError",
+    "WebhookTimestampError",
 ]
 
 
@@ -86,6 +96,38 @@ class TrustListError(PartnerError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class WebhookRejectedError(PartnerError):
+    """A webhook request that must not be processed; answer it with 400 (the city retries it).
+
+    ``reason`` is ``missing-header``, ``malformed-header``, ``bad-signature``, ``timestamp-too-old``,
+    ``timestamp-too-new`` or ``malformed-body``; ``webhook_id`` is the ``webhook-id`` header as
+    received (unverified unless the reason is ``timestamp-*`` or ``malformed-body``).
+    """
+
+    def __init__(self, reason: str, detail: str, *, webhook_id: str | None = None):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.webhook_id = webhook_id
+
+
+class WebhookHeaderError(WebhookRejectedError):
+    """A ``webhook-id``, ``webhook-timestamp`` or ``webhook-signature`` header missing or unreadable."""
+
+
+class WebhookSignatureError(WebhookRejectedError):
+    """No ``v1`` signature matches the body under any of the receiver's secrets: forged, tampered,
+    or signed with a secret the receiver does not hold (rotated without the new one)."""
+
+
+class WebhookTimestampError(WebhookRejectedError):
+    """Genuinely signed, but sent outside the replay window: a replay, or a clock that is off."""
+
+
+class WebhookPayloadError(WebhookRejectedError):
+    """Genuinely signed, but the body is not a JSON event the SDK can read."""
 
 
 class APIStatusError(PartnerError):

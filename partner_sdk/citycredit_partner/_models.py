@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "Benefit",
     "Issuer",
+    "LinkedMember",
     "OfflineVerification",
     "Redemption",
     "Tier",
@@ -44,6 +45,27 @@ class Issuer:
             code=str(data["code"]),
             name_zh=str(data.get("name_zh") or ""),
             name_en=data.get("name_en"),
+        )
+
+
+@dataclass(frozen=True)
+class LinkedMember:
+    """A member who linked your system, as the city says now (``GET /api/v1/links/{pseudonym}``)."""
+
+    pseudonym: str
+    common_level: int | None  # 5 best … 1; None: the citizen has no score now
+    valid_until: dt.datetime  # trust the level until then; ask again before
+    scenarios: tuple[str, ...]  # your scenarios the member qualifies for now
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> LinkedMember:
+        level = data.get("common_level")
+        valid_until = dt.datetime.fromisoformat(data["valid_until"])
+        return cls(
+            pseudonym=str(data["pseudonym"]),
+            common_level=None if level is None else int(level),
+            valid_until=valid_until if valid_until.tzinfo else valid_until.replace(tzinfo=dt.UTC),
+            scenarios=tuple(str(code) for code in data.get("scenarios", ())),
         )
 
 

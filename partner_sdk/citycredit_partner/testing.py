@@ -24,6 +24,12 @@ fail (``fail_next(503)``) to exercise retries. Give ``credentials`` to have it r
     code = away.issue_code(local_tier="AA", cross_city="*")
     result = desk.verify_offline(code)
     assert result.visitor and result.tier_level == 4 and result.local_tier is None
+
+:func:`signed_webhook` makes a webhook as the city sends it, for a receiver's tests:
+
+    secret = new_webhook_secret()
+    body, headers = signed_webhook(secret, "tier.changed", {"pseudonym": "lk_1", ...})
+    assert WebhookReceiver(secret).receive(body, headers).type == "tier.changed"
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -40,6 +47,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from standardwebhooks import Webhook
 
 from ._client import PartnerClient
 from ._errors import CodeRejectedError
@@ -53,7 +61,14 @@ from ._trustlist import (
     public_jwk,
 )
 
-__all__ = ["LETTER_GRADES", "SCORE_SCALE", "MockCity", "MockFederation"]
+__all__ = [
+    "LETTER_GRADES",
+    "SCORE_SCALE",
+    "MockCity",
+    "MockFederation",
+    "new_webhook_secret",
+    "signed_webhook",
+]
 
 _TIER_NAMES = {
     5: ("极好", "Excellent"),
@@ -776,3 +791,39 @@ def _problem(
         content=json.dumps(body).encode(),
         headers={"Content-Type": "application/problem+json", **(headers or {})},
     )
+
+
+def new_webhook_secret() -> str:
+    """A subscription secret like the city's: ``whsec_`` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def signed_webhook(
+    secret: str | list[str],
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    webhook_id: str | None = None,
+    created_at: dt.datetime | None = None,
+    sent_at: float | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a webhook as the city sends it: compact UTF-8 JSON, and a ``v1``
+    signature per secret (several during a rotation), made by the `standardwebhooks` library."""
+    created = (created_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    document = {
+        "type": event_type,
+        "timestamp": created.isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    webhook_id = webhook_id or "msg_" + secrets.token_urlsafe(18)
+    sent = int(time.time() if sent_at is None else sent_at)
+    moment = dt.datetime.fromtimestamp(sent, dt.UTC)
+    held = [secret] if isinstance(secret, str) else secret
+    signatures = " ".join(Webhook(one).sign(webhook_id, moment, body) for one in held)
+    return body, {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(sent),
+        "webhook-signature": signatures,
+    }
