@@ -10,12 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core import keys
+from citycredit.core.actors import Actor
 from citycredit.core.clients import ApiClient, register_client
 from points_engine import operations
 from push import links
 from push.models import Delivery, Event, Link
 from push.subscriptions import SubscriptionError, create_subscription, signing_secrets
-from scenarios.models import Operator
+from scenarios import operations as registry
+from scenarios.models import Operator, Scenario
 from tests import factories
 from tests.conftest import KEY
 from tests.rule_cases import ITEMISED
@@ -181,3 +183,51 @@ def test_public_events_reach_every_subscriber_and_a_rollback_stores_none(city: S
     assert _events(session, "keys.rotated") == []
     keys.create_signing_key(session, SECRET)
     assert len(_events(session, "keys.rotated")) == 1
+
+
+def test_scenario_status_changes_partners_could_see_are_announced(city: Session) -> None:
+    session = city
+    library = _operator_client(session, "library")
+    operator = session.get(Operator, library.operator_id)
+    assert operator is not None
+    create_subscription(
+        session,
+        library,
+        url="https://lib.example/hook",
+        event_types=["scenario.published", "scenario.suspended", "scenario.retired"],
+        key_secret=SECRET,
+        actor="t",
+    )
+    staff = Actor("librarian@library", operator_id=operator.id)
+    reviewer = Actor("reviewer@credit-office", can_publish=True)
+
+    def scenario(code: str) -> Scenario:
+        return registry.create_scenario(
+            session,
+            staff,
+            code=code,
+            operator=operator,
+            category="library",
+            content={
+                "name_zh": "免押金借书",
+                "name_en": "Deposit-free borrowing",
+                "benefit_zh": "免押金",
+                "benefit_en": "No deposit",
+                "eligibility": {"min_common_tier": 3},
+            },
+        )
+
+    lending = scenario("lending")
+    registry.publish_directly(session, lending, submitter=staff, publisher=reviewer)
+    registry.suspend(session, staff, lending, "audit")
+    registry.resume(session, staff, lending)
+    registry.retire(session, staff, lending)
+    registry.retire(session, staff, scenario("never-shown"))  # a draft: nobody saw it
+
+    told = session.execute(select(Event.type, Event.data).order_by(Event.id)).all()
+    assert [(kind, data["scenario"]) for kind, data in told] == [
+        ("scenario.published", "lending"),
+        ("scenario.suspended", "lending"),
+        ("scenario.published", "lending"),
+        ("scenario.retired", "lending"),
+    ]
