@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import exists, insert, or_, select, update
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
 from citycredit.core.audit import audit
@@ -136,30 +136,62 @@ def event_body(event: Event) -> bytes:
 # --- 1. claim -------------------------------------------------------------------------------------
 
 
-def _due(session: Session, now: dt.datetime, limit: int) -> list[int]:
-    """Ids of due pending deliveries of active subscriptions that head their ordering queue."""
-    earlier = aliased(Delivery)
-    waits_behind = exists().where(
-        earlier.subscription_id == Delivery.subscription_id,
-        earlier.ordering_key == Delivery.ordering_key,
-        earlier.status == "pending",
-        earlier.id < Delivery.id,
+def _heads(session: Session, now: dt.datetime, limit: int) -> list[int]:
+    """Ids of the due, unleased pending deliveries that head their (subscription, ordering key)
+    queue, oldest due first. One pass over the pending backlog (its partial index) and a sort:
+    no join for the planner to get wrong (a NOT EXISTS per row went quadratic on a table whose
+    statistics were stale)."""
+    active = list(session.scalars(select(Subscription.id).where(Subscription.status == "active")))
+    if not active:
+        return []
+    ranked = (
+        select(
+            Delivery.id,
+            Delivery.subscription_id,
+            Delivery.next_attempt_at,
+            Delivery.lease_until,
+            func.row_number()
+            .over(
+                partition_by=(Delivery.subscription_id, Delivery.ordering_key), order_by=Delivery.id
+            )
+            .label("place"),
+        )
+        .where(Delivery.status == "pending")
+        .subquery("ranked")
     )
+    return list(
+        session.scalars(
+            select(ranked.c.id)
+            .where(
+                ranked.c.place == 1,
+                ranked.c.subscription_id.in_(active),
+                ranked.c.next_attempt_at <= now,
+                or_(ranked.c.lease_until.is_(None), ranked.c.lease_until < now),
+            )
+            .order_by(ranked.c.next_attempt_at, ranked.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def _due(session: Session, now: dt.datetime, limit: int) -> list[int]:
+    """The heads, locked: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` with the conditions checked
+    again under the lock, so a head another worker is claiming (or just claimed) is left to it."""
+    heads = _heads(session, now, limit)
+    if not heads:
+        return []
     query = (
         select(Delivery.id)
-        .join(Subscription, Subscription.id == Delivery.subscription_id)
         .where(
+            Delivery.id.in_(heads),
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
             or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-            Subscription.status == "active",
-            ~waits_behind,
         )
         .order_by(Delivery.id)
-        .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Delivery)
+        query = query.with_for_update(skip_locked=True)
     return list(session.scalars(query))
 
 

@@ -92,6 +92,9 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per answer: headers and body apart would wait on the client's delayed ACK.
+            wbufsize = 1 << 16
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 receiver.handle(self)
