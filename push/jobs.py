@@ -10,7 +10,7 @@ from citycredit.core.db import make_session_factory
 from citycredit.core.jobs import JobContext, JobSpec
 from push.delivery import deliver_due
 
-# A run goes on while rounds come back full, for at most this long (the scheduler's next run
+# A run goes on while rounds find work, for at most this long (the scheduler's next run
 # follows; one instance at a time).
 RUN_SECONDS = 20.0
 ROUND_LIMIT = 200
@@ -23,7 +23,8 @@ def deliver_webhooks(session: Session, ctx: JobContext) -> None:
     ends = time.monotonic() + RUN_SECONDS
     while time.monotonic() < ends:
         done = deliver_due(sessions, ctx.settings, worker="scheduler", limit=ROUND_LIMIT)
-        if done.claimed < ROUND_LIMIT:
+        # A round that claimed anything may have freed the next of a queue: look again.
+        if not done.claimed:
             return
 
 

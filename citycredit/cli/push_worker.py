@@ -89,7 +89,8 @@ def worker(ctx: Context, once: bool, poll: float, limit: int, lease: float) -> N
                 stop=stop,
             )
             _add(total, done)
-            if done.claimed < limit:
+            # A round that claimed anything may have freed the next of a queue: look again.
+            if not done.claimed:
                 if once:
                     break
                 stop.wait(poll)

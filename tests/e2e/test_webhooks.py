@@ -32,6 +32,7 @@ from citycredit.core.audit import AuditEvent
 from citycredit.core.clients import ApiClient, register_client
 from citycredit.core.config import Settings, load_settings
 from citycredit.core.db import make_session_factory, unit_of_work
+from citycredit.core.jobs import JobContext, registered_jobs, run_job
 from points_engine import operations
 from points_engine.models import Citizen
 from push import delivery, links
@@ -557,3 +558,12 @@ def test_two_workers_at_once_never_send_the_same_delivery(
     assert in_order_per_key(receiver.received) == {key: [1, 2, 3] for key in keys}
     shares = [int(log.read_text().rsplit("stopped: ", 1)[1].split(" ")[0]) for log in logs]
     assert sum(shares) == len(sent) and min(shares) > 0, shares
+
+
+def test_the_scheduler_job_delivers_what_is_due(town: Town, receiver: Receiver) -> None:
+    sent = level_events(town, ["lk_anna", "lk_bo"], per_key=2)
+    job = next(job for job in registered_jobs() if job.id == "push.deliver")
+    assert job.trigger == "interval" and job.options["seconds"] <= 5
+    run_job(job, town.sessions, JobContext(town.settings))
+    assert statuses(town) == {"delivered": 4}
+    assert receiver.ids() == sent
