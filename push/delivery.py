@@ -56,6 +56,8 @@ GIVE_UP_AFTER = dt.timedelta(days=3)
 # disabling stops a dead endpoint from turning every new event into a dead letter.
 DISABLE_AFTER = dt.timedelta(days=5)
 TIMEOUT = httpx.Timeout(10.0, connect=5.0, pool=5.0)
+# No answer is read beyond this many seconds after the POST began.
+TOTAL_SECONDS = 10.0
 # What is read of a receiver's answer: enough to reuse the connection, never a flood.
 MAX_ANSWER_BYTES = 64 * 1024
 PARALLEL = 8
@@ -267,12 +269,13 @@ def signed_headers(delivery: Claimed, sent_at: float) -> dict[str, str]:
     }
 
 
-def _read_briefly(response: httpx.Response) -> None:
-    """Read a small answer (the connection is then reused); give up on a large or endless one."""
+def _read_briefly(response: httpx.Response, deadline: float) -> None:
+    """Read a small answer (the connection is then reused); give up on a large, endless or
+    trickling one (the connection is then closed)."""
     received = 0
     for chunk in response.iter_raw():
         received += len(chunk)
-        if received > MAX_ANSWER_BYTES:
+        if received > MAX_ANSWER_BYTES or time.monotonic() > deadline:
             break
 
 
@@ -292,7 +295,7 @@ def post(client: httpx.Client, delivery: Claimed, at: dt.datetime) -> Outcome:
         response = client.send(request, stream=True)
         try:
             status = response.status_code
-            _read_briefly(response)
+            _read_briefly(response, started + TOTAL_SECONDS)
         finally:
             response.close()
         if not 200 <= status < 300:
@@ -384,6 +387,12 @@ def _record_failure(
             webhook_id=outcome.delivery.webhook_id,
             attempts=delivery.attempts,
             last_error=outcome.error,
+        )
+        log.warning(
+            "webhook %s gave up after %d tries (%s): dead letter",
+            outcome.delivery.webhook_id,
+            delivery.attempts,
+            outcome.error,
         )
         return True
     delivery.next_attempt_at = now + backoff(delivery.attempts, rng)
