@@ -11,6 +11,7 @@ DOMAIN = Domain(
     name="push",
     models=("push.models",),
     jobs="push.jobs:JOBS",
+    cli=("citycredit.cli.push_worker:COMMANDS",),
     scopes={
         "links:read": "read the links citizens made with this operator's system (pseudonym, level)",
         "webhooks:manage": "manage this client's webhook subscriptions and their secrets",
