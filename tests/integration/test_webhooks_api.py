@@ -304,3 +304,16 @@ def test_the_endpoints_are_in_the_openapi_document(city: AdminApp) -> None:
     post = document["paths"][HOOKS]["post"]
     assert post["security"] == [{"oauth2": ["webhooks:manage"]}]
     assert "webhooks:manage" in json.dumps(document["components"]["securitySchemes"])
+
+
+def test_a_client_holds_at_most_ten_subscriptions(city: AdminApp) -> None:
+    _, lib = partner(city, "library")
+    made = [subscribe(city, lib, url=f"https://lib.example/h{n}") for n in range(10)]
+    client = city.client()
+    over = client.post(
+        HOOKS, json={"url": "https://lib.example/h", "event_types": ["keys.rotated"]}, headers=lib
+    )
+    assert over.status_code == 409 and over.get_json()["type"] == "/problems/subscription-limit"
+    # Deleting one makes room again.
+    assert client.delete(f"{HOOKS}/{made[0]['id']}", headers=lib).status_code == 204
+    assert subscribe(city, lib)["status"] == "active"

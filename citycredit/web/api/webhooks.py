@@ -32,6 +32,9 @@ from push import subscriptions as subs
 from push.models import DELIVERY_STATES, EVENT_TYPES, PERSONAL_EVENTS, Subscription
 
 SCOPE = "webhooks:manage"
+# Every event goes once to each subscription: a cap keeps one client from multiplying the city's
+# outgoing requests (towards its own receiver, or anyone's).
+MAX_SUBSCRIPTIONS = 10
 SUBSCRIPTION_ID = {
     "type": "string",
     "pattern": "^sub_[A-Za-z0-9_-]{1,28}$",
@@ -264,7 +267,7 @@ def _checked(client: ApiClient, body: dict[str, Any]) -> None:
 
 @blueprint.route("/subscriptions", methods=["POST"])
 @blueprint.doc(security=_SECURITY)
-@problems(blueprint, 401, 403, 413, 429)
+@problems(blueprint, 401, 403, 409, 413, 429)
 @blueprint.arguments(SubscriptionIn)
 @blueprint.response(201, CreatedSubscription)
 @require_scope(SCOPE)
@@ -273,9 +276,14 @@ def create(body: dict[str, Any]) -> Any:
     client = caller().client
     _checked(client, body)
     settings = _settings()
+    session = _session()
+    if len(queries.subscriptions(session, client_id=client.id)) >= MAX_SUBSCRIPTIONS:
+        raise Problem(
+            "subscription-limit", f"this client holds {MAX_SUBSCRIPTIONS} subscriptions already"
+        )
     try:
         sub, secret = subs.create_subscription(
-            _session(),
+            session,
             client,
             url=body["url"],
             event_types=body["event_types"],
