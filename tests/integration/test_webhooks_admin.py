@@ -86,6 +86,15 @@ def page(client: FlaskClient, path: str, status: int = 200) -> str:
 
 def test_a_subscription_is_made_rotated_disabled_enabled_and_deleted(city: AdminApp) -> None:
     library = operator_client(city, "library")
+    settings = city.app.extensions["citycredit"].settings
+    with city.session() as session:
+        city_app = register_client(
+            session,
+            name="city app",
+            kind="app",
+            scopes=["webhooks:manage"],
+            key_secret=settings.key_secret,
+        ).client.client_id
     boss = signed_in(city, "boss")
     assert "推送订阅" in page(boss, "/admin/")  # in the navigation
     assert library in page(boss, "/admin/push/new")
@@ -93,7 +102,16 @@ def test_a_subscription_is_made_rotated_disabled_enabled_and_deleted(city: Admin
     refused = submit(
         boss, "/admin/push", client=library, url="http://lib.example/h", event_types="tier.changed"
     )
-    assert refused.status_code == 422 and "https" in refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "接收地址须为完整的 https 网址" in refused.get_data(as_text=True)
+    personal = submit(
+        boss,
+        "/admin/push",
+        client=city_app,
+        url="https://app.example/h",
+        event_types="tier.changed",
+    )
+    assert "只有运营方的系统才能接收已授权市民的事件" in personal.get_data(as_text=True)
     made = submit(
         boss,
         "/admin/push",

@@ -110,6 +110,28 @@ def _words() -> dict[str, Any]:
     }
 
 
+def _say(exc: subs.SubscriptionError) -> str:
+    """The domain's (English) refusal, in the page's language."""
+    said = str(exc)
+    if said.startswith("the URL must be an absolute"):
+        zh = (
+            "接收地址须为完整的 "
+            + ("https 或 http" if "http URL" in said else "https")
+            + " 网址，且不超过 2000 个字符"
+        )
+    elif said.startswith("the URL must not carry"):
+        zh = "接收地址中不能包含用户名或密码"
+    elif said.startswith("choose at least one"):
+        zh = "请至少选择一种事件类型"
+    elif "only an operator's system" in said:
+        zh = said.split(":")[0] + "：只有运营方的系统才能接收已授权市民的事件"
+    elif said.startswith("unknown event type"):
+        zh = "未知事件类型：" + said.split(": ", 1)[-1]
+    else:
+        zh = said
+    return t(zh, said)
+
+
 def _subscription_or_404(public_id: str) -> Subscription:
     found = queries.subscription(
         db_session(), public_id, operator_id=operator_scope(), include_deleted=True
@@ -181,12 +203,12 @@ def push_create() -> Any:
     try:
         subs.check_url(url, allow_http=subs.allows_http(url, _settings()))
     except subs.SubscriptionError as exc:
-        errors["url"] = [str(exc)]
+        errors["url"] = [_say(exc)]
     if client is not None:
         try:
             subs.check_event_types(chosen, client)
         except subs.SubscriptionError as exc:
-            errors["event_types"] = [str(exc)]
+            errors["event_types"] = [_say(exc)]
     if errors or client is None:
         return _form_page(shown, errors, 422)
     sub, secret = subs.create_subscription(
