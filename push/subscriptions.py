@@ -10,6 +10,7 @@ a delivery.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import secrets as random
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
 from citycredit.core.clients import ApiClient
+from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from push import secrets
 from push.models import EVENT_TYPES, PERSONAL_EVENTS, Subscription
@@ -43,6 +45,24 @@ def check_url(url: str, *, allow_http: bool) -> str:
     if parts.username or parts.password:
         raise SubscriptionError("the URL must not carry a user name or password")
     return url
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allows_http(url: str, settings: Settings) -> bool:
+    """Plain http only to a loopback receiver and never in production: a developer's or a test's
+    receiver on this machine. Anywhere else a secret-signed body and its pseudonyms would travel in
+    clear, and a production city posting to its own loopback would be a request forgery (SSRF)."""
+    return (settings.environment != "production" or settings.demo_mode) and is_loopback(url)
 
 
 def check_event_types(types: Iterable[str], client: ApiClient) -> list[str]:
@@ -177,4 +197,37 @@ def set_status(
         subscription=subscription.public_id,
         before=before,
         reason=reason.strip()[:500],
+    )
+
+
+def update_subscription(
+    session: Session,
+    subscription: Subscription,
+    client: ApiClient,
+    *,
+    url: str | None = None,
+    event_types: Iterable[str] | None = None,
+    actor: str,
+    allow_http: bool = False,
+) -> None:
+    """Point a subscription elsewhere or change its event types; deliveries already queued keep
+    going to it (to the new URL, when it changed)."""
+    if subscription.status == "deleted":
+        raise SubscriptionError("the subscription is deleted")
+    before = {"url": subscription.url, "events": list(subscription.event_types)}
+    if url is not None:
+        subscription.url = check_url(url, allow_http=allow_http)
+    if event_types is not None:
+        subscription.event_types = check_event_types(event_types, client)
+    after = {"url": subscription.url, "events": list(subscription.event_types)}
+    if after == before:
+        return
+    session.flush()
+    audit(
+        session,
+        actor=actor,
+        action="webhook.subscription.update",
+        subscription=subscription.public_id,
+        before=before,
+        after=after,
     )

@@ -38,8 +38,12 @@ from points_engine.models import (
     ScoreSnapshot,
 )
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
+from push import outbox
+from push import subscriptions as subs
+from push.models import Attempt, Delivery, Subscription
 from scenarios.benefits import live_catalogue
 from scenarios.demo import ensure_demo_scenarios, load_catalogue
+from scenarios.models import Operator, Scenario
 
 REFERENCE_MODELS = ("itemised-base1000.yaml", "weighted-dimensions.yaml")
 
@@ -619,3 +623,104 @@ def _backdate(session: Session, batch_id: int, day: dt.date, settings: Settings)
     ):
         row.resolved_at = moment
     session.flush()
+
+
+DEMO_WEBHOOK_URL = "https://library.example/citycredit/webhooks"
+DEMO_WEBHOOK_DAYS = 21
+
+
+def simulate_webhooks(session: Session, settings: Settings, *, seed: int = 17) -> int:
+    """Three weeks of webhook history for the admin's pages and chart: the library operator's
+    lending system subscribed, events sent, a few retried, the last days failing into dead letters.
+
+    The subscription points at a reserved example domain (RFC 2606) and is left disabled, with its
+    reason shown, so the demo's scheduler never sends anything anywhere. Deliveries and attempts are
+    written as history here (the worker owns them in a running city). Returns deliveries made."""
+    if session.scalar(select(Subscription.id).limit(1)) is not None:
+        return 0
+    operator = session.scalar(select(Operator).where(Operator.code == "library-operator"))
+    if operator is None:
+        return 0
+    client = register_client(
+        session,
+        name="图书馆借阅系统 / Library lending system",
+        kind="operator",
+        scopes=["links:read", "webhooks:manage"],
+        operator_id=operator.id,
+        key_secret=settings.key_secret,
+    ).client
+    sub, _secret = subs.create_subscription(  # the secret is not kept: nothing is sent
+        session,
+        client,
+        url=DEMO_WEBHOOK_URL,
+        event_types=["scenario.published", "scenario.suspended", "tier.changed", "link.revoked"],
+        key_secret=settings.key_secret,
+        actor="demo",
+    )
+    codes = list(
+        session.scalars(
+            select(Scenario.code).where(Scenario.operator_id == operator.id).order_by(Scenario.code)
+        )
+    ) or ["library-demo"]
+    rng = random.Random(seed)
+    now = utcnow()
+    made = 0
+    for back in range(DEMO_WEBHOOK_DAYS, 0, -1):
+        for _ in range(rng.randint(2, 6)):
+            moment = now - dt.timedelta(days=back, seconds=rng.randint(0, 20 * 3600))
+            code = rng.choice(codes)
+            kind = rng.choice(["scenario.published", "scenario.suspended"])
+            outbox.emit(
+                session,
+                [outbox.Outgoing(kind, code, {"scenario": code, "status": kind.split(".")[1]})],
+                now=moment,
+            )
+            delivery = session.scalar(
+                select(Delivery)
+                .where(Delivery.subscription_id == sub.id)
+                .order_by(Delivery.id.desc())
+                .limit(1)
+            )
+            assert delivery is not None
+            # The receiver answers well at first; in the last days it is down for good.
+            failing_for_good = back <= 3
+            retried = not failing_for_good and rng.random() < 0.2
+            tries: list[tuple[int | None, str | None]] = []
+            if failing_for_good:
+                tries = [(503, None), (None, "connection refused"), (503, None)]
+            elif retried:
+                tries = [(rng.choice([500, 502, 503]), None), (200, None)]
+            else:
+                tries = [(200, None)]
+            at = moment
+            for n, (status_code, error) in enumerate(tries):
+                # The first try within a second; retries minutes apart (the worker's backoff).
+                at += dt.timedelta(seconds=1) if n == 0 else dt.timedelta(minutes=rng.randint(1, 5))
+                session.add(
+                    Attempt(
+                        delivery_id=delivery.id,
+                        at=at,
+                        status_code=status_code,
+                        error=error,
+                        duration_ms=rng.randint(25, 400) if status_code else 10_000,
+                    )
+                )
+            last_code, last_error = tries[-1]
+            delivery.attempts = len(tries)
+            delivery.last_status_code = last_code
+            delivery.last_error = last_error
+            if failing_for_good:
+                delivery.status = "dead"
+            else:
+                delivery.status, delivery.delivered_at = "delivered", at
+            made += 1
+    session.flush()
+    subs.set_status(
+        session,
+        sub,
+        "disabled",
+        actor="demo",
+        reason="示范数据：接收地址为示例域名，不会实际投递 / demo data: the receiver is an "
+        "example domain, nothing is sent",
+    )
+    return made

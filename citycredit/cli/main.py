@@ -352,6 +352,9 @@ def demo_seed(ctx: Context, citizens: int, seed: int, days_of_use: int) -> None:
         made = demo_city.simulate_lists(session, ctx.platform.settings, plan)
         if made:
             click.echo(f"listed {made} citizens on red and black lists (one lifted)")
+        made = demo_city.simulate_webhooks(session, ctx.platform.settings)
+        if made:
+            click.echo(f"simulated {made} webhook deliveries to the library's (disabled) endpoint")
     with ctx.session() as session:
         accounts_file, accounts = demo_city.ensure_demo_accounts(session, ctx.platform.settings)
     click.echo(f"admin accounts (passwords also in {accounts_file}):")

@@ -19,7 +19,10 @@ def test_every_admin_page_is_axe_clean_in_both_languages(browser: Any, demo: Dem
     page.wait_for_url(re.compile(r".*/admin/?$"))
     urls = crawl(page, demo.url, "/admin/", ("/admin",))
     # The crawl reached the sections a platform admin works in, not just the dashboard.
-    for section in ("/admin/scenarios", "/admin/users", "/admin/audit", "/admin/objections"):
+    sections = ("/admin/scenarios", "/admin/users", "/admin/audit", "/admin/objections")
+    # The webhook pages: the subscription, the deliveries with their chart, one delivery's attempts.
+    sections += ("/admin/push/sub_", "/admin/push/deliveries?", "/admin/push/deliveries/")
+    for section in sections:
         assert any(u.startswith(demo.url + section) for u in urls), (section, urls)
     if demo.kind == "sqlite":
         violations += sweep(page, urls)

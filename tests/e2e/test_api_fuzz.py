@@ -84,6 +84,7 @@ ALL_SCOPES = [
     "objections:answer",
     "governance:read",
     "lists:write",
+    "webhooks:manage",
 ]
 
 
@@ -99,6 +100,8 @@ class Real:
         str
     ]  # citizens that generated records are filed about (codes' tiers stay as seeded)
     rng: random.Random
+    # Webhook subscriptions the fuzzer made (so their routes answer more than 404).
+    subscriptions: list[str] = field(default_factory=list)
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def access_token(self, who: Credentials) -> str:
@@ -136,6 +139,12 @@ class Real:
         """Replace some generated values by real ones (valid cases only, so they stay valid)."""
         if "code" in (case.path_parameters or {}) and self.maybe():
             case.path_parameters["code"] = self.rng.choice(self.scenarios)
+        if (
+            "subscription_id" in (case.path_parameters or {})
+            and self.subscriptions
+            and self.maybe()
+        ):
+            case.path_parameters["subscription_id"] = self.rng.choice(self.subscriptions)
         body = case.body
         if not isinstance(body, dict):
             return
@@ -145,6 +154,10 @@ class Real:
             body["scenario"] = self.rng.choice(self.scenarios)
         if "id_number" in body and self.maybe():
             body["id_number"] = self.rng.choice(self.ids)
+        if "url" in body and self.maybe():
+            body["url"] = "https://receiver.example/hooks"  # nothing is sent: no scheduler runs
+        if "event_types" in body and self.maybe():
+            body["event_types"] = ["scenario.published", "keys.rotated"]
         if "venues" in body and isinstance(body["venues"], list):
             body["venues"] = []  # the city office has no venues; unknown ones are a 422 anyway
         if isinstance(body.get("records"), list):
@@ -211,6 +224,8 @@ def _run(
         headers = {"Authorization": f"Bearer {real.access_token(real.fuzzer)}"}
         response = case.call(base_url=real.city.url, session=http, headers=headers, timeout=30)
         tally.cases[operation.label] += 1
+        if response.status_code == 201 and case.path.endswith("/webhooks/subscriptions"):
+            real.subscriptions.append(response.json()["id"])
         tally.statuses[response.status_code] += 1
         kind = ""
         if response.headers.get("content-type", [""])[0].startswith("application/problem+json"):
@@ -275,8 +290,8 @@ def test_the_api_answers_generated_requests_as_its_document_says(
     # Operations without parameters or body have one possible request; every other one gets many.
     # (The federation's entry and trust list, like discovery, the JWKS and the catalogue, take no
     # parameters; the objections list takes one enumerated query parameter, so it has fewer distinct
-    # requests.)
-    assert len(tally.cases) == 28 and sum(n >= 100 * SCALE for n in tally.cases.values()) >= 20, (
+    # requests.) 36: 28 + the 8 webhook subscription operations (issue 15).
+    assert len(tally.cases) == 36 and sum(n >= 100 * SCALE for n in tally.cases.values()) >= 20, (
         tally.cases
     )
 

@@ -87,7 +87,8 @@ PROBLEM_STATUSES: dict[int, tuple[str, dict[str, Any]]] = {
     406: ("`not-acceptable`.", {}),
     409: (
         "The request is understood but the state forbids it: `already-redeemed`, "
-        "`quota-exhausted`, `scenario-unavailable`, `workflow-conflict`, `objection-conflict`, `not-scored`.",
+        "`quota-exhausted`, `scenario-unavailable`, `workflow-conflict`, `objection-conflict`, `not-scored`, "
+        "`subscription-limit`.",
         {},
     ),
     413: ("`payload-too-large`: the body is over the limit.", {}),

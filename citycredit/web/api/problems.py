@@ -218,6 +218,14 @@ _TYPES = [
         "it is dismissed with a reason. `detail` says which.",
     ),
     ProblemType(
+        "subscription-limit",
+        409,
+        "This client has as many webhook subscriptions as it may",
+        "Each client may hold at most 10 subscriptions (disabled ones count; deleted ones do not): "
+        "every event is sent once per subscription, so one receiver subscribed many times would "
+        "multiply the city's outgoing requests. Delete one, or subscribe one URL to more event types.",
+    ),
+    ProblemType(
         "not-permitted",
         403,
         "This client may not do this",
