@@ -19,6 +19,7 @@ from types import FrameType
 import click
 
 from citycredit.cli.base import Context, pass_ctx
+from citycredit.cli.push_manage import SUBCOMMANDS
 from citycredit.core.jobs import CityTimeFormatter
 from push.delivery import LEASE, Round, deliver_due
 
@@ -100,5 +101,8 @@ def worker(ctx: Context, once: bool, poll: float, limit: int, lease: float) -> N
         err=True,
     )
 
+
+for _command in SUBCOMMANDS:  # subscriptions and deliveries (citycredit/cli/push_manage.py)
+    webhooks.add_command(_command)
 
 COMMANDS = (webhooks,)
