@@ -15,6 +15,8 @@ DOMAIN = Domain(
         "links:read": "read the links citizens made with this operator's system (pseudonym, level)",
         "webhooks:manage": "manage this client's webhook subscriptions and their secrets",
     },
+    api=("citycredit.web.api.links:blueprint",),
+    web=("citycredit.web.citizen.links:init_links",),
     listens={
         "scores.written": ("push.listeners:scores_written",),
         "consent.withdrawn": ("push.listeners:consent_withdrawn",),
