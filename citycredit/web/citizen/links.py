@@ -31,6 +31,7 @@ from flask import (
 from werkzeug.exceptions import BadRequest
 
 from citizen import queries
+from citycredit.core.db import utcnow
 from citycredit.web import security
 from citycredit.web.citizen import web
 from citycredit.web.context import db_session, platform_of
@@ -145,7 +146,8 @@ def decide() -> Any:
             checked,
             citizen,
             id_hash_key=settings.id_hash_key,
-            now=web.now(),
+            # The token endpoint's clock: the code's 10 minutes are checked there.
+            now=utcnow(),
             actor=queries.actor_of(citizen),
         )
     except links.LinkError:
