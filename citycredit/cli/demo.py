@@ -38,8 +38,11 @@ from points_engine.models import (
     ScoreSnapshot,
 )
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
+from push.apps import register_app
+from push.links import create_link
 from scenarios.benefits import live_catalogue
 from scenarios.demo import ensure_demo_scenarios, load_catalogue
+from scenarios.models import Operator
 
 REFERENCE_MODELS = ("itemised-base1000.yaml", "weighted-dimensions.yaml")
 
@@ -167,6 +170,57 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
             session, name=name, kind=kind, scopes=scopes, key_secret=settings.key_secret
         )
         known[role] = {"client_id": issued.client.client_id, "client_secret": issued.secret}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+# The demo library's lending system, linked by citizens (issue 15): its redirect URI is on loopback,
+# where a developer runs examples/ (http is allowed there only).
+DEMO_LINK_OPERATOR = "library-operator"
+DEMO_LINK_REDIRECT = "http://127.0.0.1:8765/citycredit/linked"
+
+
+def ensure_demo_link(session: Session, settings: Settings, number: str | None) -> Path:
+    """The demo library's lending system as a link app (credentials and redirect URI go to the
+    demo's clients file, like the venue's), and one citizen (``number``, a demo ID number) who
+    linked it, so 我的授权 has something to show."""
+    path = settings.instance_dir / "demo" / "clients.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    operator = session.scalar(select(Operator).where(Operator.code == DEMO_LINK_OPERATOR))
+    if operator is None:
+        return path
+    entry = known.get("links")
+    client = find_client(session, entry["client_id"]) if entry else None
+    if client is None:
+        issued = register_client(
+            session,
+            name="示范市图书馆借阅系统 / Library lending system",
+            kind="operator",
+            scopes=["links:read", "webhooks:manage"],
+            operator_id=operator.id,
+            key_secret=settings.key_secret,
+        )
+        client = issued.client
+        known["links"] = {
+            "client_id": client.client_id,
+            "client_secret": issued.secret,
+            "redirect_uri": DEMO_LINK_REDIRECT,
+        }
+        register_app(session, client, [DEMO_LINK_REDIRECT], actor="demo")
+    if number is not None:
+        citizen = session.scalar(
+            select(Citizen).where(Citizen.id_hash == id_hash(settings.id_hash_key, number))
+        )
+        if citizen is not None and citizen.consent_given:
+            create_link(
+                session,
+                id_hash_key=settings.id_hash_key,
+                citizen=citizen,
+                client=client,
+                actor="demo",
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(known, indent=2))
     path.chmod(0o600)

@@ -113,7 +113,7 @@ def operators(city: CitizenApp) -> Operators:
     return Operators(*library, *bus)
 
 
-def authorize_url(client_id: str, **changes: str | None) -> str:
+def authorize_url(client_id: str | None, **changes: str | None) -> str:
     params: dict[str, str | None] = {
         "response_type": "code",
         "client_id": client_id,
