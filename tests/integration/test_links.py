@@ -501,3 +501,13 @@ def test_redirect_uris_are_https_or_loopback_only() -> None:
     ):
         with pytest.raises(AppError):
             check_redirect_uri(bad)
+
+
+def test_a_control_character_in_the_request_is_a_page_not_a_problem(city: CitizenApp) -> None:
+    seeded = city.seed()
+    ops = operators(city)
+    browser = city.client()
+    sign_in(browser, seeded.alice.number)
+    response = browser.get(authorize_url(ops.library_id, state="a\x00b"))
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "Location" not in response.headers
