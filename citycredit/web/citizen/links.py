@@ -96,9 +96,13 @@ def _checked(params: Any) -> authorize.AuthorizationRequest | Any:
                 params["redirect_uri"],
                 error=exc.error,
                 error_description=exc.description,
-                state=state if isinstance(state, str) and state.isprintable() else None,
+                state=state if _echoable(state) else None,
             )
         )
+
+
+def _echoable(state: Any) -> bool:
+    return isinstance(state, str) and len(state) <= authorize.MAX_STATE and state.isprintable()
 
 
 @bp.get("/oauth/authorize")
