@@ -17,6 +17,7 @@ DOMAIN = Domain(
     },
     api=("citycredit.web.api.links:blueprint",),
     web=("citycredit.web.citizen.links:init_links",),
+    cli=("citycredit.cli.links:COMMANDS",),
     listens={
         "scores.written": ("push.listeners:scores_written",),
         "consent.withdrawn": ("push.listeners:consent_withdrawn",),

@@ -39,6 +39,7 @@ from tests.integration.citizen_support import (
     sign_in,
     text,
 )
+from tests.integration.test_cli import run
 
 # RFC 7636 Appendix B: the specification's own example, computed independently of the server.
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -511,3 +512,24 @@ def test_a_control_character_in_the_request_is_a_page_not_a_problem(city: Citize
     response = browser.get(authorize_url(ops.library_id, state="a\x00b"))
     assert response.status_code == 400 and response.mimetype == "text/html"
     assert "Location" not in response.headers
+
+
+def test_the_city_registers_a_link_app_from_the_cli(city: CitizenApp, tmp_path: Path) -> None:
+    seeded = city.seed()
+    ops = operators(city)
+    shown = run(city.db, tmp_path, "links", "show-app", ops.library_id)
+    assert shown.returncode == 0 and shown.stdout.split() == [CALLBACK], shown.stderr
+    refused = run(
+        city.db, tmp_path, "links", "register-app", ops.library_id, "--redirect-uri",
+        "http://lib.example/cb",
+    )  # fmt: skip
+    assert refused.returncode != 0 and "https" in refused.stderr
+    changed = run(
+        city.db, tmp_path, "links", "register-app", ops.library_id, "--redirect-uri",
+        "https://lib.example/cb",
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    # The old address is no longer one the citizen can be sent back to.
+    browser = city.client()
+    sign_in(browser, seeded.alice.number)
+    assert browser.get(authorize_url(ops.library_id)).status_code == 400
