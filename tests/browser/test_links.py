@@ -141,7 +141,7 @@ def test_a_citizen_links_sees_the_link_and_revokes_it_in_one_tap(
     bearer = {"Authorization": "Bearer " + token.json()["access_token"]}
     assert httpx.get(pull, headers=bearer).status_code == 200
 
-    # 我的授权, from the navigation: the link, what it shares, since when; revoked in one tap.
+    # 我的授权, from the home page: the link, what it shares, since when; revoked in one tap.
     page.goto(city.url + "/me/")
     page.get_by_role("link", name="我的授权").click()
     card = page.locator("#links > li").first

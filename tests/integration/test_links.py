@@ -486,7 +486,8 @@ def test_the_page_is_in_english_too_and_lists_nothing_before_a_link(city: Citize
     consent_to_scoring(browser)
     page = text(browser.get("/me/links?lang=en"))
     assert "My links" in page and 'id="no-links"' in page
-    assert 'href="/me/links"' in text(browser.get("/me/"))  # in the navigation
+    for page in ("/me/", "/me/consent"):  # linked from home and from consent
+        assert 'href="/me/links"' in text(browser.get(page)), page
 
 
 def test_redirect_uris_are_https_or_loopback_only() -> None:
