@@ -11,12 +11,13 @@ DOMAIN = Domain(
     name="push",
     models=("push.models",),
     jobs="push.jobs:JOBS",
-    cli=("citycredit.cli.push_worker:COMMANDS",),
+    cli=("citycredit.cli.push_worker:COMMANDS", "citycredit.cli.links:COMMANDS"),
     scopes={
         "links:read": "read the links citizens made with this operator's system (pseudonym, level)",
         "webhooks:manage": "manage this client's webhook subscriptions and their secrets",
     },
-    api=("citycredit.web.api.webhooks:blueprint",),
+    api=("citycredit.web.api.links:blueprint", "citycredit.web.api.webhooks:blueprint"),
+    web=("citycredit.web.citizen.links:init_links",),
     admin_pages=("citycredit.web.admin.push",),
     listens={
         "scores.written": ("push.listeners:scores_written",),

@@ -103,6 +103,7 @@ class BenefitView:
     venues: list[VenueView] = field(default_factory=list)
     eligible: bool = False
     unmet: list[Reason] = field(default_factory=list)
+    operator_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,7 @@ def _views(catalogue: Catalogue, outcomes: list[Outcome]) -> list[BenefitView]:
                 venues=list(entry.venues),
                 eligible=outcome.eligible,
                 unmet=list(outcome.unmet),
+                operator_code=entry.operator.code,
             )
         )
     return out
@@ -395,3 +397,14 @@ def visitor_catalogue(session: Session, *, today: dt.date) -> list[dict[str, Any
             }
         )
     return out
+
+
+def qualifying_codes(
+    session: Session, citizen: Citizen, *, operator_code: str, today: dt.date, actor: str
+) -> list[str]:
+    """The codes of one operator's scenarios in effect today that this citizen qualifies for now:
+    what a linked operator's system is told (``push.authorize``), never why not or anything else.
+
+    The same cached catalogue and views as :func:`my_benefits`, and its read audited the same way."""
+    listed = my_benefits(session, citizen, today=today, actor=actor)
+    return [v.code for v in listed if v.eligible and v.operator_code == operator_code]

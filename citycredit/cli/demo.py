@@ -19,7 +19,7 @@ from citizen import repairs
 from citizen.models import Objection, RepairApplication
 from citizen.operations import ObjectionTerms
 from citycredit.core.actors import SYSTEM, Actor
-from citycredit.core.clients import find_client, register_client
+from citycredit.core.clients import ApiClient, find_client, register_client
 from citycredit.core.config import Settings
 from citycredit.core.db import utcnow
 from citycredit.core.idnumber import id_hash, make_id_number
@@ -40,6 +40,8 @@ from points_engine.models import (
 from points_engine.synthetic import SOURCES, CityPlan, citizen_ids, generate_rows, write_csv
 from push import outbox
 from push import subscriptions as subs
+from push.apps import register_app
+from push.links import create_link
 from push.models import Attempt, Delivery, Subscription
 from scenarios.benefits import live_catalogue
 from scenarios.demo import ensure_demo_scenarios, load_catalogue
@@ -175,6 +177,60 @@ def ensure_demo_partners(session: Session, settings: Settings) -> Path:
     path.write_text(json.dumps(known, indent=2))
     path.chmod(0o600)
     return path
+
+
+# The demo library's lending system, linked by citizens (issue 15): its redirect URI is on loopback,
+# where a developer runs examples/ (http is allowed there only).
+DEMO_LINK_OPERATOR = "library-operator"
+DEMO_LINK_REDIRECT = "http://127.0.0.1:8765/citycredit/linked"
+
+
+def lending_system(session: Session, settings: Settings) -> ApiClient | None:
+    """The demo library's lending system: one operator client that citizens link (a link app) and
+    whose webhook history the admin shows. Made once; its credentials and redirect URI go to the
+    demo's clients file, like the venue's. None when the demo has no library operator."""
+    path = settings.instance_dir / "demo" / "clients.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    operator = session.scalar(select(Operator).where(Operator.code == DEMO_LINK_OPERATOR))
+    if operator is None:
+        return None
+    entry = known.get("links")
+    client = find_client(session, entry["client_id"]) if entry else None
+    if client is not None:
+        return client
+    issued = register_client(
+        session,
+        name="示范市图书馆借阅系统 / Library lending system",
+        kind="operator",
+        scopes=["links:read", "webhooks:manage"],
+        operator_id=operator.id,
+        key_secret=settings.key_secret,
+    )
+    known["links"] = {
+        "client_id": issued.client.client_id,
+        "client_secret": issued.secret,
+        "redirect_uri": DEMO_LINK_REDIRECT,
+    }
+    register_app(session, issued.client, [DEMO_LINK_REDIRECT], actor="demo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    return issued.client
+
+
+def ensure_demo_link(session: Session, settings: Settings, number: str | None) -> None:
+    """One citizen (``number``, a demo ID number) who linked the demo's lending system, so 我的授权
+    has something to show."""
+    client = lending_system(session, settings)
+    if client is None or number is None:
+        return
+    citizen = session.scalar(
+        select(Citizen).where(Citizen.id_hash == id_hash(settings.id_hash_key, number))
+    )
+    if citizen is not None and citizen.consent_given:
+        create_link(
+            session, id_hash_key=settings.id_hash_key, citizen=citizen, client=client, actor="demo"
+        )
 
 
 # username, role, display name, operator (operator accounts), data source (a clerk limited to one)
@@ -638,17 +694,10 @@ def simulate_webhooks(session: Session, settings: Settings, *, seed: int = 17) -
     written as history here (the worker owns them in a running city). Returns deliveries made."""
     if session.scalar(select(Subscription.id).limit(1)) is not None:
         return 0
-    operator = session.scalar(select(Operator).where(Operator.code == "library-operator"))
-    if operator is None:
+    client = lending_system(session, settings)
+    if client is None or client.operator_id is None:
         return 0
-    client = register_client(
-        session,
-        name="图书馆借阅系统 / Library lending system",
-        kind="operator",
-        scopes=["links:read", "webhooks:manage"],
-        operator_id=operator.id,
-        key_secret=settings.key_secret,
-    ).client
+    operator_id = client.operator_id
     sub, _secret = subs.create_subscription(  # the secret is not kept: nothing is sent
         session,
         client,
@@ -659,7 +708,7 @@ def simulate_webhooks(session: Session, settings: Settings, *, seed: int = 17) -
     )
     codes = list(
         session.scalars(
-            select(Scenario.code).where(Scenario.operator_id == operator.id).order_by(Scenario.code)
+            select(Scenario.code).where(Scenario.operator_id == operator_id).order_by(Scenario.code)
         )
     ) or ["library-demo"]
     rng = random.Random(seed)

@@ -362,6 +362,10 @@ def demo_seed(ctx: Context, citizens: int, seed: int, days_of_use: int) -> None:
         click.echo(f"  {username:14} {password}")
     with ctx.session() as session:
         samples = demo_city.sample_citizens(session, ctx.platform.settings.id_hash_key, plan)
+        top = dict(samples).get("top tier")
+        demo_city.ensure_demo_link(session, ctx.platform.settings, top)
+    if top:
+        click.echo("the top-tier citizen below linked the demo library's lending system (我的授权)")
     click.echo("try:")
     for label, number in samples:
         click.echo(f"  .venv/bin/citycredit explain {number}    # {label}")

@@ -402,8 +402,13 @@ def _database_answer(error: Exception) -> Response | None:
 # --- answers ---------------------------------------------------------------------------------------
 
 
+# Under an API prefix but a citizen's page (OAuth linking, citycredit.web.citizen.links): its
+# refusals are pages, like /me's.
+PAGES_UNDER_API = ("/oauth/authorize",)
+
+
 def _is_api() -> bool:
-    return request.path.startswith(API_PREFIXES)
+    return request.path.startswith(API_PREFIXES) and request.path not in PAGES_UNDER_API
 
 
 def _page(
@@ -417,7 +422,7 @@ def _page(
     english = _page_language() == "en"
     first, second = (1, 0) if english else (0, 1)
     admin = request.path.startswith("/admin")
-    citizen = request.path.startswith("/me")
+    citizen = request.path.startswith("/me") or request.path in PAGES_UNDER_API
     stylesheet = None
     if admin and "admin.static" in current_app.view_functions:
         stylesheet = "/admin/static/admin.css"
@@ -448,7 +453,8 @@ def _page_language() -> str:
     if chosen in ("zh", "en"):
         return chosen
     # The admin keeps the chosen language under "lang", the citizen page under "cz_lang".
-    key = "cz_lang" if request.path.startswith("/me") else "lang"
+    citizen = request.path.startswith("/me") or request.path in PAGES_UNDER_API
+    key = "cz_lang" if citizen else "lang"
     try:
         return "en" if cookie_session.get(key) == "en" else "zh"
     except Exception:  # a session that cannot be read changes nothing here

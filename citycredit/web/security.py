@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, current_app, g, render_template, request, url_for
 from flask_limiter import Limiter, RateLimitExceeded
@@ -102,6 +102,18 @@ def csp_nonce() -> str:
         nonce = base64.b64encode(secrets.token_bytes(16)).decode()
         setattr(g, NONCE_KEY, nonce)
     return nonce
+
+
+def allow_form_redirect(response: Response, url: str) -> Response:
+    """Let this page's forms end in a redirect to ``url``'s origin (CSP ``form-action``: browsers
+    check it on the redirect after a form POST too), e.g. the consent page of OAuth linking, whose
+    answer returns to the operator's registered redirect URI. ``url`` must be a checked one."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    response.headers["Content-Security-Policy"] = _policy(response).replace(
+        "form-action 'self'", f"form-action 'self' {origin}"
+    )
+    return response
 
 
 def _policy(response: Response) -> str:

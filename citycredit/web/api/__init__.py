@@ -66,7 +66,13 @@ def init_api(app: Flask) -> Api:
                             "clientCredentials": {
                                 "tokenUrl": "/oauth/token",
                                 "scopes": _scopes(),
-                            }
+                            },
+                            # A citizen links an operator's system (push domain; PKCE S256).
+                            "authorizationCode": {
+                                "authorizationUrl": "/oauth/authorize",
+                                "tokenUrl": "/oauth/token",
+                                "scopes": {k: v for k, v in _scopes().items() if k == "links:read"},
+                            },
                         },
                     }
                 }

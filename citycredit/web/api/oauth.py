@@ -12,6 +12,7 @@ from marshmallow import INCLUDE, Schema, fields
 
 from citycredit.core.clients import (
     ASSERTION_TYPE,
+    ApiClient,
     AuthError,
     authenticate_assertion,
     authenticate_secret,
@@ -19,9 +20,15 @@ from citycredit.core.clients import (
 )
 from citycredit.core.db import utcnow
 from citycredit.core.keys import jwks
+from citycredit.web.api.links import LinkOut, link_out
 from citycredit.web.api.openapi import problems
 from citycredit.web.api.problems import Problem
 from citycredit.web.context import db_session, platform_of
+from push import authorize
+from push.models import Link
+
+GRANTS = ("client_credentials", "authorization_code")
+LINK_SCOPES = ["links:read"]
 
 blueprint = Blueprint("oauth", __name__, description="OAuth 2 tokens and the city's public keys")
 
@@ -31,7 +38,11 @@ class TokenRequest(Schema):
     # §5.2, what OAuth libraries expect), hence neither `required` nor a validator here.
     grant_type = fields.String(
         load_default=None,
-        metadata={"enum": ["client_credentials"], "description": "required: client_credentials"},
+        metadata={
+            "enum": list(GRANTS),
+            "description": "required: client_credentials, or authorization_code to finish a "
+            "citizen's link (RFC 6749 §4.1.3 with PKCE, RFC 7636)",
+        },
     )
     scope = fields.String(
         metadata={"description": "space-separated; default: all the client's scopes"}
@@ -44,6 +55,13 @@ class TokenRequest(Schema):
     client_assertion = fields.String(
         metadata={"description": "RFC 7523: a JWT signed with the client's registered key"}
     )
+    code = fields.String(metadata={"description": "authorization_code: the code the redirect got"})
+    redirect_uri = fields.String(
+        metadata={"description": "authorization_code: exactly as in the authorization request"}
+    )
+    code_verifier = fields.String(
+        metadata={"description": "authorization_code: the PKCE verifier (RFC 7636 §4.5)"}
+    )
 
 
 class TokenResponse(Schema):
@@ -51,6 +69,10 @@ class TokenResponse(Schema):
     token_type = fields.String(required=True, metadata={"enum": ["Bearer"]})
     expires_in = fields.Integer(required=True, metadata={"example": 300})
     scope = fields.String(required=True, metadata={"example": "verify redeem"})
+    link = fields.Nested(
+        LinkOut,
+        metadata={"description": "authorization_code only: the link the citizen just made"},
+    )
 
 
 class JwkSchema(Schema):
@@ -110,19 +132,20 @@ def _oauth_problem(exc: AuthError) -> Problem:
 def token(**form: Any) -> Any:
     """Exchange client credentials for a short-lived access token."""
 
-    if not form.get("grant_type"):
+    grant = form.get("grant_type")
+    if not grant:
         raise Problem(
             "invalid-request",
             "grant_type is required (grant_type=client_credentials)",
             error="invalid_request",
             error_description="grant_type is required (grant_type=client_credentials)",
         )
-    if form.get("grant_type") != "client_credentials":
+    if grant not in GRANTS:
         raise Problem(
             "unsupported-grant-type",
-            "grant_type must be client_credentials",
+            "grant_type must be client_credentials or authorization_code",
             error="unsupported_grant_type",
-            error_description="grant_type must be client_credentials",
+            error_description="grant_type must be client_credentials or authorization_code",
         )
     session = db_session()
     settings = platform_of(current_app).settings
@@ -143,18 +166,44 @@ def token(**form: Any) -> Any:
                 )
             client = authenticate_secret(session, client_id, secret, key_secret=settings.key_secret)
         requested = (form.get("scope") or "").split() or None
+        link = None
+        if grant == "authorization_code":
+            link = _exchange(client, form)
+            requested = LINK_SCOPES  # what the citizen consented to, whatever was asked
         access_token, granted = issue_access_token(
             session, settings, client, requested, now=utcnow()
         )
     except AuthError as exc:
         raise _oauth_problem(exc) from None
-    response = {
+    response: dict[str, Any] = {
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": 300,
         "scope": " ".join(granted),
     }
+    if link is not None:
+        response["link"] = link_out(link, client)
     return response, 200, {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _exchange(client: ApiClient, form: dict[str, Any]) -> Link:
+    """The link the code made (RFC 6749 §4.1.3, RFC 7636 §4.6), for the authenticated client."""
+    try:
+        link = authorize.exchange(
+            db_session(),
+            client,
+            code=form.get("code") or "",
+            redirect_uri=form.get("redirect_uri") or "",
+            code_verifier=form.get("code_verifier") or "",
+            now=utcnow(),
+        )
+    except authorize.AuthorizeError as exc:
+        slug = "invalid-grant" if exc.error == "invalid_grant" else "invalid-request"
+        # A refusal is committed like any answer: a reused code's revoked link stays revoked.
+        raise Problem(
+            slug, exc.description, error=exc.error, error_description=exc.description
+        ) from None
+    return link
 
 
 def _basic_credentials() -> tuple[str, str] | None:

@@ -68,8 +68,16 @@ _TYPES = [
     ProblemType(
         "unsupported-grant-type",
         400,
-        "Only the client-credentials grant is supported",
-        "Send grant_type=client_credentials.",
+        "The grant type is not supported",
+        "Send grant_type=client_credentials, or authorization_code to finish a citizen's link.",
+    ),
+    ProblemType(
+        "invalid-grant",
+        400,
+        "The authorization code is invalid, expired, used or not this client's",
+        "RFC 6749 §5.2 invalid_grant: also a redirect_uri differing from the authorization request "
+        "or a code_verifier that does not match its code_challenge (RFC 7636 §4.6). A code used "
+        "twice revokes the link made from it (RFC 6749 §10.5): ask the citizen to link again.",
     ),
     ProblemType(
         "token-malformed",

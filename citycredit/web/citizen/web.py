@@ -85,6 +85,9 @@ ABSOLUTE = dt.timedelta(hours=12)
 _SID, _CSRF, _LANG = "cz_sid", "cz_csrf", "cz_lang"
 PUBLIC = frozenset({"citizen.login", "citizen.send_code", "citizen.check_code", "citizen.static"})
 F = TypeVar("F", bound=Callable[..., Any])
+# Where sign-in returns to when a page outside /me asked for it (only these paths: never elsewhere).
+NEXT = "cz_next"
+RETURN_PATHS = ("/oauth/authorize?",)
 
 
 def init_citizen(app: Flask) -> None:
@@ -298,6 +301,7 @@ def check_code() -> Any:
             expired=False,
         ), 422
     language = session.get(_LANG)
+    going_on = session.get(NEXT)
     session.clear()  # a fresh session: nothing from before sign-in carries over
     if language:
         session[_LANG] = language
@@ -311,6 +315,8 @@ def check_code() -> Any:
         action="citizen.sign_in",
         citizen_id=citizen.id,
     )
+    if isinstance(going_on, str) and going_on.startswith(RETURN_PATHS):
+        return redirect(going_on)  # back to where sign-in was asked for (an operator's link)
     target = "citizen.home" if citizen.consent_given else "citizen.consent"
     return redirect(url_for(target))
 
