@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,7 +38,7 @@ from citycredit.core.audit import audit
 from citycredit.core.config import Settings
 from citycredit.core.db import unit_of_work, utcnow
 from push.models import Attempt, Delivery, Event, Subscription
-from push.subscriptions import set_status, signing_secrets
+from push.subscriptions import non_public_destination, set_status, signing_secrets
 
 log = logging.getLogger(__name__)
 
@@ -313,12 +313,17 @@ def _send_in_order(
     clock: Callable[[], dt.datetime],
     deadline: float,
     stop: threading.Event | None,
+    blocked: Mapping[str, str],
 ) -> list[Outcome]:
     """One subscription's deliveries, in id order, until the round's deadline or a stop; an
-    endpoint that cannot be reached is not tried again in this round."""
+    endpoint that cannot be reached (or is ``blocked``: URL → why) is not tried again this round."""
     outcomes = []
     for delivery in deliveries:
         if time.monotonic() > deadline or (stop is not None and stop.is_set()):
+            break
+        refusal = blocked.get(delivery.url)
+        if refusal is not None:  # never connect: a failed try, recorded like any other
+            outcomes.append(Outcome(delivery, clock(), 0, None, refusal, False))
             break
         outcome = post(client, delivery, clock())
         outcomes.append(outcome)
@@ -334,6 +339,7 @@ def send(
     clock: Callable[[], dt.datetime],
     budget: float,
     stop: threading.Event | None = None,
+    blocked: Mapping[str, str] | None = None,
 ) -> list[Outcome]:
     """Send a claimed batch: subscriptions in parallel, each one's deliveries in id order; no send
     starts after ``budget`` seconds (the lease must outlive every send)."""
@@ -342,10 +348,13 @@ def send(
         by_subscription[delivery.subscription_id].append(delivery)
     deadline = time.monotonic() + budget
     groups = list(by_subscription.values())
+    refused = blocked or {}
     if len(groups) == 1:
-        return _send_in_order(client, groups[0], clock, deadline, stop)
+        return _send_in_order(client, groups[0], clock, deadline, stop, refused)
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(groups))) as pool:
-        results = pool.map(lambda g: _send_in_order(client, g, clock, deadline, stop), groups)
+        results = pool.map(
+            lambda g: _send_in_order(client, g, clock, deadline, stop, refused), groups
+        )
         return [outcome for outcomes in results for outcome in outcomes]
 
 
@@ -519,6 +528,19 @@ def _release(session: Session, untried: set[int], claimed: Iterable[Claimed]) ->
 # --- a round --------------------------------------------------------------------------------------
 
 
+def _blocked(claimed: Sequence[Claimed], settings: Settings) -> dict[str, str]:
+    """In production, the URLs of this round that now resolve to a non-public address (a DNS
+    change since the subscription was made must not turn the worker against the city's network)."""
+    if settings.environment != "production" or settings.demo_mode:
+        return {}
+    found = {}
+    for url in {delivery.url for delivery in claimed}:
+        problem = non_public_destination(url)
+        if problem is not None:
+            found[url] = f"refused: not a public address ({problem})"
+    return found
+
+
 def deliver_due(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -545,6 +567,7 @@ def deliver_due(
         clock=clock,
         budget=lease.total_seconds() / 2,
         stop=stop,
+        blocked=_blocked(claimed, settings),
     )
     tally = record(sessions, claimed, outcomes, now=clock(), rng=rng or random.Random())
     if tally.sent:

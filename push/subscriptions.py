@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import secrets as random
+import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -44,7 +45,35 @@ def check_url(url: str, *, allow_http: bool) -> str:
         )
     if parts.username or parts.password:
         raise SubscriptionError("the URL must not carry a user name or password")
+    if not allow_http:  # only a loopback receiver outside production may be private (allows_http)
+        problem = non_public_destination(url)
+        if problem is not None:
+            raise SubscriptionError(f"the URL must reach a public address: {problem}")
     return url
+
+
+def non_public_destination(url: str) -> str | None:
+    """Why ``url``'s host is not a public internet address (loopback, private, link-local, …), or
+    None. The city's worker must not be usable to post into the city's own network (SSRF). A host
+    that does not resolve now passes: its deliveries fail on their own, and are checked again when
+    sent (push.delivery)."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        found = {ipaddress.ip_address(host)}
+    except ValueError:
+        suffix = host.lower().rpartition(".")[2]
+        if host.lower() == "localhost" or suffix == "localhost":
+            return f"{host} is this machine"
+        if suffix in ("example", "test", "invalid"):  # RFC 2606: never resolve; no lookup
+            return None
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return None
+        found = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    private = sorted(str(address) for address in found if not address.is_global)
+    return f"{host} is {private[0]}" if private else None
 
 
 def is_loopback(url: str) -> bool:

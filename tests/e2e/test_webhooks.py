@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -567,3 +567,20 @@ def test_the_scheduler_job_delivers_what_is_due(town: Town, receiver: Receiver) 
     run_job(job, town.sessions, JobContext(town.settings))
     assert statuses(town) == {"delivered": 4}
     assert receiver.ids() == sent
+
+
+def test_in_production_a_url_that_resolves_into_the_city_network_is_never_posted_to(
+    town: Town, receiver: Receiver, client: httpx.Client
+) -> None:
+    """The receiver is on loopback (as an internal service would be): in production the worker
+    records a refused try and never connects, so the city's worker cannot be aimed at its network."""
+    ids = level_events(town, ["lk_a"], 1)
+    production = replace(town.settings, environment="production", demo_mode=False)
+    done = delivery.deliver_due(town.sessions, production, now=T0, client=client)
+    assert (done.sent, done.delivered) == (1, 0) and receiver.received == []
+    with unit_of_work(town.sessions) as session:
+        row = session.scalars(select(Delivery)).one()
+        assert row.status == "pending" and row.last_error is not None
+        assert row.last_error.startswith("refused: not a public address (127.0.0.1 is 127.0.0.1)")
+    deliver_all(town, client, T0 + dt.timedelta(hours=1))  # development: loopback is allowed
+    assert [r.webhook_id for r in receiver.received] == ids
