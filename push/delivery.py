@@ -25,19 +25,20 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
 from citycredit.core.audit import audit
+from citycredit.core.clients import ApiClient
 from citycredit.core.config import Settings
 from citycredit.core.db import unit_of_work, utcnow
-from push.models import Attempt, Delivery, Event, Subscription
+from push.models import Attempt, Delivery, Event, Link, Subscription
 from push.subscriptions import non_public_destination, set_status, signing_secrets
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ TOTAL_SECONDS = 10.0
 # What is read of a receiver's answer: enough to reuse the connection, never a flood.
 MAX_ANSWER_BYTES = 64 * 1024
 PARALLEL = 8
+# How long after the last send may start a round still waits for the sends (connect 5 s, answer 10 s,
+# and margin), at most 0.6 of the send budget (half the lease): the round records before its leases
+# run out.
+SEND_GRACE = 30.0
 USER_AGENT = "CityCredit-Webhooks/1 (+https://www.standardwebhooks.com/)"
 
 _client_lock = threading.Lock()
@@ -90,6 +95,7 @@ class Claimed:
     body: bytes
     signers: tuple[Webhook, ...]
     lease_until: dt.datetime
+    event_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,9 +149,17 @@ def _heads(session: Session, now: dt.datetime, limit: int) -> list[int]:
     queue, oldest due first. One pass over the pending backlog (its partial index) and a sort:
     no join for the planner to get wrong (a NOT EXISTS per row went quadratic on a table whose
     statistics were stale)."""
-    active = list(session.scalars(select(Subscription.id).where(Subscription.status == "active")))
-    if not active:
+    rows = session.execute(
+        select(Subscription.id, Subscription.failing_since)
+        .join(ApiClient, ApiClient.id == Subscription.client_id)
+        .where(Subscription.status == "active", ApiClient.status == "active")
+    ).all()
+    if not rows:
         return []
+    active = [sid for sid, _ in rows]
+    # An endpoint failing now gets one delivery a round (a probe), not a batch of slots it would
+    # hand back untried while other subscriptions wait.
+    failing = [sid for sid, since in rows if since is not None]
     ranked = (
         select(
             Delivery.id,
@@ -161,16 +175,35 @@ def _heads(session: Session, now: dt.datetime, limit: int) -> list[int]:
         .where(Delivery.status == "pending")
         .subquery("ranked")
     )
+    heads = (
+        select(
+            ranked.c.id,
+            ranked.c.subscription_id,
+            ranked.c.next_attempt_at,
+            func.row_number()
+            .over(
+                partition_by=ranked.c.subscription_id,
+                order_by=(ranked.c.next_attempt_at, ranked.c.id),
+            )
+            .label("in_subscription"),
+        )
+        .where(
+            ranked.c.place == 1,
+            ranked.c.subscription_id.in_(active),
+            ranked.c.next_attempt_at <= now,
+            or_(ranked.c.lease_until.is_(None), ranked.c.lease_until < now),
+        )
+        .subquery("heads")
+    )
     return list(
         session.scalars(
-            select(ranked.c.id)
+            select(heads.c.id)
             .where(
-                ranked.c.place == 1,
-                ranked.c.subscription_id.in_(active),
-                ranked.c.next_attempt_at <= now,
-                or_(ranked.c.lease_until.is_(None), ranked.c.lease_until < now),
+                or_(heads.c.in_subscription == 1, heads.c.subscription_id.not_in(failing))
+                if failing
+                else true()
             )
-            .order_by(ranked.c.next_attempt_at, ranked.c.id)
+            .order_by(heads.c.next_attempt_at, heads.c.id)
             .limit(limit)
         )
     )
@@ -247,6 +280,7 @@ def claim(
             body=event_body(event),
             signers=signers[sid][1],
             lease_until=lease_until,
+            event_type=event.type,
         )
         for did, sid, event in rows
     ]
@@ -303,6 +337,9 @@ def post(client: httpx.Client, delivery: Claimed, at: dt.datetime) -> Outcome:
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
         reached = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        reached = False
     duration = int((time.monotonic() - started) * 1000)
     return Outcome(delivery, at, duration, status, error, reached)
 
@@ -314,22 +351,24 @@ def _send_in_order(
     deadline: float,
     stop: threading.Event | None,
     blocked: Mapping[str, str],
-) -> list[Outcome]:
-    """One subscription's deliveries, in id order, until the round's deadline or a stop; an
-    endpoint that cannot be reached (or is ``blocked``: URL → why) is not tried again this round."""
-    outcomes = []
+    outcomes: list[Outcome],
+    begun: set[int],
+) -> None:
+    """One subscription's deliveries, in id order, until the round's deadline or a stop, each
+    outcome appended to ``outcomes`` as it comes; an endpoint that cannot be reached (or is
+    ``blocked``: URL → why) is not tried again this round."""
     for delivery in deliveries:
         if time.monotonic() > deadline or (stop is not None and stop.is_set()):
             break
         refusal = blocked.get(delivery.url)
         if refusal is not None:  # never connect: a failed try, recorded like any other
             outcomes.append(Outcome(delivery, clock(), 0, None, refusal, False))
-            break
+            return
+        begun.add(delivery.id)
         outcome = post(client, delivery, clock())
         outcomes.append(outcome)
         if not outcome.reached:
-            break
-    return outcomes
+            return
 
 
 def send(
@@ -340,22 +379,31 @@ def send(
     budget: float,
     stop: threading.Event | None = None,
     blocked: Mapping[str, str] | None = None,
+    begun: set[int] | None = None,
 ) -> list[Outcome]:
     """Send a claimed batch: subscriptions in parallel, each one's deliveries in id order; no send
-    starts after ``budget`` seconds (the lease must outlive every send)."""
+    starts after ``budget`` seconds (the lease must outlive every send). ``begun`` collects the
+    deliveries whose POST started (one without an outcome is still in flight)."""
     by_subscription: dict[int, list[Claimed]] = defaultdict(list)
     for delivery in claimed:
         by_subscription[delivery.subscription_id].append(delivery)
     deadline = time.monotonic() + budget
-    groups = list(by_subscription.values())
     refused = blocked or {}
-    if len(groups) == 1:
-        return _send_in_order(client, groups[0], clock, deadline, stop, refused)
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(groups))) as pool:
-        results = pool.map(
-            lambda g: _send_in_order(client, g, clock, deadline, stop, refused), groups
+    started = begun if begun is not None else set()
+    per_group: list[list[Outcome]] = [[] for _ in by_subscription]
+    pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(per_group)))
+    futures = [
+        pool.submit(
+            _send_in_order, client, group, clock, deadline, stop, refused, outcomes, started
         )
-        return [outcome for outcomes in results for outcome in outcomes]
+        for group, outcomes in zip(by_subscription.values(), per_group, strict=True)
+    ]
+    # The last send starts by the deadline and its timeouts end it ~25 s later, unless a receiver
+    # trickles its answer byte by byte: the round does not wait for that one (its delivery stays
+    # leased, and goes again when the lease runs out).
+    wait(futures, timeout=budget + min(SEND_GRACE, budget * 0.6))
+    pool.shutdown(wait=False, cancel_futures=True)
+    return [outcome for outcomes in per_group for outcome in list(outcomes)]
 
 
 # --- 3. record ------------------------------------------------------------------------------------
@@ -478,8 +526,10 @@ def record(
     *,
     now: dt.datetime,
     rng: random.Random,
+    in_flight: Collection[int] = (),
 ) -> Round:
-    """Store the tries and their consequences, and release the leases of what was not tried."""
+    """Store the tries and their consequences, and release the leases of what was not tried
+    (``in_flight``: begun, no outcome yet; they keep their leases)."""
     tally = Round(claimed=len(claimed), sent=len(outcomes))
     with unit_of_work(sessions) as session:
         # Lock the batch's rows at once, in id order (a revocation or a resend waits for us).
@@ -506,11 +556,84 @@ def record(
                     for o in outcomes
                 ],
             )
+        revoked = _revoked_keys(session, outcomes, rows)
         for outcome in outcomes:
-            _record_one(session, rows.get(outcome.delivery.id), outcome, now, rng, tally)
+            row = rows.get(outcome.delivery.id)
+            if row is not None and not outcome.ok and row.ordering_key in revoked:
+                # Sent while the citizen revoked the link, and not taken: never again.
+                _cancel_row(row, outcome)
+                continue
+            _record_one(session, row, outcome, now, rng, tally)
         _judge_endpoints(session, outcomes, now, tally)
-        _release(session, {c.id for c in claimed} - {o.delivery.id for o in outcomes}, claimed)
+        tried = {o.delivery.id for o in outcomes} | set(in_flight)
+        _release(session, {c.id for c in claimed} - tried, claimed)
     return tally
+
+
+def _revoked_keys(
+    session: Session, outcomes: Sequence[Outcome], rows: Mapping[int, Delivery]
+) -> set[str]:
+    """Pseudonyms of this round's failed ``tier.changed`` whose link was revoked (and not made
+    again)."""
+    keys = {
+        rows[o.delivery.id].ordering_key
+        for o in outcomes
+        if not o.ok and o.delivery.event_type == "tier.changed" and o.delivery.id in rows
+    }
+    if not keys:
+        return set()
+    found = session.execute(
+        select(Link.pseudonym, Link.revoked_at.is_(None)).where(Link.pseudonym.in_(keys))
+    ).all()
+    return {key for key, _ in found} - {key for key, live in found if live}
+
+
+def _cancel_row(row: Delivery, outcome: Outcome) -> None:
+    if row.status == "pending" and row.lease_until == outcome.delivery.lease_until:
+        row.attempts += 1
+        row.status = "cancelled"
+        row.last_status_code = outcome.status_code
+        row.last_error = "link revoked"
+        row.lease_until = None
+
+
+def cancel_level_changes(
+    session: Session, *, operator_id: int, pseudonym: str, now: dt.datetime
+) -> None:
+    """A revoked link: its ``tier.changed`` not yet delivered (pending or dead letters) is cancelled,
+    so nothing more about the citizen leaves and a resend cannot revive it. One being sent right
+    now (leased) is left to its worker, which cancels it if it fails: a ``link.revoked`` queued
+    behind it cannot overtake it."""
+    of_operator = (
+        select(Subscription.id)
+        .join(ApiClient, ApiClient.id == Subscription.client_id)
+        .where(ApiClient.operator_id == operator_id)
+    )
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status.in_(("pending", "dead")),
+            Delivery.ordering_key == pseudonym,
+            Delivery.subscription_id.in_(of_operator),
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+            # Through the queue's index on (subscription, key) and the event's primary key.
+            select(Event.id)
+            .where(Event.id == Delivery.event_id, Event.type == "tier.changed")
+            .exists(),
+        )
+        .values(status="cancelled", last_error="link revoked")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cancel_queued(session: Session, subscription_id: int, *, reason: str) -> None:
+    """Cancel a subscription's pending deliveries (it was deleted)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscription_id == subscription_id, Delivery.status == "pending")
+        .values(status="cancelled", last_error=reason, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _release(session: Session, untried: set[int], claimed: Iterable[Claimed]) -> None:
@@ -561,6 +684,7 @@ def deliver_due(
     claimed = claim(sessions, settings, now=clock(), limit=limit, lease=lease)
     if not claimed:
         return Round()
+    begun: set[int] = set()
     outcomes = send(
         client or shared_client(),
         claimed,
@@ -568,8 +692,14 @@ def deliver_due(
         budget=lease.total_seconds() / 2,
         stop=stop,
         blocked=_blocked(claimed, settings),
+        begun=begun,
     )
-    tally = record(sessions, claimed, outcomes, now=clock(), rng=rng or random.Random())
+    # A POST still hanging when the round stopped waiting keeps its lease (released, another
+    # worker could send it at the same time): it goes again when the lease runs out.
+    in_flight = begun - {o.delivery.id for o in outcomes}
+    tally = record(
+        sessions, claimed, outcomes, now=clock(), rng=rng or random.Random(), in_flight=in_flight
+    )
     if tally.sent:
         log.info(
             "%swebhooks: %d sent, %d delivered, %d to retry, %d dead",
@@ -583,17 +713,27 @@ def deliver_due(
 
 
 def resend(session: Session, delivery_ids: Iterable[int], *, actor: str) -> int:
-    """Queue deliveries again at once (after a dead letter, or because the receiver lost them),
-    with the same ``webhook-id``, for a new series of tries (three days again); returns how many
-    were queued. Cancelled ones (a revoked link's ``tier.changed``) stay cancelled: the citizen said
-    stop."""
+    """Queue delivered or dead deliveries again at once (the receiver lost them, or its endpoint is
+    fixed), with the same ``webhook-id``, as a new series of tries; returns how many were queued.
+    A pending one is left alone (it may be being sent: queueing it again would send it twice at
+    once); a cancelled one stays cancelled, and so does a ``tier.changed`` whose link was revoked
+    since (the citizen said stop)."""
     ids = sorted(set(delivery_ids))
     if not ids:
         return 0
     now = utcnow()
+    of_key = select(Link.id).where(Link.pseudonym == Delivery.ordering_key).correlate(Delivery)
+    revoked_level = and_(
+        select(Event.id)
+        .where(Event.id == Delivery.event_id, Event.type == "tier.changed")
+        .correlate(Delivery)
+        .exists(),
+        of_key.where(Link.revoked_at.is_not(None)).exists(),
+        ~of_key.where(Link.revoked_at.is_(None)).exists(),
+    )
     queued = session.execute(  # type: ignore[attr-defined]  # DML results carry rowcount
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status.in_(("delivered", "dead", "pending")))
+        .where(Delivery.id.in_(ids), Delivery.status.in_(("delivered", "dead")), ~revoked_level)
         .values(status="pending", next_attempt_at=now, lease_until=None, attempts=0)
         .execution_options(synchronize_session=False)
     ).rowcount

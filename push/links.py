@@ -13,14 +13,15 @@ import datetime as dt
 import hashlib
 import hmac
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
 from citycredit.core.clients import ApiClient
 from citycredit.core.db import utcnow
 from points_engine.models import Citizen, ScoreSnapshot
-from push.models import Delivery, Event, Link, Subscription
+from push import delivery
+from push.models import Link
 from push.outbox import Outgoing, emit
 from scenarios.models import Operator
 
@@ -70,6 +71,10 @@ def create_link(
     Only a citizen who consents to be scored can link: without a score there is no level to share."""
     if client.operator_id is None or client.status != "active":
         raise LinkError("only an active operator's system can be linked")
+    # The citizen's row locked first: a second tap on 同意 waits and finds the link made, and a
+    # consent withdrawn meanwhile is seen (it revokes links in the same order).
+    session.flush()
+    session.refresh(citizen, with_for_update=True)
     if not citizen.consent_given:
         raise LinkError("the citizen does not consent to be scored: there is no level to share")
     existing = live_link(session, citizen.id, client.operator_id)
@@ -112,22 +117,8 @@ def revoke_link(session: Session, link: Link, *, by: str, actor: str) -> bool:
     now = utcnow()
     link.revoked_at = now
     link.revoked_by = by
-    of_operator = select(Subscription.id).join(ApiClient, ApiClient.id == Subscription.client_id)
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.status == "pending",
-            Delivery.ordering_key == link.pseudonym,
-            Delivery.subscription_id.in_(
-                of_operator.where(ApiClient.operator_id == link.operator_id)
-            ),
-            # Through the queue's index on (subscription, key) and the event's primary key.
-            select(Event.id)
-            .where(Event.id == Delivery.event_id, Event.type == "tier.changed")
-            .exists(),
-        )
-        .values(status="cancelled", last_error="link revoked")
-        .execution_options(synchronize_session=False)
+    delivery.cancel_level_changes(
+        session, operator_id=link.operator_id, pseudonym=link.pseudonym, now=now
     )
     emit(
         session,

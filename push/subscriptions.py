@@ -16,6 +16,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
@@ -35,8 +36,15 @@ class SubscriptionError(Exception):
 def check_url(url: str, *, allow_http: bool) -> str:
     """An absolute https URL (http too where the city allows it: tests and demos on loopback)."""
     url = url.strip()
-    parts = urlsplit(url)
     schemes = ("https", "http") if allow_http else ("https",)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises for a port out of range
+        httpx.URL(url).host.encode("idna")  # what the worker will send to (e.g. "xn--" is refused)
+    except (ValueError, UnicodeError, httpx.InvalidURL):
+        raise SubscriptionError(
+            "the URL cannot be read as an address (check its host and port)"
+        ) from None
     if parts.scheme not in schemes or not parts.hostname or len(url) > 2000:
         raise SubscriptionError(
             "the URL must be an absolute "
@@ -57,8 +65,11 @@ def non_public_destination(url: str) -> str | None:
     None. The city's worker must not be usable to post into the city's own network (SSRF). A host
     that does not resolve now passes: its deliveries fail on their own, and are checked again when
     sent (push.delivery)."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").rstrip(".")
+    try:
+        parts = urlsplit(url.strip())
+        host, port = (parts.hostname or "").rstrip("."), parts.port
+    except ValueError:
+        return None  # unreadable: check_url refuses it, and the worker's POST fails on it
     try:
         found = {ipaddress.ip_address(host)}
     except ValueError:
@@ -68,7 +79,7 @@ def non_public_destination(url: str) -> str | None:
         if suffix in ("example", "test", "invalid"):  # RFC 2606: never resolve; no lookup
             return None
         try:
-            infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             return None
         found = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
@@ -78,7 +89,10 @@ def non_public_destination(url: str) -> str | None:
 
 def is_loopback(url: str) -> bool:
     """Whether ``url`` names this machine (``localhost``, 127.0.0.0/8, ::1)."""
-    host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -218,6 +232,11 @@ def set_status(
     elif status == "disabled":
         subscription.disabled_at = now
         subscription.disabled_reason = reason.strip()[:500] or "disabled by " + actor
+    else:
+        # Deleted: nothing of it will be sent, so nothing of it stays queued (the worker's scan).
+        from push.delivery import cancel_queued  # push.delivery imports this module
+
+        cancel_queued(session, subscription.id, reason="subscription deleted")
     session.flush()
     audit(
         session,

@@ -23,6 +23,11 @@ from citycredit.cli.push_manage import SUBCOMMANDS
 from citycredit.core.jobs import CityTimeFormatter
 from push.delivery import LEASE, Round, deliver_due
 
+log = logging.getLogger(__name__)
+# Below this a slow receiver's answer (connect 5 s, answer 10 s) can outlast a lease.
+SAFE_LEASE = 30.0
+RETRY_AFTER_ERROR = 5.0
+
 
 @click.group()
 def webhooks() -> None:
@@ -79,16 +84,27 @@ def worker(ctx: Context, once: bool, poll: float, limit: int, lease: float) -> N
     name = f"{socket.gethostname()}:{os.getpid()}"
     total = Round()
     click.echo(f"webhook worker {name} running; Ctrl-C to stop", err=True)
+    if lease < SAFE_LEASE:
+        click.echo(
+            f"warning: a lease under {SAFE_LEASE:.0f} s is shorter than a slow receiver's answer "
+            "may take: another worker could send the same delivery at the same time (tests only)",
+            err=True,
+        )
     with stop_on_signals() as stop:
         while not stop.is_set():
-            done = deliver_due(
-                platform.sessions,
-                platform.settings,
-                worker=name,
-                limit=limit,
-                lease=dt.timedelta(seconds=lease),
-                stop=stop,
-            )
+            try:
+                done = deliver_due(
+                    platform.sessions,
+                    platform.settings,
+                    worker=name,
+                    limit=limit,
+                    lease=dt.timedelta(seconds=lease),
+                    stop=stop,
+                )
+            except Exception:  # the database restarting, a deadlock: log it, wait, go on
+                log.exception("webhook round failed; trying again in %.0f s", RETRY_AFTER_ERROR)
+                stop.wait(RETRY_AFTER_ERROR)
+                continue
             _add(total, done)
             # A round that claimed anything may have freed the next of a queue: look again.
             if not done.claimed:

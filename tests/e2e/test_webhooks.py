@@ -36,7 +36,7 @@ from citycredit.core.jobs import JobContext, registered_jobs, run_job
 from points_engine import operations
 from points_engine.models import Citizen
 from push import delivery, links
-from push.models import EVENT_TYPES, Attempt, Delivery, Event, Subscription
+from push.models import EVENT_TYPES, Attempt, Delivery, Event, Link, Subscription
 from push.outbox import Outgoing, emit
 from push.subscriptions import create_subscription, rotate_secret, set_status
 from scenarios.models import Operator
@@ -584,3 +584,81 @@ def test_in_production_a_url_that_resolves_into_the_city_network_is_never_posted
         assert row.last_error.startswith("refused: not a public address (127.0.0.1 is 127.0.0.1)")
     deliver_all(town, client, T0 + dt.timedelta(hours=1))  # development: loopback is allowed
     assert [r.webhook_id for r in receiver.received] == ids
+
+
+def test_a_failing_endpoint_gets_one_probe_a_round_and_a_bad_url_stops_no_round(
+    town: Town, receiver: Receiver, client: httpx.Client
+) -> None:
+    """A down endpoint does not hold a batch of slots it would hand back untried; a stored URL
+    httpx cannot send to (written before the check existed) is a failed try, not a crashed round."""
+    receiver.stop()
+    level_events(town, [f"lk_{n}" for n in range(5)], per_key=1)
+    first = delivery.deliver_due(town.sessions, town.settings, now=T0, client=client)
+    assert (first.claimed, first.sent, first.failed) == (5, 1, 1)  # not failing yet: a batch
+    probe = delivery.deliver_due(town.sessions, town.settings, now=T0, client=client)
+    assert (probe.claimed, probe.sent, probe.failed) == (1, 1, 1)  # failing: one probe
+
+    with unit_of_work(town.sessions) as session:
+        subscription(session, town).url = "https://xn--/hook"
+    later = T0 + dt.timedelta(hours=5)
+    done = delivery.deliver_due(town.sessions, town.settings, now=later, client=client)
+    assert (done.sent, done.failed) == (1, 1)
+    with unit_of_work(town.sessions) as session:
+        error = session.scalars(select(Attempt.error).order_by(Attempt.id.desc()).limit(1)).one()
+        assert error is not None and ("xn--" in error or "IDNA" in error)
+
+
+def test_a_receiver_trickling_its_answer_does_not_hold_the_round(
+    town: Town, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.delay = 6.0  # longer than this round's wait (a 4 s lease: 2 s to start, 1.2 s grace)
+    level_events(town, ["lk_slow"], per_key=1)
+    started = time.monotonic()
+    done = delivery.deliver_due(
+        town.sessions, town.settings, now=T0, client=client, lease=dt.timedelta(seconds=4)
+    )
+    assert time.monotonic() - started < 5.0
+    assert (done.claimed, done.sent) == (1, 0)
+    with unit_of_work(town.sessions) as session:
+        row = session.scalars(select(Delivery)).one()
+        assert row.status == "pending" and row.attempts == 0 and row.lease_until is not None
+
+
+def test_resend_requeues_only_what_is_finished_and_never_a_revoked_level(
+    town: Town, receiver: Receiver, client: httpx.Client
+) -> None:
+    with unit_of_work(town.sessions) as session:
+        people = [factories.citizen(session), factories.citizen(session)]
+        operations.recompute_all(session, as_of=TODAY)
+        library = session.scalars(select(ApiClient).where(ApiClient.operator_id.is_not(None))).one()
+        gone, kept = (
+            links.create_link(
+                session,
+                id_hash_key=town.settings.id_hash_key,
+                citizen=person,
+                client=library,
+                actor="t",
+            ).pseudonym
+            for person in people
+        )
+    level_events(town, [gone, kept], per_key=1)
+    deliver_all(town, client, T0)
+    level_events(town, [gone], per_key=1)  # pending: it may be being sent right now
+    with unit_of_work(town.sessions) as session:
+        ids = list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
+        assert delivery.resend(session, [ids[2]], actor="t") == 0
+        assert delivery.resend(session, ids[:2], actor="t") == 2
+    deliver_all(town, client, T0 + dt.timedelta(minutes=1))
+    assert len(receiver.received) == 5  # two, the same two again, and the third
+    with unit_of_work(town.sessions) as session:
+        link = session.scalars(select(Link).where(Link.pseudonym == gone)).one()
+        links.revoke_link(session, link, by="citizen", actor="citizen")
+    with unit_of_work(town.sessions) as session:
+        assert delivery.resend(session, ids, actor="t") == 1  # only the citizen who kept the link
+
+
+def test_deleting_a_subscription_cancels_what_it_had_queued(town: Town) -> None:
+    level_events(town, ["lk_a", "lk_b"], per_key=2)
+    with unit_of_work(town.sessions) as session:
+        set_status(session, subscription(session, town), "deleted", actor="t")
+    assert statuses(town) == {"cancelled": 4}

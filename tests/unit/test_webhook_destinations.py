@@ -26,3 +26,12 @@ def test_a_subscription_must_reach_a_public_address(url: str) -> None:
 def test_a_public_address_and_a_loopback_receiver_allowed_for_development_pass() -> None:
     assert check_url("https://8.8.8.8/hook", allow_http=False) == "https://8.8.8.8/hook"
     assert check_url("http://127.0.0.1:9000/h", allow_http=True) == "http://127.0.0.1:9000/h"
+
+
+@pytest.mark.parametrize(
+    "url", ["https://xn--/", "https://a..b/", "https://a:99999/", "https://[::1/"]
+)
+def test_a_url_no_request_could_be_sent_to_is_refused_not_a_crash(url: str) -> None:
+    """Such a URL once stopped every round of the worker (httpx raised outside its error tree)."""
+    with pytest.raises(SubscriptionError, match="cannot be read as an address"):
+        check_url(url, allow_http=False)

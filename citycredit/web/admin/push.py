@@ -396,7 +396,10 @@ def push_delivery(delivery_id: int) -> Any:
     return render_template(
         "admin/push/delivery.html",
         d=found,
-        data=json.dumps(found.event.data, ensure_ascii=False, indent=2),
+        # A cancelled delivery's level was never sent: the citizen revoked the link (as the API).
+        data=None
+        if found.delivery.status == "cancelled"
+        else json.dumps(found.event.data, ensure_ascii=False, indent=2),
         may_manage=can("webhooks.manage"),
         **_words(),
     )
