@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from citycredit.core.audit import audit
 from citycredit.core.clients import ApiClient
-from points_engine.models import Citizen, ScoreSnapshot
+from points_engine.models import Citizen
 from push import links
 from push.apps import LINK_SCOPE, app_of
 from push.models import Link, LinkGrant
@@ -257,11 +257,7 @@ def link_view(
     citizen = session.get(Citizen, link.citizen_id)
     operator = session.get(Operator, link.operator_id)
     assert citizen is not None and operator is not None
-    level = session.scalar(
-        select(ScoreSnapshot.common_tier).where(
-            ScoreSnapshot.citizen_id == citizen.id, ScoreSnapshot.is_current.is_(True)
-        )
-    )
+    level = links.current_level(session, citizen.id)
     scenarios = qualifying_codes(
         session, citizen, operator_code=operator.code, today=today, actor=actor
     )

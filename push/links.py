@@ -48,6 +48,16 @@ def valid_until(now: dt.datetime) -> str:
     return (now + LEVEL_VALIDITY).replace(microsecond=0).isoformat()
 
 
+def current_level(session: Session, citizen_id: int) -> int | None:
+    """The citizen's common level now (None: no current score)."""
+    level: int | None = session.scalar(
+        select(ScoreSnapshot.common_tier).where(
+            ScoreSnapshot.citizen_id == citizen_id, ScoreSnapshot.is_current.is_(True)
+        )
+    )
+    return level
+
+
 def live_link(session: Session, citizen_id: int, operator_id: int) -> Link | None:
     return session.scalar(
         select(Link).where(
@@ -82,18 +92,13 @@ def create_link(
         return existing
     operator = session.get(Operator, client.operator_id)
     assert operator is not None
-    level = session.scalar(
-        select(ScoreSnapshot.common_tier).where(
-            ScoreSnapshot.citizen_id == citizen.id, ScoreSnapshot.is_current.is_(True)
-        )
-    )
     link = Link(
         citizen_id=citizen.id,
         operator_id=operator.id,
         client_id=client.id,
         pseudonym=link_pseudonym(id_hash_key, citizen, operator),
         shares=list(SHARES),
-        sent_level=level,
+        sent_level=current_level(session, citizen.id),
         created_at=utcnow(),
     )
     session.add(link)

@@ -18,8 +18,9 @@ from citycredit.web.api.openapi import problems
 from citycredit.web.api.problems import Problem
 from citycredit.web.context import db_session, platform_of
 from push import authorize
+from push.apps import LINK_SCOPE
 
-SCOPE = "links:read"
+SCOPE = LINK_SCOPE
 _PSEUDONYM = {"type": "string", "pattern": "^lk_[A-Za-z0-9_-]{1,60}$", "example": "lk_q3…"}
 
 blueprint = Blueprint(

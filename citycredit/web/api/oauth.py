@@ -25,10 +25,11 @@ from citycredit.web.api.openapi import problems
 from citycredit.web.api.problems import Problem
 from citycredit.web.context import db_session, platform_of
 from push import authorize
+from push.apps import LINK_SCOPE
 from push.models import Link
 
 GRANTS = ("client_credentials", "authorization_code")
-LINK_SCOPES = ["links:read"]
+LINK_SCOPES = [LINK_SCOPE]
 
 blueprint = Blueprint("oauth", __name__, description="OAuth 2 tokens and the city's public keys")
 
