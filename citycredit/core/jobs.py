@@ -76,37 +76,56 @@ class CityTimeFormatter(logging.Formatter):
         return dt.datetime.fromtimestamp(record.created, self.tz).isoformat(" ", "seconds")
 
 
+# How often the scheduler's main thread looks whether Ctrl-C or SIGTERM asked it to stop.
+STOP_POLL_SECONDS = 0.2
+
+
 def run_scheduler(settings: Settings, factory: sessionmaker[Session]) -> None:
     """Block, running every registered job on its trigger in the city's timezone, until Ctrl-C or
-    SIGTERM; a job running then finishes its unit of work first."""
-    # Lazy: only the scheduler process needs APScheduler; the app and the CLI never load it.
-    from apscheduler.schedulers.blocking import BlockingScheduler
+    SIGTERM; a job running then finishes its unit of work first.
 
-    # APScheduler says "Running job …" and "… executed successfully" at INFO for every run: routine,
-    # so shown only when debugging. Its warnings (a missed run) and errors still show.
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = BlockingScheduler(timezone=settings.tz)
-    ctx = JobContext(settings)
-    for spec in registered_jobs():
-        scheduler.add_job(
-            run_job,
-            spec.trigger,
-            args=(spec, factory, ctx),
-            id=spec.id,
-            name=spec.id,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=3600,
-            **spec.options,
-        )
-        log.info("scheduled %s (%s %s)", spec.id, spec.trigger, spec.options)
-    # SIGTERM (a service manager's stop) ends the scheduler as Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    The signals only set a flag, which the main thread polls between sleeps: a KeyboardInterrupt
+    raised at an arbitrary point of APScheduler's loop could land between a lock's acquire and its
+    ``with`` block, leaving the lock held and the shutdown waiting on it for ever (the scheduler
+    once ignored Ctrl-C on a loaded machine)."""
+    # Lazy: only the scheduler process needs APScheduler; the app and the CLI never load it.
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:  # a second Ctrl-C while a job finishes: stop now (its work rolls back)
+            raise KeyboardInterrupt
+        stopping = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        # APScheduler says "Running job …" and "… executed successfully" at INFO for every run:
+        # routine, so shown only when debugging. Its warnings and errors still show.
+        if not log.isEnabledFor(logging.DEBUG):
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        scheduler = BackgroundScheduler(timezone=settings.tz)
+        ctx = JobContext(settings)
+        for spec in registered_jobs():
+            scheduler.add_job(
+                run_job,
+                spec.trigger,
+                args=(spec, factory, ctx),
+                id=spec.id,
+                name=spec.id,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=3600,
+                **spec.options,
+            )
+            log.info("scheduled %s (%s %s)", spec.id, spec.trigger, spec.options)
         scheduler.start()
-    except KeyboardInterrupt:
-        if scheduler.running:
+        try:
+            while not stopping:
+                time.sleep(STOP_POLL_SECONDS)
+        finally:
             scheduler.shutdown(wait=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -83,7 +83,7 @@ _TITLES = {
     "invalid-client": "Client authentication failed",
     "invalid-token": "The access token is missing, expired or void",
     "invalid-request": "The token request is missing a required parameter",
-    "unsupported-grant-type": "Only the client-credentials grant is supported",
+    "unsupported-grant-type": "The grant type is not supported",
     "token-malformed": "The credit code is not a well-formed signed token",
     "token-unsigned": "The credit code is not signed (alg 'none')",
     "algorithm-not-allowed": "The credit code uses an algorithm the city does not use",
