@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -534,3 +535,22 @@ def test_the_city_registers_a_link_app_from_the_cli(city: CitizenApp, tmp_path: 
     browser = city.client()
     sign_in(browser, seeded.alice.number)
     assert browser.get(authorize_url(ops.library_id)).status_code == 400
+
+
+def test_the_citizens_data_download_holds_every_link_and_its_revocation(city: CitizenApp) -> None:
+    seeded = city.seed()
+    ops = operators(city)
+    browser, code = linked(city, ops, seeded.alice)
+    pseudonym = exchange(city, ops, code).get_json()["link"]["pseudonym"]
+    held = json.loads(text(browser.get("/me/data.json")))["links"]
+    assert [(h["pseudonym"], h["shares"], h["revoked_at"]) for h in held] == [
+        (pseudonym, ["common_level", "scenarios"], None)
+    ]
+    assert held[0]["operator"]["zh"] == "lib运营" and held[0]["since"]
+    link_id = int(re.search(r'id="link-(\d+)"', text(browser.get("/me/links"))).group(1))  # type: ignore[union-attr]
+    post(browser, f"/me/links/{link_id}/revoke", token_from="/me/links")
+    held = json.loads(text(browser.get("/me/data.json")))["links"]
+    assert held[0]["revoked_by"] == "citizen" and held[0]["revoked_at"]
+    bob = city.client()
+    sign_in(bob, seeded.bob.number)
+    assert json.loads(text(bob.get("/me/data.json")))["links"] == []

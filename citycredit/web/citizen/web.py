@@ -67,6 +67,7 @@ from points_engine.tiers import (
     tier_pair,
     tier_parts,
 )
+from push import authorize
 from scenarios import benefit_search
 from scenarios.benefits import my_benefits
 from scenarios.models import CATEGORIES
@@ -957,9 +958,12 @@ def my_data() -> Any:
 
 @bp.get("/data.json")
 def data_json() -> Any:
+    citizen = me()
     held = queries.everything_held(
-        db_session(), me(), today=today(), now=now(), settings=settings()
+        db_session(), citizen, today=today(), now=now(), settings=settings()
     )
+    # The links live above the citizen domain (push): the shell adds them to what is held.
+    held["links"] = _links_held(citizen)
     body = json.dumps(held, ensure_ascii=False, indent=2)
     return Response(
         body,
@@ -968,6 +972,23 @@ def data_json() -> Any:
             "Content-Disposition": f"attachment; filename=my-credit-data-{today().isoformat()}.json"
         },
     )
+
+
+def _links_held(citizen: Citizen) -> list[dict[str, Any]]:
+    """Every link the citizen made with an operator's system: who, what it shares, the pseudonym
+    that operator knows them by, since when, and whether and by whom it was revoked."""
+    return [
+        {
+            "operator": {"zh": line.operator_zh, "en": line.operator_en},
+            "system": line.system,
+            "pseudonym": line.link.pseudonym,
+            "shares": list(line.link.shares),
+            "since": line.link.created_at.isoformat(),
+            "revoked_at": line.link.revoked_at.isoformat() if line.link.revoked_at else None,
+            "revoked_by": line.link.revoked_by,
+        }
+        for line in authorize.links_of_citizen(db_session(), citizen)
+    ]
 
 
 @bp.get("/report")
