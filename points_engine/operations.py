@@ -307,11 +307,14 @@ def drain_dirty(
             select(func.min(ScoreDirty.citizen_id), func.max(ScoreDirty.citizen_id))
         ).one()
         spans = [(start, start + chunk_size - 1) for start in range(low, high + 1, chunk_size)]
+        # Read before the ranges start: after the first commit ``version`` is expired, and reading
+        # it from the range threads would load it through this session from several at once.
+        version_id = version.id
         summary = _run_ranges(
             session,
             spans,
             lambda own, span: _recompute_range(
-                own, model, version.id, span, as_of, chunk_size, only_dirty=True
+                own, model, version_id, span, as_of, chunk_size, only_dirty=True
             ),
             commit=commit,
             workers=workers,
