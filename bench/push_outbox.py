@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable
 
 from ratios import Ratio, exit_code, print_ratios
+from schemas import drop_schema, fresh_schema
 from sqlalchemy import delete, func, insert, literal, null, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from citycredit.cli import demo
 from citycredit.core.clients import register_client
-from citycredit.core.db import make_engine, utcnow
-from citycredit.migrate import upgrade
+from citycredit.core.db import utcnow
 from points_engine import batches, operations
 from points_engine.models import Citizen
 from points_engine.synthetic import CityPlan, generate_rows
@@ -48,17 +48,6 @@ TRIALS = 5
 
 def log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
-def fresh_schema(url: str, schema: str) -> Engine:
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    engine = make_engine(url, schema=schema)
-    upgrade(engine)
-    return engine
 
 
 def build_city(engine: Engine, plan: CityPlan) -> None:
@@ -195,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         base, with_outbox = statistics.median(runs[False]), statistics.median(runs[True])
     finally:
         engine.dispose()
-        admin = make_engine(args.database_url)
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{args.schema}" CASCADE'))
-        admin.dispose()
+        drop_schema(args.database_url, args.schema)
     print(f"citizens: {args.citizens:,}; tier.changed deliveries per recompute: {deliveries:,}")
     print(f"recompute, nobody linked (median of {TRIALS}): {base:.2f} s")
     print(f"recompute, everyone linked, 10% of levels changed: {with_outbox:.2f} s")

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from ratios import Ratio, print_ratios
+from schemas import fresh_schema
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from citycredit.cli import demo
 from citycredit.core.db import make_engine, make_session_factory
-from citycredit.migrate import upgrade
 from points_engine import batches, operations
 from points_engine import ingest as ingestion
 from points_engine.models import Citizen, Record, ScoreSnapshot
@@ -129,18 +129,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.large:
         args.citizens, args.records_per_citizen = 1_000_000, 20.0
     return args
-
-
-def fresh_schema(url: str, schema: str) -> Engine:
-    """Drop and recreate the benchmark schema; return an engine whose search path is that schema."""
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    engine = make_engine(url, schema=schema)
-    upgrade(engine)
-    return engine
 
 
 def records_csv(plan: CityPlan) -> tuple[Path, int]:

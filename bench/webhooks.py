@@ -31,14 +31,14 @@ os.environ.setdefault("CITYCREDIT_ENV", "development")
 
 import httpx
 from ratios import Ratio, exit_code, print_ratios
-from sqlalchemy import func, select, text
+from schemas import drop_schema, fresh_schema
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from citycredit.core.clients import register_client
 from citycredit.core.config import Settings
-from citycredit.core.db import make_engine, make_session_factory, unit_of_work
-from citycredit.migrate import upgrade
+from citycredit.core.db import make_session_factory, unit_of_work
 from push import delivery
 from push.models import Delivery, Event
 from push.outbox import Outgoing, emit
@@ -120,30 +120,14 @@ class Outbox:
     operator_ids: list[int]
 
 
-def fresh_schema(url: str, schema: str) -> Engine:
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    engine = make_engine(url, schema=schema)
-    upgrade(engine)
-    return engine
-
-
-def drop_schema(url: str, schema: str) -> None:
-    admin = make_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
-
-
 def make_outbox(engine: Engine, database_url: str, receiver: str, subscriptions: int) -> Outbox:
     settings = Settings(
         database_url=database_url,
         id_hash_key=bytes(32),
         key_secret=KEY_SECRET,
         token_key=bytes(32),
+        # The receiver is on loopback: production refuses to post there (no SSRF into the city).
+        environment="development",
     )
     sessions = make_session_factory(engine)
     operator_ids = []
